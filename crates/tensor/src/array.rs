@@ -1,0 +1,67 @@
+//! Conversions between `ndarray` arrays and tensors. Values are copied; shapes are kept.
+
+use ndarray::{Array, ArrayBase, ArrayD, Data, Dimension, IxDyn};
+use tch::{Device, Tensor, kind::Element};
+
+use crate::{Error, Result};
+
+/// Copies an array into a new CPU tensor of the same shape and element type.
+///
+/// Works for any layout (views, slices, transposed arrays); the tensor is contiguous.
+///
+/// ```
+/// use ndarray::array;
+/// let t = contrastive_tensor::tensor_from_array(&array![[1.0f32, 2.0], [3.0, 4.0]]);
+/// assert_eq!(t.size(), [2, 2]);
+/// ```
+pub fn tensor_from_array<T, S, D>(array: &ArrayBase<S, D>) -> Tensor
+where
+    T: Element + Copy,
+    S: Data<Elem = T>,
+    D: Dimension,
+{
+    let shape: Vec<i64> = array.shape().iter().map(|&d| d as i64).collect();
+    let flat = match array.as_slice() {
+        Some(slice) => Tensor::from_slice(slice),
+        None => Tensor::from_slice(&array.iter().copied().collect::<Vec<T>>()),
+    };
+    flat.reshape(&shape)
+}
+
+/// Copies a tensor (on any device, any layout) into an array of any rank.
+///
+/// The tensor's kind must match `T` exactly (`f32` for `Kind::Float`, `u8` for
+/// `Kind::Uint8`, ...); converting kinds is left to the caller, so no precision is lost
+/// silently.
+pub fn array_from_tensor<T: Element>(tensor: &Tensor) -> Result<ArrayD<T>> {
+    if tensor.kind() != T::KIND {
+        return Err(Error::KindMismatch {
+            op: "array_from_tensor",
+            expected: T::KIND,
+            actual: tensor.kind(),
+        });
+    }
+    let shape: Vec<usize> = tensor.size().iter().map(|&d| d as usize).collect();
+    let cpu = tensor.to_device(Device::Cpu).contiguous();
+    let numel = cpu.numel();
+    let mut values = vec![T::ZERO; numel];
+    cpu.f_copy_data(&mut values, numel)?;
+    Ok(ArrayD::from_shape_vec(IxDyn(&shape), values).expect("numel matches shape"))
+}
+
+/// Like [`array_from_tensor`], with the rank checked: `array_from_tensor_dim::<f32, Ix2>`
+/// fails with [`Error::ShapeMismatch`] on a tensor that is not 2-D.
+pub fn array_from_tensor_dim<T: Element, D: Dimension>(tensor: &Tensor) -> Result<Array<T, D>> {
+    let array = array_from_tensor::<T>(tensor)?;
+    let actual = tensor.size();
+    array
+        .into_dimensionality::<D>()
+        .map_err(|_| Error::ShapeMismatch {
+            op: "array_from_tensor_dim",
+            expected: format!(
+                "a tensor of rank {}",
+                D::NDIM.map_or("any".into(), |n| n.to_string())
+            ),
+            actual,
+        })
+}

@@ -1,0 +1,68 @@
+//! `cargo xtask`: the project's task runner.
+//!
+//! - `cargo xtask setup`: provide libtorch 2.13.0 for tch (see [`libtorch`]);
+//! - `cargo xtask test`: formatting, lints and every test of the workspace.
+//!
+//! xtask never links libtorch, so it builds in seconds on a machine without it.
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod libtorch;
+mod test;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+/// Task runner of the contrastive workspace.
+#[derive(Parser)]
+#[command(name = "cargo xtask")]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Provide libtorch 2.13.0 (reuse one that is present, or install torch from PyPI into a
+    /// virtual environment in the cache folder) and link it at `.libtorch`.
+    Setup,
+    /// Run `cargo fmt --check`, `cargo clippy -D warnings` and every test of the workspace.
+    Test {
+        /// Extra arguments passed to `cargo test` (after `--`, e.g. a test name filter).
+        #[arg(last = true)]
+        cargo_test_args: Vec<String>,
+    },
+}
+
+fn main() -> Result<()> {
+    let root = workspace_root();
+    match Cli::parse().command {
+        Task::Setup => libtorch::setup(&root).map(|_| ()),
+        Task::Test { cargo_test_args } => test::run(&root, &cargo_test_args),
+    }
+}
+
+/// The workspace root (the folder above `xtask/`).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace")
+        .into()
+}
+
+/// Runs a command in `dir`, echoing it, and fails with its exit status.
+fn run_command(dir: &Path, program: &str, args: &[&str]) -> Result<()> {
+    println!("$ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .status()
+        .with_context(|| format!("could not start `{program}`"))?;
+    if !status.success() {
+        bail!("`{program} {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
