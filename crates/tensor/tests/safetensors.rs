@@ -10,12 +10,12 @@ use contrastive_tensor::{
     save_var_store, stage_safetensors,
 };
 
-fn net(vs: &nn::VarStore, hidden: i64) -> nn::Sequential {
+/// Registers a conv layer, a batch norm (with its buffers) and a linear layer in `vs`.
+fn net(vs: &nn::VarStore, hidden: i64) {
     let root = vs.root();
-    nn::seq()
-        .add(nn::conv2d(&root / "conv1", 1, 4, 3, Default::default()))
-        .add(nn::batch_norm2d(&root / "bn1", 4, Default::default()))
-        .add(nn::linear(&root / "fc", 4, hidden, Default::default()))
+    let _ = nn::conv2d(&root / "conv1", 1, 4, 3, Default::default());
+    let _ = nn::batch_norm2d(&root / "bn1", 4, Default::default());
+    let _ = nn::linear(&root / "fc", 4, hidden, Default::default());
 }
 
 fn no_metadata() -> BTreeMap<String, String> {
@@ -27,7 +27,7 @@ fn every_kind_round_trips_exactly_with_metadata() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("all.safetensors");
     let base = Tensor::randn([3, 5], (Kind::Float, Device::Cpu)) * 100.0;
-    let tensors: Vec<(String, Tensor)> = [
+    let mut all: Vec<(String, Tensor)> = [
         Kind::Float,
         Kind::Double,
         Kind::Half,
@@ -43,7 +43,6 @@ fn every_kind_round_trips_exactly_with_metadata() {
     .map(|&k| (format!("{k:?}"), base.to_kind(k)))
     .collect();
     // A transposed (non-contiguous) tensor and a scalar are stored by value too.
-    let mut all = tensors.clone();
     all.push(("transposed".into(), base.tr()));
     all.push(("scalar".into(), Tensor::from(3.5f64)));
     let named: Vec<(&str, &Tensor)> = all.iter().map(|(n, t)| (n.as_str(), t)).collect();
@@ -69,7 +68,7 @@ fn a_var_store_saves_and_loads_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.safetensors");
     let source = nn::VarStore::new(Device::Cpu);
-    let _ = net(&source, 6);
+    net(&source, 6);
     save_var_store(&source, &path, &no_metadata()).unwrap();
     let names: Vec<String> = SafetensorsFile::read(&path)
         .unwrap()
@@ -83,7 +82,7 @@ fn a_var_store_saves_and_loads_exactly() {
     );
 
     let target = nn::VarStore::new(Device::Cpu);
-    let _ = net(&target, 6);
+    net(&target, 6);
     load_var_store(&target, &path).unwrap();
     let (a, b) = (source.variables(), target.variables());
     for (name, value) in &a {
@@ -96,7 +95,7 @@ fn a_missing_tensor_is_named_and_nothing_is_loaded() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("partial.safetensors");
     let source = nn::VarStore::new(Device::Cpu);
-    let _ = net(&source, 6);
+    net(&source, 6);
     let vars = source.variables();
     let named: Vec<(&str, &Tensor)> = vars
         .iter()
@@ -106,7 +105,7 @@ fn a_missing_tensor_is_named_and_nothing_is_loaded() {
     save_safetensors(&path, &named, &no_metadata()).unwrap();
 
     let target = nn::VarStore::new(Device::Cpu);
-    let _ = net(&target, 6);
+    net(&target, 6);
     let before = target.variables()["conv1.weight"].copy();
     let err = load_var_store(&target, &path).unwrap_err();
     assert!(
@@ -126,14 +125,14 @@ fn an_unexpected_tensor_is_named() {
     let path = dir.path().join("extra.safetensors");
     let extra = Tensor::zeros([1], (Kind::Int64, Device::Cpu));
     let source = nn::VarStore::new(Device::Cpu);
-    let _ = net(&source, 6);
+    net(&source, 6);
     let vars = source.variables();
     let mut named: Vec<(&str, &Tensor)> = vars.iter().map(|(n, t)| (n.as_str(), t)).collect();
     named.push(("bn1.num_batches_tracked", &extra));
     save_safetensors(&path, &named, &no_metadata()).unwrap();
 
     let target = nn::VarStore::new(Device::Cpu);
-    let _ = net(&target, 6);
+    net(&target, 6);
     let err = load_var_store(&target, &path).unwrap_err();
     assert!(
         err.to_string().contains("unexpected")
@@ -147,11 +146,11 @@ fn a_wrong_shape_names_the_tensor_and_both_shapes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wide.safetensors");
     let source = nn::VarStore::new(Device::Cpu);
-    let _ = net(&source, 8);
+    net(&source, 8);
     save_var_store(&source, &path, &no_metadata()).unwrap();
 
     let target = nn::VarStore::new(Device::Cpu);
-    let _ = net(&target, 6);
+    net(&target, 6);
     let err = load_var_store(&target, &path).unwrap_err();
     match &err {
         Error::TensorShapeMismatch {
@@ -243,13 +242,13 @@ fn a_save_killed_before_the_rename_leaves_the_previous_file_intact() {
         .spawn()
         .unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
-    let temp = stdout
+    let staged = stdout
         .lines()
         .map_while(Result::ok)
-        .find_map(|line| line.strip_prefix("STAGED ").map(str::to_owned))
-        .expect("the child staged its save");
+        .find_map(|line| line.split_once("STAGED ").map(|(_, temp)| temp.to_owned()));
     child.kill().unwrap();
     child.wait().unwrap();
+    let temp = staged.expect("the child staged its save");
 
     assert!(
         Path::new(&temp).exists(),
