@@ -21,6 +21,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use contrastive_data::download::cache_root;
 
 /// The libtorch version tch 0.26 requires.
 pub const TORCH_VERSION: &str = "2.13.0";
@@ -57,7 +58,9 @@ pub fn setup(root: &Path) -> Result<PathBuf> {
         );
         return Ok(dir);
     } else {
-        let venv = cache_dir(&|key| env::var_os(key))?.join(format!("torch-{TORCH_VERSION}"));
+        let cache = cache_root(&|key| env::var_os(key))
+            .context("no cache folder: set CONTRASTIVE_CACHE_DIR (or HOME)")?;
+        let venv = cache.join(format!("torch-{TORCH_VERSION}"));
         if let Some(dir) = completed_venv_torch(&venv) {
             (dir, "the cached virtual environment")
         } else if let Some(dir) = python_torch(&python_program())? {
@@ -172,22 +175,6 @@ fn shared_library(name: &str) -> String {
         format!("lib{name}.dylib")
     } else {
         format!("lib{name}.so")
-    }
-}
-
-/// The cache folder: `$CONTRASTIVE_CACHE_DIR`, else `$XDG_CACHE_HOME/contrastive`, else
-/// `$HOME/.cache/contrastive`. `var` looks up environment variables (a parameter for tests).
-pub fn cache_dir(var: &dyn Fn(&str) -> Option<OsString>) -> Result<PathBuf> {
-    let set = |key: &str| var(key).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(dir) = set("CONTRASTIVE_CACHE_DIR") {
-        return Ok(dir);
-    }
-    if let Some(dir) = set("XDG_CACHE_HOME") {
-        return Ok(dir.join("contrastive"));
-    }
-    match set("HOME") {
-        Some(home) => Ok(home.join(".cache").join("contrastive")),
-        None => bail!("no cache folder: set CONTRASTIVE_CACHE_DIR (or HOME)"),
     }
 }
 
@@ -404,36 +391,6 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("does not exist"), "{message}");
-    }
-
-    #[test]
-    fn cache_dir_honours_the_override_then_xdg_then_home() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |key: &str| {
-                pairs
-                    .iter()
-                    .find(|(k, _)| *k == key)
-                    .map(|(_, v)| OsString::from(v))
-            }
-        };
-        let all = env(&[
-            ("CONTRASTIVE_CACHE_DIR", "/c"),
-            ("XDG_CACHE_HOME", "/x"),
-            ("HOME", "/h"),
-        ]);
-        assert_eq!(cache_dir(&all).unwrap(), PathBuf::from("/c"));
-        let xdg = env(&[
-            ("CONTRASTIVE_CACHE_DIR", ""),
-            ("XDG_CACHE_HOME", "/x"),
-            ("HOME", "/h"),
-        ]);
-        assert_eq!(cache_dir(&xdg).unwrap(), PathBuf::from("/x/contrastive"));
-        let home = env(&[("HOME", "/h")]);
-        assert_eq!(
-            cache_dir(&home).unwrap(),
-            PathBuf::from("/h/.cache/contrastive")
-        );
-        assert!(cache_dir(&env(&[])).is_err());
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! `cargo xtask`: the project's task runner.
 //!
 //! - `cargo xtask setup`: provide libtorch 2.13.0 for tch (see [`libtorch`]);
+//! - `cargo xtask download <dataset>`: a verified copy of a standard dataset;
 //! - `cargo xtask test`: formatting, lints and every test of the workspace.
 //!
 //! xtask never links libtorch, so it builds in seconds on a machine without it.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod download;
 mod libtorch;
 mod test;
 
@@ -29,6 +31,15 @@ enum Task {
     /// Provide libtorch 2.13.0 (reuse one that is present, or install torch from PyPI into a
     /// virtual environment in the cache folder) and link it at `.libtorch`.
     Setup,
+    /// Find a verified copy of a standard dataset (cache, system package) or download it.
+    Download {
+        /// fashion-mnist, mnist, cifar10, cifar100 or stl10.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(contrastive_data::download::DATASETS))]
+        dataset: String,
+        /// Data folder (default: $CONTRASTIVE_DATA_DIR, else ~/.cache/contrastive/data).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Run `cargo fmt --check`, `cargo clippy -D warnings` and every test of the workspace.
     Test {
         /// Extra arguments passed to `cargo test` (after `--`, e.g. a test name filter).
@@ -41,6 +52,7 @@ fn main() -> Result<()> {
     let root = workspace_root();
     match Cli::parse().command {
         Task::Setup => libtorch::setup(&root).map(|_| ()),
+        Task::Download { dataset, dir } => download::run(&dataset, dir).map(|_| ()),
         Task::Test { cargo_test_args } => test::run(&root, &cargo_test_args),
     }
 }

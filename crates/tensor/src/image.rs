@@ -1,10 +1,9 @@
 //! Conversions between images (`u8`, height x width x channels) and float tensors
 //! (channels x height x width, values in `[0, 1]`), batch stacking and normalisation.
 //!
-//! Images are `ndarray` arrays of shape `[H, W, C]`, the layout the data crate produces;
-//! [`hwc_from_image`] and [`image_from_hwc`] bridge to the `image` crate.
+//! Images are `ndarray` arrays of shape `[H, W, C]`, the layout `contrastive-data` produces
+//! (which also bridges to the `image` crate).
 
-use image::{DynamicImage, GrayAlphaImage, GrayImage, RgbImage, RgbaImage};
 use ndarray::{Array3, ArrayView3};
 use tch::{Device, Kind, Tensor};
 
@@ -176,42 +175,6 @@ impl Normalize {
         };
         Ok((column(&self.mean), column(&self.std)))
     }
-}
-
-/// Converts an `image` crate picture into a `u8` array `[H, W, C]`, keeping its channels
-/// (gray 1, gray+alpha 2, RGB 3, RGBA 4; 16-bit and float images are reduced to 8 bits).
-pub fn hwc_from_image(image: &DynamicImage) -> Array3<u8> {
-    let (w, h) = (image.width() as usize, image.height() as usize);
-    let (channels, bytes) = match image {
-        DynamicImage::ImageLuma8(img) => (1, img.as_raw().clone()),
-        DynamicImage::ImageLuma16(_) => (1, image.to_luma8().into_raw()),
-        DynamicImage::ImageLumaA8(img) => (2, img.as_raw().clone()),
-        DynamicImage::ImageLumaA16(_) => (2, image.to_luma_alpha8().into_raw()),
-        DynamicImage::ImageRgb8(img) => (3, img.as_raw().clone()),
-        DynamicImage::ImageRgba8(img) => (4, img.as_raw().clone()),
-        other if other.color().has_alpha() => (4, other.to_rgba8().into_raw()),
-        other => (3, other.to_rgb8().into_raw()),
-    };
-    Array3::from_shape_vec((h, w, channels), bytes).expect("image buffer matches its size")
-}
-
-/// Converts a `u8` array `[H, W, C]` (C in 1..=4) into an `image` crate picture.
-pub fn image_from_hwc(array: ArrayView3<'_, u8>) -> Result<DynamicImage> {
-    let (h, w, c) = array.dim();
-    let bytes: Vec<u8> = array.iter().copied().collect();
-    let (w32, h32) = (w as u32, h as u32);
-    let image = match c {
-        1 => GrayImage::from_raw(w32, h32, bytes).map(DynamicImage::ImageLuma8),
-        2 => GrayAlphaImage::from_raw(w32, h32, bytes).map(DynamicImage::ImageLumaA8),
-        3 => RgbImage::from_raw(w32, h32, bytes).map(DynamicImage::ImageRgb8),
-        4 => RgbaImage::from_raw(w32, h32, bytes).map(DynamicImage::ImageRgba8),
-        _ => None,
-    };
-    image.ok_or_else(|| Error::ShapeMismatch {
-        op: "image_from_hwc",
-        expected: "[H, W, C] with C in 1..=4".into(),
-        actual: vec![h as i64, w as i64, c as i64],
-    })
 }
 
 fn check_chw(tensor: &Tensor, op: &'static str) -> Result<()> {

@@ -48,8 +48,8 @@ pub use crate::array::{array_from_tensor, array_from_tensor_dim, tensor_from_arr
 pub use crate::device::{cuda_device_count, cuda_is_available, describe_device, parse_device};
 pub use crate::error::{Error, Result};
 pub use crate::image::{
-    Normalize, hwc_from_image, hwc_from_tensor, image_from_hwc, stack_hwc, stack_hwc_u8,
-    tensor_from_hwc, u8_to_unit_float, unstack_to_hwc,
+    Normalize, hwc_from_tensor, stack_hwc, stack_hwc_u8, tensor_from_hwc, u8_to_unit_float,
+    unstack_to_hwc,
 };
 pub use crate::layout::{
     is_channels_last, to_channels_last, to_contiguous, var_store_to_channels_last,

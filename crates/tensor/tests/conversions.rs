@@ -2,8 +2,7 @@
 
 use contrastive_tensor::{
     Device, Error, Kind, Normalize, Tensor, array_from_tensor, array_from_tensor_dim,
-    hwc_from_image, hwc_from_tensor, image_from_hwc, stack_hwc, stack_hwc_u8, tensor_from_array,
-    tensor_from_hwc, unstack_to_hwc,
+    hwc_from_tensor, stack_hwc, stack_hwc_u8, tensor_from_array, tensor_from_hwc, unstack_to_hwc,
 };
 use ndarray::{Array, Array3, ArrayD, Ix2, Ix3, IxDyn, s};
 
@@ -156,26 +155,4 @@ fn normalize_rejects_bad_parameters_and_channel_counts() {
         matches!(&err, Error::ShapeMismatch { actual, .. } if actual == &[3, 8, 8]),
         "{err}"
     );
-}
-
-#[test]
-fn image_crate_pictures_round_trip_through_png_files() {
-    let dir = tempfile::tempdir().unwrap();
-    for channels in [1usize, 2, 3, 4] {
-        let array = Array3::from_shape_vec((5, 7, channels), bytes(35 * channels, channels as u32))
-            .unwrap();
-        let picture = image_from_hwc(array.view()).unwrap();
-        let path = dir.path().join(format!("c{channels}.png"));
-        picture.save(&path).unwrap();
-        let decoded = image::open(&path).unwrap();
-        assert_eq!(hwc_from_image(&decoded), array, "{channels} channels");
-    }
-    assert!(image_from_hwc(Array3::<u8>::zeros((2, 2, 6)).view()).is_err());
-    // 16-bit images are brought to 8 bits.
-    let deep = image::DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(
-        2,
-        2,
-        image::Luma([65535u16]),
-    ));
-    assert_eq!(hwc_from_image(&deep), Array3::from_elem((2, 2, 1), 255u8));
 }

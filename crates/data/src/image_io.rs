@@ -1,0 +1,124 @@
+//! Bridges between the `image` crate and our `[H, W, C]` arrays, and the channel and size
+//! policies readers apply to pictures of any kind and size.
+
+use image::imageops::FilterType;
+use image::{DynamicImage, GrayAlphaImage, GrayImage, RgbImage, RgbaImage};
+use ndarray::{Array3, ArrayView3};
+
+use crate::{Error, Image, Result};
+
+/// Converts a picture into a `u8` array `[H, W, C]`, keeping its channels (gray 1,
+/// gray+alpha 2, RGB 3, RGBA 4); 16-bit and float pictures are reduced to 8 bits.
+pub fn hwc_from_image(image: &DynamicImage) -> Image {
+    let (w, h) = (image.width() as usize, image.height() as usize);
+    let (channels, bytes) = match image {
+        DynamicImage::ImageLuma8(img) => (1, img.as_raw().clone()),
+        DynamicImage::ImageLumaA8(img) => (2, img.as_raw().clone()),
+        DynamicImage::ImageRgb8(img) => (3, img.as_raw().clone()),
+        DynamicImage::ImageRgba8(img) => (4, img.as_raw().clone()),
+        DynamicImage::ImageLuma16(_) => (1, image.to_luma8().into_raw()),
+        DynamicImage::ImageLumaA16(_) => (2, image.to_luma_alpha8().into_raw()),
+        other if other.color().has_alpha() => (4, other.to_rgba8().into_raw()),
+        other => (3, other.to_rgb8().into_raw()),
+    };
+    Array3::from_shape_vec((h, w, channels), bytes).expect("buffer matches the picture's size")
+}
+
+/// Converts a `u8` array `[H, W, C]` (C in 1..=4) into a picture.
+pub fn image_from_hwc(array: ArrayView3<'_, u8>) -> Result<DynamicImage> {
+    let (h, w, c) = array.dim();
+    let bytes: Vec<u8> = array.iter().copied().collect();
+    let (w, h) = (w as u32, h as u32);
+    let image = match c {
+        1 => GrayImage::from_raw(w, h, bytes).map(DynamicImage::ImageLuma8),
+        2 => GrayAlphaImage::from_raw(w, h, bytes).map(DynamicImage::ImageLumaA8),
+        3 => RgbImage::from_raw(w, h, bytes).map(DynamicImage::ImageRgb8),
+        4 => RgbaImage::from_raw(w, h, bytes).map(DynamicImage::ImageRgba8),
+        _ => None,
+    };
+    image.ok_or_else(|| Error::InvalidOption(format!("an image needs 1 to 4 channels, not {c}")))
+}
+
+/// The channel count images are brought to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Channels {
+    /// As stored (1 to 4).
+    #[default]
+    Keep,
+    /// 1 channel (luma, ITU-R BT.601 weights as the `image` crate computes them).
+    Gray,
+    /// 3 channels (gray replicated; alpha dropped).
+    Rgb,
+    /// 4 channels (opaque alpha added where missing).
+    Rgba,
+}
+
+/// The size images are brought to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Resize {
+    /// As stored.
+    #[default]
+    Keep,
+    /// Exactly `height` x `width` (bilinear; the aspect ratio may change).
+    Exact {
+        /// Output height.
+        height: u32,
+        /// Output width.
+        width: u32,
+    },
+    /// Shorter side scaled to `size` (bilinear), then the centre `size` x `size` square, as
+    /// torchvision's `Resize(size)` + `CenterCrop(size)`.
+    ShorterSideThenCenterCrop {
+        /// Output side.
+        size: u32,
+    },
+}
+
+impl Resize {
+    pub(crate) fn validate(self) -> Result<Self> {
+        match self {
+            Resize::Exact { height: 0, .. } | Resize::Exact { width: 0, .. } => Err(
+                Error::InvalidOption("Resize::Exact needs a non-zero height and width".into()),
+            ),
+            Resize::ShorterSideThenCenterCrop { size: 0 } => Err(Error::InvalidOption(
+                "Resize::ShorterSideThenCenterCrop needs a non-zero size".into(),
+            )),
+            ok => Ok(ok),
+        }
+    }
+}
+
+/// Applies the channel and size policies to a decoded picture.
+pub fn conform(image: DynamicImage, channels: Channels, resize: Resize) -> Image {
+    let image = match resize {
+        Resize::Keep => image,
+        Resize::Exact { height, width } => {
+            if (image.width(), image.height()) == (width, height) {
+                image
+            } else {
+                image.resize_exact(width, height, FilterType::Triangle)
+            }
+        }
+        Resize::ShorterSideThenCenterCrop { size } => {
+            let (w, h) = (image.width(), image.height());
+            let scale = f64::from(size) / f64::from(w.min(h));
+            let (nw, nh) = (
+                ((f64::from(w) * scale).round() as u32).max(size),
+                ((f64::from(h) * scale).round() as u32).max(size),
+            );
+            let scaled = if (nw, nh) == (w, h) {
+                image
+            } else {
+                image.resize_exact(nw, nh, FilterType::Triangle)
+            };
+            scaled.crop_imm((nw - size) / 2, (nh - size) / 2, size, size)
+        }
+    };
+    let image = match channels {
+        Channels::Keep => image,
+        Channels::Gray => DynamicImage::ImageLuma8(image.to_luma8()),
+        Channels::Rgb => DynamicImage::ImageRgb8(image.to_rgb8()),
+        Channels::Rgba => DynamicImage::ImageRgba8(image.to_rgba8()),
+    };
+    hwc_from_image(&image)
+}
