@@ -66,6 +66,14 @@ impl Server {
         }
     }
 
+    /// A server with one path serving `body`.
+    fn serving(path: &str, body: &[u8]) -> Server {
+        Server::start(HashMap::from([(
+            path.to_owned(),
+            Behaviour::Serve(body.to_vec()),
+        )]))
+    }
+
     fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
@@ -169,10 +177,7 @@ fn remote(name: &str, body: &[u8], urls: Vec<String>) -> RemoteFile {
 #[test]
 fn a_file_downloads_and_verifies() {
     let body = payload(300_000);
-    let server = Server::start(HashMap::from([(
-        "/f.bin".into(),
-        Behaviour::Serve(body.clone()),
-    )]));
+    let server = Server::serving("/f.bin", &body);
     let dir = tempfile::tempdir().unwrap();
     let file = remote("f.bin", &body, vec![server.url("/f.bin")]);
     let mut reports = 0;
@@ -217,10 +222,7 @@ fn a_cut_connection_resumes_where_it_stopped() {
 #[test]
 fn a_checksum_mismatch_deletes_the_file_and_reports_it() {
     let body = payload(10_000);
-    let server = Server::start(HashMap::from([(
-        "/f.bin".into(),
-        Behaviour::Serve(body.clone()),
-    )]));
+    let server = Server::serving("/f.bin", &body);
     let dir = tempfile::tempdir().unwrap();
     let mut file = remote("f.bin", &body, vec![server.url("/f.bin")]);
     file.sha256 = hex_sha256(b"something else");

@@ -10,12 +10,14 @@ use contrastive_tensor::{
     save_var_store, stage_safetensors,
 };
 
-/// Registers a conv layer, a batch norm (with its buffers) and a linear layer in `vs`.
-fn net(vs: &nn::VarStore, hidden: i64) {
+/// A var store holding a conv layer, a batch norm (with its buffers) and a linear layer.
+fn store(hidden: i64) -> nn::VarStore {
+    let vs = nn::VarStore::new(Device::Cpu);
     let root = vs.root();
     let _ = nn::conv2d(&root / "conv1", 1, 4, 3, Default::default());
     let _ = nn::batch_norm2d(&root / "bn1", 4, Default::default());
     let _ = nn::linear(&root / "fc", 4, hidden, Default::default());
+    vs
 }
 
 fn no_metadata() -> BTreeMap<String, String> {
@@ -67,8 +69,7 @@ fn every_kind_round_trips_exactly_with_metadata() {
 fn a_var_store_saves_and_loads_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("model.safetensors");
-    let source = nn::VarStore::new(Device::Cpu);
-    net(&source, 6);
+    let source = store(6);
     save_var_store(&source, &path, &no_metadata()).unwrap();
     let names: Vec<String> = SafetensorsFile::read(&path)
         .unwrap()
@@ -81,8 +82,7 @@ fn a_var_store_saves_and_loads_exactly() {
         "buffers are saved: {names:?}"
     );
 
-    let target = nn::VarStore::new(Device::Cpu);
-    net(&target, 6);
+    let target = store(6);
     load_var_store(&target, &path).unwrap();
     let (a, b) = (source.variables(), target.variables());
     for (name, value) in &a {
@@ -94,8 +94,7 @@ fn a_var_store_saves_and_loads_exactly() {
 fn a_missing_tensor_is_named_and_nothing_is_loaded() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("partial.safetensors");
-    let source = nn::VarStore::new(Device::Cpu);
-    net(&source, 6);
+    let source = store(6);
     let vars = source.variables();
     let named: Vec<(&str, &Tensor)> = vars
         .iter()
@@ -104,8 +103,7 @@ fn a_missing_tensor_is_named_and_nothing_is_loaded() {
         .collect();
     save_safetensors(&path, &named, &no_metadata()).unwrap();
 
-    let target = nn::VarStore::new(Device::Cpu);
-    net(&target, 6);
+    let target = store(6);
     let before = target.variables()["conv1.weight"].copy();
     let err = load_var_store(&target, &path).unwrap_err();
     assert!(
@@ -124,15 +122,13 @@ fn an_unexpected_tensor_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("extra.safetensors");
     let extra = Tensor::zeros([1], (Kind::Int64, Device::Cpu));
-    let source = nn::VarStore::new(Device::Cpu);
-    net(&source, 6);
+    let source = store(6);
     let vars = source.variables();
     let mut named: Vec<(&str, &Tensor)> = vars.iter().map(|(n, t)| (n.as_str(), t)).collect();
     named.push(("bn1.num_batches_tracked", &extra));
     save_safetensors(&path, &named, &no_metadata()).unwrap();
 
-    let target = nn::VarStore::new(Device::Cpu);
-    net(&target, 6);
+    let target = store(6);
     let err = load_var_store(&target, &path).unwrap_err();
     assert!(
         err.to_string().contains("unexpected")
@@ -145,12 +141,10 @@ fn an_unexpected_tensor_is_named() {
 fn a_wrong_shape_names_the_tensor_and_both_shapes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wide.safetensors");
-    let source = nn::VarStore::new(Device::Cpu);
-    net(&source, 8);
+    let source = store(8);
     save_var_store(&source, &path, &no_metadata()).unwrap();
 
-    let target = nn::VarStore::new(Device::Cpu);
-    net(&target, 6);
+    let target = store(6);
     let err = load_var_store(&target, &path).unwrap_err();
     match &err {
         Error::TensorShapeMismatch {
