@@ -1,4 +1,53 @@
-//! `contrastive-losses`: the losses that pull positives together and push negatives apart.
+//! `contrastive-losses`: the losses that pull positive pairs together and push negatives
+//! apart. Each loss is a validated config plus a struct, and implements [`Loss`] over a batch
+//! of embeddings `[N, D]` and labels `[N]` (equal labels make positive pairs: a class, a
+//! source image, a video). Explicit pairs, triplets, view pairs and masks have their own
+//! methods.
 //!
-//! Planned (issue #5): margin contrastive, triplet with miners, InfoNCE / NT-Xent (chunked for
-//! large batches), SupCon and the MoCo queue. The crate has no public items yet.
+//! - [`ContrastiveLoss`]: margin contrastive loss (Hadsell, Chopra and LeCun, 2006).
+//! - [`TripletLoss`]: with batch-all, batch-hard and semi-hard [`Mining`], or a soft margin.
+//! - [`InfoNce`]: InfoNCE / NT-Xent with any number of positives, DCL, and chunking.
+//! - [`SupCon`]: supervised contrastive loss.
+//! - [`MocoQueue`] and [`momentum_update`]: MoCo's queue of keys and EMA key encoder.
+//!
+//! Inputs in bf16 or fp16 are computed in fp32; NaN or infinite embeddings are an error, not
+//! a NaN loss.
+//!
+//! ```
+//! use contrastive_losses::{InfoNce, InfoNceConfig, Loss};
+//! use contrastive_tensor::{Device, Kind, Tensor};
+//!
+//! let nt_xent = InfoNce::new(InfoNceConfig::new(0.5))?;
+//! let z1 = Tensor::randn([8, 16], (Kind::Float, Device::Cpu)).set_requires_grad(true);
+//! let z2 = &z1 + 0.1 * Tensor::randn([8, 16], (Kind::Float, Device::Cpu));
+//! let loss = nt_xent.views(&z1, &z2)?;
+//! loss.backward();
+//! assert!(loss.double_value(&[]) > 0.0);
+//! assert!(InfoNce::new(InfoNceConfig::new(0.0)).is_err());
+//! # Ok::<(), contrastive_losses::Error>(())
+//! ```
+
+mod contrastive;
+mod error;
+mod info_nce;
+mod moco;
+mod pairs;
+mod supcon;
+mod triplet;
+
+use contrastive_tensor::Tensor;
+
+pub use crate::contrastive::{ContrastiveConfig, ContrastiveLoss};
+pub use crate::error::{Error, Result};
+pub use crate::info_nce::{InfoNce, InfoNceConfig};
+pub use crate::moco::{MocoConfig, MocoQueue, momentum_update};
+pub use crate::pairs::Distance;
+pub use crate::supcon::{SupCon, SupConConfig};
+pub use crate::triplet::{Mining, TripletConfig, TripletLoss};
+
+/// A loss over a batch of embeddings `[N, D]` with labels `[N]`: items with equal labels form
+/// positive pairs, items with different labels negative ones. Returns a scalar to minimise.
+pub trait Loss {
+    /// The loss of this batch.
+    fn loss(&self, embeddings: &Tensor, labels: &Tensor) -> Result<Tensor>;
+}
