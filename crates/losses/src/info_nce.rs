@@ -75,11 +75,68 @@ impl InfoNce {
 
     /// NT-Xent for two views: `z1[i]` and `z2[i]` are views of image `i`, every other view in
     /// the batch is a negative.
+    ///
+    /// This is the common case, so it has its own path: one positive per row, found by index
+    /// rather than by mask, computed as a cross-entropy over the similarity rows (as SimCLR's
+    /// and lightly's code do), chunked when the config asks.
     pub fn views(&self, z1: &Tensor, z2: &Tensor) -> Result<Tensor> {
         let z = pairs::same_shapes(OP, &[("z1", z1), ("z2", z2)])?;
-        let n = z[0].size()[0];
-        let ids = Tensor::arange(n, (Kind::Int64, z[0].device())).repeat([2]);
-        self.loss(&Tensor::cat(&z, 0), &ids)
+        let x = Tensor::cat(&z, 0);
+        let rows = x.size()[0];
+        let n = rows / 2;
+        // Row i's positive is its other view.
+        let partner = (Tensor::arange(rows, (Kind::Int64, x.device())) + n).remainder(rows);
+        let z = pairs::normalize(&x);
+        if self.block(rows) >= rows {
+            let s = z.matmul(&z.tr()) / self.config.temperature;
+            let (per_row, _, _) = self.view_rows(&s, 0, &partner);
+            return Ok(per_row.mean(None::<Kind>));
+        }
+        let (grad, total) = no_grad(|| {
+            let zd = z.detach();
+            let mut grad = Tensor::zeros_like(&zd);
+            let mut total = Tensor::zeros([], (zd.kind(), zd.device()));
+            let mut r0 = 0;
+            while r0 < rows {
+                let r1 = (r0 + self.block(rows)).min(rows);
+                let block = zd.narrow(0, r0, r1 - r0);
+                let s = block.matmul(&zd.tr()) / self.config.temperature;
+                let block_partner = partner.narrow(0, r0, r1 - r0).unsqueeze(1);
+                let (per_row, masked, lse) =
+                    self.view_rows(&s, r0, &partner.narrow(0, r0, r1 - r0));
+                total += per_row.sum(None::<Kind>);
+                // d/ds: softmax over the denominator's columns, minus one at the positive.
+                let minus_one = Tensor::full([r1 - r0, 1], -1.0, (s.kind(), s.device()));
+                let d_s = (masked - lse)
+                    .exp()
+                    .scatter_add(1, &block_partner, &minus_one)
+                    / rows as f64;
+                let _ = grad
+                    .narrow(0, r0, r1 - r0)
+                    .g_add_(&(d_s.matmul(&zd) / self.config.temperature));
+                let _ = grad.g_add_(&(d_s.tr().matmul(&block) / self.config.temperature));
+                r0 = r1;
+            }
+            (grad, total / rows as f64)
+        });
+        let surrogate = (&z * &grad).sum(None::<Kind>);
+        Ok(&surrogate - surrogate.detach() + total)
+    }
+
+    /// For similarity rows `s` (`[c, 2N]`, anchors `r0..r0 + c`) and each row's positive
+    /// column: the per-row loss `[c]`, the rows with the excluded columns at -inf, and their
+    /// log-sum-exp `[c, 1]`.
+    fn view_rows(&self, s: &Tensor, r0: i64, partner: &Tensor) -> (Tensor, Tensor, Tensor) {
+        let c = s.size()[0];
+        let own = Tensor::arange_start(r0, r0 + c, (Kind::Int64, s.device())).unsqueeze(1);
+        let partner = partner.unsqueeze(1);
+        let mut masked = s.scatter_value(1, &own, f64::NEG_INFINITY);
+        let positive = s.gather(1, &partner, false).squeeze_dim(1);
+        if self.config.decoupled {
+            masked = masked.scatter_value(1, &partner, f64::NEG_INFINITY);
+        }
+        let lse = masked.logsumexp([1], true);
+        (lse.squeeze_dim(1) - positive, masked, lse)
     }
 
     /// The loss with explicit `[N, N]` boolean masks: `positive[a][b]` makes `(a, b)` a

@@ -98,6 +98,15 @@ fn softmax_losses_have_exact_gradients() {
             );
         }
     }
+    for chunk in [None, Some(3)] {
+        let loss = InfoNce::new(InfoNceConfig::new(0.3).with_chunk_size(chunk)).unwrap();
+        let other = x.narrow(0, 5, 5).copy();
+        check(
+            &format!("NT-Xent views chunk={chunk:?}"),
+            &x.narrow(0, 0, 5),
+            &|z1| loss.views(z1, &other).unwrap(),
+        );
+    }
     let supcon = SupCon::new(SupConConfig::new(0.2)).unwrap();
     check("SupCon", &x, &|x| supcon.loss(x, &labels).unwrap());
     let queue = MocoQueue::new(
