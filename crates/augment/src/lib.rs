@@ -1,5 +1,50 @@
-//! `contrastive-augment`: image operations and multi-view presets.
+//! `contrastive-augment`: the image operations that make positive pairs.
 //!
-//! Planned (issue #4): seeded crops, flips, rotations, colour jitter, grayscale, blur and
-//! solarize, the SimCLR, MoCo v2, BYOL and multi-crop presets, and a parallel multi-view
-//! batch pipeline. The crate has no public items yet.
+//! - Deterministic operations, each computed as torchvision's v2 functional kernel computes it
+//!   on `uint8` images and checked against it: colour ([`adjust_brightness`],
+//!   [`adjust_contrast`], [`adjust_saturation`], [`adjust_hue`], [`to_grayscale`],
+//!   [`solarize`]), geometry ([`hflip`], [`vflip`], [`crop`], [`center_crop`], [`resize`],
+//!   [`resized_crop`]) and [`gaussian_blur`].
+//! - Random [`Transform`]s that draw their parameters as torchvision does
+//!   ([`RandomResizedCrop`], [`RandomHorizontalFlip`], [`ColorJitter`], [`RandomGrayscale`],
+//!   [`GaussianBlur`], [`RandomSolarize`]), composed with [`Compose`], [`RandomApply`] and
+//!   [`OneOf`]; bad parameters are errors when a transform is built.
+//! - Presets: [`presets::simclr`] and [`presets::w1`].
+//! - [`MultiViewPipeline`]: K views of a batch in parallel, the same for a seed whatever the
+//!   thread count.
+//!
+//! Still to come (issue #4): rotation and affine, bicubic resizing, the MoCo v2, BYOL and
+//! multi-crop presets, tensor batches with prefetching, and the preview grid.
+//!
+//! ```
+//! use contrastive_augment::{adjust_brightness, hflip, resized_crop};
+//! let image = ndarray::Array3::<u8>::from_shape_fn((32, 32, 3), |(y, x, c)| (y * 8 + x + c) as u8);
+//! let crop = resized_crop(&image, (4, 4, 20, 20), (28, 28))?;
+//! assert_eq!(crop.dim(), (28, 28, 3));
+//! assert_eq!(hflip(&hflip(&image)), image);
+//! assert_eq!(adjust_brightness(&image, 1.0)?, image);
+//! # Ok::<(), contrastive_augment::Error>(())
+//! ```
+
+mod blur;
+mod color;
+mod error;
+mod geometry;
+mod pipeline;
+pub mod presets;
+mod transforms;
+
+pub use crate::blur::{gaussian_blur, gaussian_kernel};
+pub use crate::color::{
+    adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, solarize, to_grayscale,
+};
+pub use crate::error::{Error, Result};
+pub use crate::geometry::{center_crop, crop, hflip, resize, resized_crop, vflip};
+pub use crate::pipeline::MultiViewPipeline;
+pub use crate::transforms::{
+    ColorJitter, Compose, GaussianBlur, OneOf, RandomApply, RandomGrayscale, RandomHorizontalFlip,
+    RandomResizedCrop, RandomSolarize, Transform,
+};
+
+/// An image: `u8` values, shape `[height, width, channels]` (as `contrastive-data` gives).
+pub type Image = ndarray::Array3<u8>;

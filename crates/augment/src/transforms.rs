@@ -1,0 +1,353 @@
+//! Random transforms: each draws its parameters as torchvision's v2 transform of the same name
+//! does, from the generator it is given, then applies the deterministic operation.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use rand::Rng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::error::invalid;
+use crate::{
+    Image, Result, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation,
+    gaussian_blur, hflip, resized_crop, solarize, to_grayscale,
+};
+
+/// A random image transform. The generator is the only source of randomness, so the same
+/// generator state gives the same output.
+pub trait Transform: Send + Sync + Debug {
+    /// Transforms one image.
+    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image>;
+}
+
+fn check_probability(op: &'static str, p: f64) -> Result<()> {
+    if (0.0..=1.0).contains(&p) {
+        Ok(())
+    } else {
+        Err(invalid(op, "p", format!("must be in [0, 1], got {p}")))
+    }
+}
+
+fn check_range(
+    op: &'static str,
+    field: &'static str,
+    (lo, hi): (f64, f64),
+    min: f64,
+) -> Result<()> {
+    if lo.is_finite() && hi.is_finite() && min <= lo && lo <= hi {
+        Ok(())
+    } else {
+        Err(invalid(
+            op,
+            field,
+            format!("needs {min} <= min <= max, got ({lo}, {hi})"),
+        ))
+    }
+}
+
+/// A crop of random area and aspect ratio, resized to `size` (torchvision's
+/// `RandomResizedCrop`, bilinear, antialiased).
+#[derive(Debug, Clone, Copy)]
+pub struct RandomResizedCrop {
+    size: (usize, usize),
+    scale: (f64, f64),
+    ratio: (f64, f64),
+}
+
+impl RandomResizedCrop {
+    /// Output `size` `(height, width)`; area fraction in `scale`, aspect ratio (width /
+    /// height) in `ratio`, drawn log-uniformly.
+    pub fn new(size: (usize, usize), scale: (f64, f64), ratio: (f64, f64)) -> Result<Self> {
+        const OP: &str = "RandomResizedCrop";
+        if size.0 == 0 || size.1 == 0 {
+            return Err(invalid(
+                OP,
+                "size",
+                format!("must be non-zero, got {size:?}"),
+            ));
+        }
+        check_range(OP, "scale", scale, f64::MIN_POSITIVE)?;
+        check_range(OP, "ratio", ratio, f64::MIN_POSITIVE)?;
+        Ok(Self { size, scale, ratio })
+    }
+
+    /// The crop window `(top, left, height, width)` for an image of `height` x `width`:
+    /// ten tries at a random area and ratio, then a centre crop at the nearest allowed ratio.
+    pub fn window(
+        &self,
+        height: usize,
+        width: usize,
+        rng: &mut ChaCha8Rng,
+    ) -> (usize, usize, usize, usize) {
+        let area = (height * width) as f64;
+        let (log_lo, log_hi) = (self.ratio.0.ln(), self.ratio.1.ln());
+        for _ in 0..10 {
+            let target = area * rng.gen_range(self.scale.0..=self.scale.1);
+            let aspect = rng.gen_range(log_lo..=log_hi).exp();
+            let w = (target * aspect).sqrt().round() as usize;
+            let h = (target / aspect).sqrt().round() as usize;
+            if 0 < w && w <= width && 0 < h && h <= height {
+                let top = rng.gen_range(0..=height - h);
+                let left = rng.gen_range(0..=width - w);
+                return (top, left, h, w);
+            }
+        }
+        let in_ratio = width as f64 / height as f64;
+        let (h, w) = if in_ratio < self.ratio.0 {
+            (((width as f64) / self.ratio.0).round() as usize, width)
+        } else if in_ratio > self.ratio.1 {
+            (height, ((height as f64) * self.ratio.1).round() as usize)
+        } else {
+            (height, width)
+        };
+        (
+            (height - h) / 2,
+            (width - w) / 2,
+            h.clamp(1, height),
+            w.clamp(1, width),
+        )
+    }
+}
+
+impl Transform for RandomResizedCrop {
+    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
+        let (h, w, _) = image.dim();
+        if h == 0 || w == 0 {
+            return Err(crate::error::bad_image(
+                "RandomResizedCrop",
+                format!("the image is {h}x{w}"),
+            ));
+        }
+        resized_crop(image, self.window(h, w, rng), self.size)
+    }
+}
+
+/// Mirrors left to right with probability `p`.
+#[derive(Debug, Clone, Copy)]
+pub struct RandomHorizontalFlip {
+    p: f64,
+}
+
+impl RandomHorizontalFlip {
+    /// Flips with probability `p` in `[0, 1]`.
+    pub fn new(p: f64) -> Result<Self> {
+        check_probability("RandomHorizontalFlip", p)?;
+        Ok(Self { p })
+    }
+}
+
+impl Transform for RandomHorizontalFlip {
+    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
+        Ok(if rng.gen_bool(self.p) {
+            hflip(image)
+        } else {
+            image.clone()
+        })
+    }
+}
+
+/// Brightness, contrast, saturation and hue changed by random factors, in a random order (as
+/// torchvision's `ColorJitter` and SimCLR).
+#[derive(Debug, Clone, Copy)]
+pub struct ColorJitter {
+    brightness: (f64, f64),
+    contrast: (f64, f64),
+    saturation: (f64, f64),
+    hue: (f64, f64),
+}
+
+impl ColorJitter {
+    /// Factors drawn from `[max(0, 1 - x), 1 + x]` for brightness, contrast and saturation,
+    /// and a hue shift from `[-hue, hue]` (hue in `[0, 0.5]`).
+    pub fn new(brightness: f64, contrast: f64, saturation: f64, hue: f64) -> Result<Self> {
+        const OP: &str = "ColorJitter";
+        for (field, v) in [
+            ("brightness", brightness),
+            ("contrast", contrast),
+            ("saturation", saturation),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return Err(invalid(OP, field, format!("must be >= 0, got {v}")));
+            }
+        }
+        if !(0.0..=0.5).contains(&hue) {
+            return Err(invalid(
+                OP,
+                "hue",
+                format!("must be in [0, 0.5], got {hue}"),
+            ));
+        }
+        let around_one = |x: f64| ((1.0 - x).max(0.0), 1.0 + x);
+        Ok(Self {
+            brightness: around_one(brightness),
+            contrast: around_one(contrast),
+            saturation: around_one(saturation),
+            hue: (-hue, hue),
+        })
+    }
+}
+
+impl Transform for ColorJitter {
+    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
+        let mut order = [0usize, 1, 2, 3];
+        order.shuffle(rng);
+        let mut factors = [0.0f32; 4];
+        for (slot, (lo, hi)) in [self.brightness, self.contrast, self.saturation, self.hue]
+            .into_iter()
+            .enumerate()
+        {
+            factors[slot] = if lo == hi {
+                lo as f32
+            } else {
+                rng.gen_range(lo..=hi) as f32
+            };
+        }
+        let mut out = image.clone();
+        for op in order {
+            out = match op {
+                0 if factors[0] != 1.0 => adjust_brightness(&out, factors[0])?,
+                1 if factors[1] != 1.0 => adjust_contrast(&out, factors[1])?,
+                2 if factors[2] != 1.0 => adjust_saturation(&out, factors[2])?,
+                3 if factors[3] != 0.0 => adjust_hue(&out, factors[3])?,
+                _ => out,
+            };
+        }
+        Ok(out)
+    }
+}
+
+/// Converts to gray (keeping the channel count) with probability `p`.
+#[derive(Debug, Clone, Copy)]
+pub struct RandomGrayscale {
+    p: f64,
+}
+
+impl RandomGrayscale {
+    /// Grays with probability `p` in `[0, 1]`.
+    pub fn new(p: f64) -> Result<Self> {
+        check_probability("RandomGrayscale", p)?;
+        Ok(Self { p })
+    }
+}
+
+impl Transform for RandomGrayscale {
+    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
+        if rng.gen_bool(self.p) {
+            to_grayscale(image, image.dim().2)
+        } else {
+            Ok(image.clone())
+        }
+    }
+}
+
+/// Gaussian blur with a random sigma.
+#[derive(Debug, Clone, Copy)]
+pub struct GaussianBlur {
+    kernel_size: usize,
+    sigma: (f64, f64),
+}
+
+impl GaussianBlur {
+    /// An odd `kernel_size` and sigma drawn uniformly from `sigma` (> 0).
+    pub fn new(kernel_size: usize, sigma: (f64, f64)) -> Result<Self> {
+        if kernel_size.is_multiple_of(2) {
+            return Err(invalid(
+                "GaussianBlur",
+                "kernel_size",
+                format!("must be odd, got {kernel_size}"),
+            ));
+        }
+        check_range("GaussianBlur", "sigma", sigma, f64::MIN_POSITIVE)?;
+        Ok(Self { kernel_size, sigma })
+    }
+}
+
+impl Transform for GaussianBlur {
+    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
+        let sigma = rng.gen_range(self.sigma.0..=self.sigma.1) as f32;
+        gaussian_blur(image, self.kernel_size, sigma)
+    }
+}
+
+/// Inverts values at or above `threshold`, with probability `p`.
+#[derive(Debug, Clone, Copy)]
+pub struct RandomSolarize {
+    threshold: u8,
+    p: f64,
+}
+
+impl RandomSolarize {
+    /// Solarizes at `threshold` with probability `p` in `[0, 1]`.
+    pub fn new(threshold: u8, p: f64) -> Result<Self> {
+        check_probability("RandomSolarize", p)?;
+        Ok(Self { threshold, p })
+    }
+}
+
+impl Transform for RandomSolarize {
+    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
+        if rng.gen_bool(self.p) {
+            solarize(image, self.threshold)
+        } else {
+            Ok(image.clone())
+        }
+    }
+}
+
+/// Transforms applied in order.
+#[derive(Debug, Clone)]
+pub struct Compose(pub Vec<Arc<dyn Transform>>);
+
+impl Transform for Compose {
+    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
+        self.0
+            .iter()
+            .try_fold(image.clone(), |img, t| t.apply(&img, rng))
+    }
+}
+
+/// A transform applied with probability `p`.
+#[derive(Debug, Clone)]
+pub struct RandomApply {
+    transform: Arc<dyn Transform>,
+    p: f64,
+}
+
+impl RandomApply {
+    /// Applies `transform` with probability `p` in `[0, 1]`.
+    pub fn new(transform: Arc<dyn Transform>, p: f64) -> Result<Self> {
+        check_probability("RandomApply", p)?;
+        Ok(Self { transform, p })
+    }
+}
+
+impl Transform for RandomApply {
+    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
+        if rng.gen_bool(self.p) {
+            self.transform.apply(image, rng)
+        } else {
+            Ok(image.clone())
+        }
+    }
+}
+
+/// One of several transforms, chosen uniformly.
+#[derive(Debug, Clone)]
+pub struct OneOf(Vec<Arc<dyn Transform>>);
+
+impl OneOf {
+    /// Chooses among `transforms` (at least one).
+    pub fn new(transforms: Vec<Arc<dyn Transform>>) -> Result<Self> {
+        if transforms.is_empty() {
+            return Err(invalid("OneOf", "transforms", "needs at least one"));
+        }
+        Ok(Self(transforms))
+    }
+}
+
+impl Transform for OneOf {
+    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
+        self.0[rng.gen_range(0..self.0.len())].apply(image, rng)
+    }
+}

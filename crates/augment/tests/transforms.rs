@@ -1,0 +1,142 @@
+//! Random transforms, presets and the multi-view pipeline: shapes, parameter checks, identity
+//! at zero strength, and the same views for a seed on 1 and 2 threads.
+
+use std::sync::Arc;
+
+use contrastive_augment::{
+    ColorJitter, Compose, Error, GaussianBlur, Image, MultiViewPipeline, OneOf, RandomApply,
+    RandomGrayscale, RandomHorizontalFlip, RandomResizedCrop, RandomSolarize, Transform, presets,
+};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+fn image(h: usize, w: usize, c: usize, seed: usize) -> Image {
+    Image::from_shape_fn((h, w, c), |(y, x, ch)| {
+        ((y * 31 + x * 17 + ch * 71 + seed * 13) % 256) as u8
+    })
+}
+
+#[test]
+fn resized_crop_windows_fit_and_follow_the_scale() {
+    let crop = RandomResizedCrop::new((28, 28), (0.2, 1.0), (0.75, 4.0 / 3.0)).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for (h, w) in [(28, 28), (32, 32), (96, 64), (7, 300), (300, 5)] {
+        for _ in 0..200 {
+            let (top, left, ch, cw) = crop.window(h, w, &mut rng);
+            assert!(
+                ch >= 1 && cw >= 1 && top + ch <= h && left + cw <= w,
+                "{h}x{w}: {top},{left},{ch},{cw}"
+            );
+            if (h, w) == (96, 64) {
+                let fraction = (ch * cw) as f64 / (h * w) as f64;
+                assert!((0.15..=1.0).contains(&fraction), "area fraction {fraction}");
+            }
+        }
+    }
+}
+
+#[test]
+fn presets_give_the_published_output_shapes() {
+    let w1 = presets::w1().unwrap();
+    let simclr = presets::simclr(32, 1.0, true).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for i in 0..50 {
+        assert_eq!(
+            w1.apply(&image(28, 28, 1, i), &mut rng).unwrap().dim(),
+            (28, 28, 1)
+        );
+        assert_eq!(
+            simclr.apply(&image(40, 36, 3, i), &mut rng).unwrap().dim(),
+            (32, 32, 3)
+        );
+    }
+    let big = presets::simclr(224, 1.0, true).unwrap();
+    assert_eq!(
+        big.apply(&image(256, 256, 3, 0), &mut rng).unwrap().dim(),
+        (224, 224, 3)
+    );
+}
+
+#[test]
+fn zero_strength_changes_nothing() {
+    let img = image(20, 24, 3, 5);
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let jitter = ColorJitter::new(0.0, 0.0, 0.0, 0.0).unwrap();
+    let never: Vec<Arc<dyn Transform>> = vec![
+        Arc::new(jitter),
+        Arc::new(RandomHorizontalFlip::new(0.0).unwrap()),
+        Arc::new(RandomGrayscale::new(0.0).unwrap()),
+        Arc::new(RandomSolarize::new(128, 0.0).unwrap()),
+        Arc::new(RandomApply::new(Arc::new(RandomGrayscale::new(1.0).unwrap()), 0.0).unwrap()),
+        Arc::new(RandomResizedCrop::new((20, 24), (1.0, 1.0), (1.2, 1.2)).unwrap()),
+    ];
+    assert_eq!(Compose(never).apply(&img, &mut rng).unwrap(), img);
+    let always = OneOf::new(vec![Arc::new(RandomHorizontalFlip::new(1.0).unwrap())]).unwrap();
+    assert_ne!(always.apply(&img, &mut rng).unwrap(), img);
+}
+
+#[test]
+fn bad_parameters_are_errors_when_built() {
+    let checks: Vec<(Result<(), Error>, &str)> = vec![
+        (
+            RandomResizedCrop::new((28, 28), (0.9, 0.2), (0.75, 1.33)).map(drop),
+            "scale",
+        ),
+        (
+            RandomResizedCrop::new((0, 28), (0.2, 1.0), (0.75, 1.33)).map(drop),
+            "size",
+        ),
+        (
+            RandomResizedCrop::new((28, 28), (0.2, 1.0), (-1.0, 1.33)).map(drop),
+            "ratio",
+        ),
+        (RandomHorizontalFlip::new(1.5).map(drop), "p"),
+        (RandomGrayscale::new(-0.1).map(drop), "p"),
+        (
+            RandomApply::new(Arc::new(RandomGrayscale::new(0.5).unwrap()), 2.0).map(drop),
+            "p",
+        ),
+        (GaussianBlur::new(4, (0.1, 2.0)).map(drop), "kernel_size"),
+        (GaussianBlur::new(3, (-1.0, 2.0)).map(drop), "sigma"),
+        (
+            ColorJitter::new(-0.1, 0.0, 0.0, 0.0).map(drop),
+            "brightness",
+        ),
+        (ColorJitter::new(0.0, 0.0, 0.0, 0.7).map(drop), "hue"),
+        (OneOf::new(vec![]).map(drop), "transforms"),
+    ];
+    for (result, field) in checks {
+        match result {
+            Err(Error::InvalidParameter { field: f, .. }) => assert_eq!(f, field),
+            other => panic!("expected an invalid {field}, got {other:?}"),
+        }
+    }
+    // A wrong-channel image is an error naming the op, not a panic.
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let jitter = ColorJitter::new(0.4, 0.4, 0.4, 0.1).unwrap();
+    let err = jitter.apply(&image(8, 8, 2, 0), &mut rng).unwrap_err();
+    assert!(err.to_string().starts_with("adjust_"), "{err}");
+}
+
+#[test]
+fn the_pipeline_gives_the_same_views_on_one_and_two_threads() {
+    let simclr: Arc<dyn Transform> = Arc::new(presets::simclr(32, 1.0, true).unwrap());
+    let pipeline = MultiViewPipeline::new(vec![simclr.clone(), simclr], 42);
+    let images: Vec<Image> = (0..16).map(|i| image(36, 40, 3, i)).collect();
+    let items: Vec<usize> = (100..116).collect();
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| pipeline.apply(&images, &items, 7).unwrap())
+    };
+    let (one, two) = (run(1), run(2));
+    assert_eq!(one, two);
+    assert_eq!((one.len(), one[0].len()), (2, 16));
+    assert_ne!(one[0], one[1], "the two views differ");
+    // An item's views do not depend on the rest of the batch, and change with the epoch.
+    let alone = pipeline.apply(&images[3..4], &items[3..4], 7).unwrap();
+    assert_eq!(alone[1][0], one[1][3]);
+    assert_ne!(pipeline.apply(&images, &items, 8).unwrap(), one);
+}
