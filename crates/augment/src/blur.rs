@@ -63,23 +63,45 @@ pub fn gaussian_blur(image: &Image, kernel_size: usize, sigma: f32) -> Result<Im
         ));
     }
     let kernel = gaussian_kernel(kernel_size, sigma);
-    // Horizontal pass in float, then vertical pass, then round: torchvision convolves with
-    // the 2-D outer product in one go, which is the same sum in another order.
-    let horizontal = Array3::from_shape_fn((h, w, c), |(y, x, ch)| {
-        kernel
-            .iter()
-            .enumerate()
-            .map(|(k, wgt)| {
-                wgt * f32::from(image[[y, reflect(x as isize + k as isize - half, w), ch]])
-            })
-            .sum::<f32>()
-    });
-    Ok(Array3::from_shape_fn((h, w, c), |(y, x, ch)| {
-        let v: f32 = kernel
-            .iter()
-            .enumerate()
-            .map(|(k, wgt)| wgt * horizontal[[reflect(y as isize + k as isize - half, h), x, ch]])
-            .sum();
-        v.round().clamp(0.0, 255.0) as u8
-    }))
+    let source = image.as_standard_layout();
+    let source = source.as_slice().expect("standard layout");
+    let (row_len, half) = (w * c, half as usize);
+    // Horizontal pass: each row reflect-padded into floats, then one contiguous
+    // multiply-add per tap. Vertical pass: one row-wide multiply-add per tap. Both add the
+    // taps in kernel order, as the per-pixel sum did, so results are unchanged.
+    let mut horizontal = vec![0.0f32; h * row_len];
+    let mut padded = vec![0.0f32; (w + 2 * half) * c];
+    for y in 0..h {
+        let row = &source[y * row_len..(y + 1) * row_len];
+        for px in 0..w + 2 * half {
+            let from = reflect(px as isize - half as isize, w) * c;
+            for ch in 0..c {
+                padded[px * c + ch] = f32::from(row[from + ch]);
+            }
+        }
+        let out = &mut horizontal[y * row_len..(y + 1) * row_len];
+        for (k, weight) in kernel.iter().enumerate() {
+            for (o, v) in out.iter_mut().zip(&padded[k * c..k * c + row_len]) {
+                *o += weight * v;
+            }
+        }
+    }
+    let mut result = vec![0u8; h * row_len];
+    let mut acc = vec![0.0f32; row_len];
+    for y in 0..h {
+        acc.fill(0.0);
+        for (k, weight) in kernel.iter().enumerate() {
+            let src_row = reflect(y as isize + k as isize - half as isize, h);
+            for (a, v) in acc
+                .iter_mut()
+                .zip(&horizontal[src_row * row_len..(src_row + 1) * row_len])
+            {
+                *a += weight * v;
+            }
+        }
+        for (dst, a) in result[y * row_len..(y + 1) * row_len].iter_mut().zip(&acc) {
+            *dst = a.round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    Ok(Array3::from_shape_vec((h, w, c), result).expect("one value per pixel and channel"))
 }

@@ -112,28 +112,42 @@ fn coefficients(input: usize, output: usize) -> Vec<(usize, Vec<f32>)> {
         .collect()
 }
 
-/// Resamples one axis (0: rows, 1: columns) to `output` positions, rounding to `u8`.
+/// Resamples one axis (0: rows, 1: columns) to `output` positions, rounding to `u8`. Taps are
+/// added in order with float32 weights.
 fn resample_axis(image: &Array3<u8>, axis: Axis, output: usize) -> Array3<u8> {
     let (h, w, c) = image.dim();
-    let input = image.len_of(axis);
-    let coeffs = coefficients(input, output);
-    let shape = if axis == Axis(0) {
-        (output, w, c)
-    } else {
-        (h, output, c)
-    };
-    Array3::from_shape_fn(shape, |(y, x, ch)| {
-        let (o, fixed) = if axis == Axis(0) { (y, x) } else { (x, y) };
-        let (start, weights) = &coeffs[o];
-        let mut acc = 0.0f32;
-        for (k, weight) in weights.iter().enumerate() {
-            let v = if axis == Axis(0) {
-                image[[start + k, fixed, ch]]
-            } else {
-                image[[fixed, start + k, ch]]
-            };
-            acc += weight * f32::from(v);
+    let source = image.as_slice().expect("standard layout");
+    let coeffs = coefficients(image.len_of(axis), output);
+    if axis == Axis(1) {
+        let mut out = Vec::with_capacity(h * output * c);
+        let mut acc = vec![0.0f32; c];
+        for row in source.chunks_exact(w * c) {
+            for (start, weights) in &coeffs {
+                acc.fill(0.0);
+                for (k, weight) in weights.iter().enumerate() {
+                    let pixel = &row[(start + k) * c..(start + k + 1) * c];
+                    for (a, &v) in acc.iter_mut().zip(pixel) {
+                        *a += weight * f32::from(v);
+                    }
+                }
+                out.extend(acc.iter().map(|a| a.round().clamp(0.0, 255.0) as u8));
+            }
         }
-        acc.round().clamp(0.0, 255.0) as u8
-    })
+        Array3::from_shape_vec((h, output, c), out).expect("one value per pixel and channel")
+    } else {
+        let row_len = w * c;
+        let mut out = Vec::with_capacity(output * row_len);
+        let mut acc = vec![0.0f32; row_len];
+        for (start, weights) in &coeffs {
+            acc.fill(0.0);
+            for (k, weight) in weights.iter().enumerate() {
+                let row = &source[(start + k) * row_len..(start + k + 1) * row_len];
+                for (a, &v) in acc.iter_mut().zip(row) {
+                    *a += weight * f32::from(v);
+                }
+            }
+            out.extend(acc.iter().map(|a| a.round().clamp(0.0, 255.0) as u8));
+        }
+        Array3::from_shape_vec((output, w, c), out).expect("one value per pixel and channel")
+    }
 }
