@@ -151,3 +151,82 @@ fn resample_axis(image: &Array3<u8>, axis: Axis, output: usize) -> Array3<u8> {
         Array3::from_shape_vec((output, w, c), out).expect("one value per pixel and channel")
     }
 }
+
+/// An affine warp of the image about its centre, with nearest-neighbour sampling (the default
+/// interpolation of torchvision's `affine`, `RandomAffine` and `RandomRotation`): rotation by
+/// `angle` degrees (counter-clockwise, as torchvision's `affine`), translation by
+/// `translate` pixels `(x, y)`, `scale`, and shear `(x, y)` in degrees. Pixels that come from
+/// outside the image take `fill` (one value per channel, or one for all).
+pub fn affine(
+    image: &Image,
+    angle: f64,
+    translate: (f64, f64),
+    scale: f64,
+    shear: (f64, f64),
+    fill: &[u8],
+) -> Result<Image> {
+    let (h, w, c) = check_size("affine", image)?;
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(bad_image(
+            "affine",
+            format!("scale must be > 0, got {scale}"),
+        ));
+    }
+    if fill.len() != 1 && fill.len() != c {
+        return Err(bad_image(
+            "affine",
+            format!("fill needs 1 or {c} values, got {}", fill.len()),
+        ));
+    }
+    let m = inverse_affine_matrix(angle, translate, scale, shear);
+    let source = image.as_standard_layout();
+    let (half_w, half_h) = (w as f64 * 0.5, h as f64 * 0.5);
+    let mut out = Vec::with_capacity(h * w * c);
+    for yo in 0..h {
+        let y = yo as f64 - half_h + 0.5;
+        for xo in 0..w {
+            let x = xo as f64 - half_w + 0.5;
+            // Source pixel coordinates (grid_sample, align_corners=False), nearest rounding
+            // half to even as libtorch's nearbyint does.
+            let ix = (m[0] * x + m[1] * y + m[2] + half_w - 0.5).round_ties_even();
+            let iy = (m[3] * x + m[4] * y + m[5] + half_h - 0.5).round_ties_even();
+            if ix >= 0.0 && iy >= 0.0 && (ix as usize) < w && (iy as usize) < h {
+                out.extend(source.slice(s![iy as usize, ix as usize, ..]).iter());
+            } else {
+                out.extend((0..c).map(|ch| fill[ch.min(fill.len() - 1)]));
+            }
+        }
+    }
+    Ok(Array3::from_shape_vec((h, w, c), out).expect("one value per pixel and channel"))
+}
+
+/// Rotates by `angle` degrees counter-clockwise about the centre, keeping the size (as
+/// torchvision's `rotate` with `expand=False`, nearest).
+pub fn rotate(image: &Image, angle: f64, fill: &[u8]) -> Result<Image> {
+    // torchvision's rotate builds its matrix from -angle where affine uses angle.
+    affine(image, -angle, (0.0, 0.0), 1.0, (0.0, 0.0), fill).map_err(|e| match e {
+        crate::Error::BadImage { message, .. } => bad_image("rotate", message),
+        other => other,
+    })
+}
+
+/// The output-to-input matrix torchvision's `_get_inverse_affine_matrix` builds, about the
+/// image centre, in pixel units: `[a, b, c, d, e, f]` maps `(x, y)` to `(a x + b y + c,
+/// d x + e y + f)`.
+fn inverse_affine_matrix(
+    angle: f64,
+    (tx, ty): (f64, f64),
+    scale: f64,
+    (shear_x, shear_y): (f64, f64),
+) -> [f64; 6] {
+    let rot = angle.to_radians();
+    let (sx, sy) = (shear_x.to_radians(), shear_y.to_radians());
+    let a = (rot - sy).cos() / sy.cos();
+    let b = -(rot - sy).cos() * sx.tan() / sy.cos() - rot.sin();
+    let c = (rot - sy).sin() / sy.cos();
+    let d = -(rot - sy).sin() * sx.tan() / sy.cos() + rot.cos();
+    let mut m = [d / scale, -b / scale, 0.0, -c / scale, a / scale, 0.0];
+    m[2] += m[0] * -tx + m[1] * -ty;
+    m[5] += m[3] * -tx + m[4] * -ty;
+    m
+}

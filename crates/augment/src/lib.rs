@@ -4,7 +4,7 @@
 //!   on `uint8` images and checked against it: colour ([`adjust_brightness`],
 //!   [`adjust_contrast`], [`adjust_saturation`], [`adjust_hue`], [`to_grayscale`],
 //!   [`solarize`]), geometry ([`hflip`], [`vflip`], [`crop`], [`center_crop`], [`resize`],
-//!   [`resized_crop`]) and [`gaussian_blur`].
+//!   [`resized_crop`], [`rotate`], [`affine`]) and [`gaussian_blur`].
 //! - Random [`Transform`]s that draw their parameters as torchvision does
 //!   ([`RandomResizedCrop`], [`RandomHorizontalFlip`], [`ColorJitter`], [`RandomGrayscale`],
 //!   [`GaussianBlur`], [`RandomSolarize`]), composed with [`Compose`], [`RandomApply`] and
@@ -13,7 +13,8 @@
 //! - [`MultiViewPipeline`]: K views of a batch in parallel, the same for a seed whatever the
 //!   thread count.
 //!
-//! Still to come (issue #4): rotation and affine, bicubic resizing, the MoCo v2, BYOL and
+//! Still to come (issue #4): random rotation and affine transforms, bilinear warps, bicubic
+//! resizing, the MoCo v2, BYOL and
 //! multi-crop presets, tensor batches with prefetching, and the preview grid.
 //!
 //! ```
@@ -39,7 +40,7 @@ pub use crate::color::{
     adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, solarize, to_grayscale,
 };
 pub use crate::error::{Error, Result};
-pub use crate::geometry::{center_crop, crop, hflip, resize, resized_crop, vflip};
+pub use crate::geometry::{affine, center_crop, crop, hflip, resize, resized_crop, rotate, vflip};
 pub use crate::pipeline::MultiViewPipeline;
 pub use crate::transforms::{
     ColorJitter, Compose, GaussianBlur, OneOf, RandomApply, RandomGrayscale, RandomHorizontalFlip,

@@ -2,8 +2,8 @@
 //! (`fixtures/torchvision.json`, made by `fixtures/make_fixtures.py`).
 
 use contrastive_augment::{
-    Image, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, center_crop, crop,
-    gaussian_blur, hflip, resize, resized_crop, solarize, to_grayscale, vflip,
+    Image, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, affine, center_crop,
+    crop, gaussian_blur, hflip, resize, resized_crop, rotate, solarize, to_grayscale, vflip,
 };
 use serde_json::Value;
 
@@ -68,6 +68,30 @@ fn ours(name: &str, image: &Image, p: &Value) -> Image {
             let sigma = p["sigma"].as_array().unwrap()[0].as_f64().unwrap() as f32;
             gaussian_blur(image, pair("kernel_size").0, sigma)
         }
+        "rotate" | "affine" => {
+            let fill: Vec<u8> = p["fill"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u8)
+                .collect();
+            if name == "rotate" {
+                rotate(image, p["angle"].as_f64().unwrap(), &fill)
+            } else {
+                let t = p["translate"].as_array().unwrap();
+                let sh = p["shear"].as_array().unwrap();
+                let translate = (t[0].as_f64().unwrap(), t[1].as_f64().unwrap());
+                let shear = (sh[0].as_f64().unwrap(), sh[1].as_f64().unwrap());
+                affine(
+                    image,
+                    p["angle"].as_f64().unwrap(),
+                    translate,
+                    p["scale"].as_f64().unwrap(),
+                    shear,
+                    &fill,
+                )
+            }
+        }
         other => panic!("no operation mapped for {other}"),
     }
     .unwrap()
@@ -85,7 +109,7 @@ fn every_operation_matches_torchvision() {
     let rgb = Image::from_shape_vec((h, w, 3), bytes(&fx["rgb"])).unwrap();
     let gray = Image::from_shape_vec((h, w, 1), bytes(&fx["gray"])).unwrap();
     let cases = fx["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 47);
+    assert_eq!(cases.len(), 57);
     // Per operation: (values one level off, values compared).
     let mut per_op = std::collections::BTreeMap::new();
     for case in cases {
