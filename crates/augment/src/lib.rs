@@ -7,14 +7,13 @@
 //!   [`resized_crop`], [`rotate`], [`affine`]) and [`gaussian_blur`].
 //! - Random [`Transform`]s that draw their parameters as torchvision does
 //!   ([`RandomResizedCrop`], [`RandomHorizontalFlip`], [`ColorJitter`], [`RandomGrayscale`],
-//!   [`GaussianBlur`], [`RandomSolarize`]), composed with [`Compose`], [`RandomApply`] and
+//!   [`GaussianBlur`], [`RandomSolarize`], [`RandomRotation`], [`RandomAffine`]), composed with [`Compose`], [`RandomApply`] and
 //!   [`OneOf`]; bad parameters are errors when a transform is built.
 //! - Presets: [`presets::simclr`] and [`presets::w1`].
 //! - [`MultiViewPipeline`]: K views of a batch in parallel, the same for a seed whatever the
 //!   thread count.
 //!
-//! Still to come (issue #4): random rotation and affine transforms, bilinear warps, bicubic
-//! resizing, the MoCo v2, BYOL and
+//! Still to come (issue #4): bilinear warps, bicubic resizing, the MoCo v2, BYOL and
 //! multi-crop presets, tensor batches with prefetching, and the preview grid.
 //!
 //! ```
@@ -43,8 +42,8 @@ pub use crate::error::{Error, Result};
 pub use crate::geometry::{affine, center_crop, crop, hflip, resize, resized_crop, rotate, vflip};
 pub use crate::pipeline::MultiViewPipeline;
 pub use crate::transforms::{
-    ColorJitter, Compose, GaussianBlur, OneOf, RandomApply, RandomGrayscale, RandomHorizontalFlip,
-    RandomResizedCrop, RandomSolarize, Transform,
+    ColorJitter, Compose, GaussianBlur, OneOf, RandomAffine, RandomApply, RandomGrayscale,
+    RandomHorizontalFlip, RandomResizedCrop, RandomRotation, RandomSolarize, Transform,
 };
 
 /// An image: `u8` values, shape `[height, width, channels]` (as `contrastive-data` gives).

@@ -10,8 +10,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::invalid;
 use crate::{
-    Image, Result, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation,
-    gaussian_blur, hflip, resized_crop, solarize, to_grayscale,
+    Image, Result, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, affine,
+    gaussian_blur, hflip, resized_crop, rotate, solarize, to_grayscale,
 };
 
 /// A random image transform. The generator is the only source of randomness, so the same
@@ -292,6 +292,107 @@ impl Transform for RandomSolarize {
         } else {
             Ok(image.clone())
         }
+    }
+}
+
+/// Rotation by an angle drawn from `[-degrees, degrees]` (torchvision's `RandomRotation`,
+/// nearest, same size).
+#[derive(Debug, Clone)]
+pub struct RandomRotation {
+    degrees: f64,
+    fill: Vec<u8>,
+}
+
+impl RandomRotation {
+    /// Angles in `[-degrees, degrees]` (`degrees` >= 0); uncovered pixels take `fill`.
+    pub fn new(degrees: f64, fill: Vec<u8>) -> Result<Self> {
+        if !(degrees.is_finite() && degrees >= 0.0) {
+            return Err(invalid(
+                "RandomRotation",
+                "degrees",
+                format!("must be >= 0, got {degrees}"),
+            ));
+        }
+        if fill.is_empty() {
+            return Err(invalid(
+                "RandomRotation",
+                "fill",
+                "needs at least one value",
+            ));
+        }
+        Ok(Self { degrees, fill })
+    }
+}
+
+impl Transform for RandomRotation {
+    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
+        let angle = rng.gen_range(-self.degrees..=self.degrees);
+        rotate(image, angle, &self.fill)
+    }
+}
+
+/// A random affine warp, its parameters drawn as torchvision's `RandomAffine` draws them:
+/// angle from `[-degrees, degrees]`, translation up to `translate` of the width and height
+/// (rounded to pixels), scale from `scale`, shear along x from `shear`.
+#[derive(Debug, Clone)]
+pub struct RandomAffine {
+    degrees: f64,
+    translate: (f64, f64),
+    scale: (f64, f64),
+    shear: (f64, f64),
+    fill: Vec<u8>,
+}
+
+impl RandomAffine {
+    /// `translate` fractions in `[0, 1]`, `scale` with `0 < min <= max`, `shear` in degrees
+    /// with `min <= max`.
+    pub fn new(
+        degrees: f64,
+        translate: (f64, f64),
+        scale: (f64, f64),
+        shear: (f64, f64),
+        fill: Vec<u8>,
+    ) -> Result<Self> {
+        const OP: &str = "RandomAffine";
+        if !(degrees.is_finite() && degrees >= 0.0) {
+            return Err(invalid(
+                OP,
+                "degrees",
+                format!("must be >= 0, got {degrees}"),
+            ));
+        }
+        if !((0.0..=1.0).contains(&translate.0) && (0.0..=1.0).contains(&translate.1)) {
+            return Err(invalid(
+                OP,
+                "translate",
+                format!("fractions must be in [0, 1], got {translate:?}"),
+            ));
+        }
+        check_range(OP, "scale", scale, f64::MIN_POSITIVE)?;
+        check_range(OP, "shear", shear, -90.0)?;
+        if fill.is_empty() {
+            return Err(invalid(OP, "fill", "needs at least one value"));
+        }
+        Ok(Self {
+            degrees,
+            translate,
+            scale,
+            shear,
+            fill,
+        })
+    }
+}
+
+impl Transform for RandomAffine {
+    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
+        let (h, w, _) = image.dim();
+        let angle = rng.gen_range(-self.degrees..=self.degrees);
+        let (max_dx, max_dy) = (self.translate.0 * w as f64, self.translate.1 * h as f64);
+        let tx = rng.gen_range(-max_dx..=max_dx).round();
+        let ty = rng.gen_range(-max_dy..=max_dy).round();
+        let scale = rng.gen_range(self.scale.0..=self.scale.1);
+        let shear = rng.gen_range(self.shear.0..=self.shear.1);
+        affine(image, angle, (tx, ty), scale, (shear, 0.0), &self.fill)
     }
 }
 

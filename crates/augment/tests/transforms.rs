@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use contrastive_augment::{
-    ColorJitter, Compose, Error, GaussianBlur, Image, MultiViewPipeline, OneOf, RandomApply,
-    RandomGrayscale, RandomHorizontalFlip, RandomResizedCrop, RandomSolarize, Transform, presets,
+    ColorJitter, Compose, Error, GaussianBlur, Image, MultiViewPipeline, OneOf, RandomAffine,
+    RandomApply, RandomGrayscale, RandomHorizontalFlip, RandomResizedCrop, RandomRotation,
+    RandomSolarize, Transform, presets,
 };
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -69,6 +70,8 @@ fn zero_strength_changes_nothing() {
         Arc::new(RandomSolarize::new(128, 0.0).unwrap()),
         Arc::new(RandomApply::new(Arc::new(RandomGrayscale::new(1.0).unwrap()), 0.0).unwrap()),
         Arc::new(RandomResizedCrop::new((20, 24), (1.0, 1.0), (1.2, 1.2)).unwrap()),
+        Arc::new(RandomRotation::new(0.0, vec![0]).unwrap()),
+        Arc::new(RandomAffine::new(0.0, (0.0, 0.0), (1.0, 1.0), (0.0, 0.0), vec![0]).unwrap()),
     ];
     assert_eq!(Compose(never).apply(&img, &mut rng).unwrap(), img);
     let always = OneOf::new(vec![Arc::new(RandomHorizontalFlip::new(1.0).unwrap())]).unwrap();
@@ -104,6 +107,19 @@ fn bad_parameters_are_errors_when_built() {
         ),
         (ColorJitter::new(0.0, 0.0, 0.0, 0.7).map(drop), "hue"),
         (OneOf::new(vec![]).map(drop), "transforms"),
+        (RandomRotation::new(-5.0, vec![0]).map(drop), "degrees"),
+        (
+            RandomAffine::new(10.0, (1.5, 0.0), (0.9, 1.1), (0.0, 0.0), vec![0]).map(drop),
+            "translate",
+        ),
+        (
+            RandomAffine::new(10.0, (0.1, 0.1), (1.1, 0.9), (0.0, 0.0), vec![0]).map(drop),
+            "scale",
+        ),
+        (
+            RandomAffine::new(10.0, (0.1, 0.1), (0.9, 1.1), (5.0, -5.0), vec![0]).map(drop),
+            "shear",
+        ),
     ];
     for (result, field) in checks {
         match result {
