@@ -2,6 +2,7 @@
 //!
 //! - `cargo xtask setup`: provide libtorch 2.13.0 for tch (see [`libtorch`]);
 //! - `cargo xtask download <dataset>`: a verified copy of a standard dataset;
+//! - `cargo xtask preview`: a PNG grid of augmented views for a preset;
 //! - `cargo xtask test`: formatting, lints and every test of the workspace.
 //!
 //! xtask never links libtorch, so it builds in seconds on a machine without it.
@@ -10,6 +11,7 @@
 
 mod download;
 mod libtorch;
+mod preview;
 mod test;
 
 use std::path::{Path, PathBuf};
@@ -40,6 +42,28 @@ enum Task {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Write a PNG grid of images and augmented views of them (Fashion-MNIST test images, or
+    /// one picture of yours).
+    Preview {
+        /// Augmentation preset: w1 or simclr.
+        #[arg(long, default_value = "w1")]
+        preset: String,
+        /// A picture to augment instead of Fashion-MNIST images.
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// How many Fashion-MNIST images (rows).
+        #[arg(long, default_value_t = 4)]
+        rows: usize,
+        /// Views per image (columns after the source).
+        #[arg(long, default_value_t = 8)]
+        views: usize,
+        /// Output PNG.
+        #[arg(long, default_value = "preview.png")]
+        out: PathBuf,
+        /// Data folder for Fashion-MNIST.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Run `cargo fmt --check`, `cargo clippy -D warnings` and every test of the workspace.
     Test {
         /// Extra arguments passed to `cargo test` (after `--`, e.g. a test name filter).
@@ -53,6 +77,14 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Task::Setup => libtorch::setup(&root).map(|_| ()),
         Task::Download { dataset, dir } => download::run(&dataset, dir).map(|_| ()),
+        Task::Preview {
+            preset,
+            image,
+            rows,
+            views,
+            out,
+            dir,
+        } => preview::run(&preset, image.as_deref(), rows, views, &out, dir),
         Task::Test { cargo_test_args } => test::run(&root, &cargo_test_args),
     }
 }

@@ -1,0 +1,100 @@
+//! `cargo xtask preview`: a PNG grid of images and augmented views of them, for looking at
+//! what a preset does.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use contrastive_augment::{Image, MultiViewPipeline, Transform, presets, resize};
+use contrastive_data::{Dataset, Split, fashion_mnist, hwc_from_image, image_from_hwc};
+
+/// Writes `out`: one row per source image (the first `rows` of Fashion-MNIST's test set, or
+/// the given picture), the source first, then `views` views by `preset`.
+pub fn run(
+    preset: &str,
+    image: Option<&Path>,
+    rows: usize,
+    views: usize,
+    out: &Path,
+    data_dir: Option<PathBuf>,
+) -> Result<()> {
+    let transform: Arc<dyn Transform> = match preset {
+        "w1" => Arc::new(presets::w1()?),
+        "simclr" => Arc::new(presets::simclr(96, 1.0, true)?),
+        other => bail!("unknown preset {other:?}: w1 or simclr"),
+    };
+    let sources: Vec<Image> = match image {
+        Some(path) => {
+            let picture =
+                image::open(path).with_context(|| format!("reading {}", path.display()))?;
+            vec![hwc_from_image(&picture.to_rgb8().into())]
+        }
+        None => {
+            let dir = crate::download::run("fashion-mnist", data_dir)?;
+            let test = fashion_mnist(&dir, Split::Test)?;
+            (0..rows)
+                .map(|i| test.get(i * 101).map(|s| s.image))
+                .collect::<Result<_, _>>()?
+        }
+    };
+    let pipeline = MultiViewPipeline::new(vec![transform; views], 0);
+    let items: Vec<usize> = (0..sources.len()).collect();
+    let all_views = pipeline.apply(&sources, &items, 0)?;
+    let (side, _, channels) = all_views[0][0].dim();
+    let cell = side.max(96);
+    let pad = 4;
+    let (rows_n, cols) = (sources.len(), views + 1);
+    let mut grid = Image::from_elem(
+        (
+            rows_n * (cell + pad) + pad,
+            cols * (cell + pad) + pad,
+            channels,
+        ),
+        255,
+    );
+    for (r, source) in sources.iter().enumerate() {
+        let row: Vec<Image> =
+            std::iter::once(resize(source, side, side).map_err(anyhow::Error::from))
+                .chain(all_views.iter().map(|v| Ok(v[r].clone())))
+                .collect::<Result<_>>()?;
+        for (col, picture) in row.iter().enumerate() {
+            let (top, left) = (pad + r * (cell + pad), pad + col * (cell + pad));
+            for y in 0..cell {
+                for x in 0..cell {
+                    for ch in 0..channels {
+                        grid[[top + y, left + x, ch]] =
+                            picture[[y * side / cell, x * side / cell, ch]];
+                    }
+                }
+            }
+        }
+    }
+    image_from_hwc(grid.view())?
+        .save(out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "preview: wrote {} ({rows_n} images x {views} views, preset {preset})",
+        out.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_grid_has_one_row_per_image_and_a_column_per_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("in.png");
+        image::RgbImage::from_fn(50, 40, |x, y| image::Rgb([x as u8 * 5, y as u8 * 6, 90]))
+            .save(&source)
+            .unwrap();
+        let out = dir.path().join("grid.png");
+        run("simclr", Some(&source), 1, 3, &out, None).unwrap();
+        let grid = image::open(&out).unwrap();
+        // 4 columns (source + 3 views) of 96-pixel cells with 4-pixel gaps.
+        assert_eq!((grid.width(), grid.height()), (4 * 100 + 4, 100 + 4));
+        assert!(run("byol", Some(&source), 1, 3, &out, None).is_err());
+    }
+}
