@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use contrastive_e2e::tiny_cnn;
 use contrastive_tensor::{
     Device, Kind, ModuleT, Precision, Tensor, autocast, load_var_store, nn, nn::OptimizerConfig,
     no_grad, save_var_store, seed_all, set_threads, stack_hwc, to_channels_last,
@@ -40,23 +41,6 @@ fn bars(n: usize, seed: u64) -> (Tensor, Tensor) {
     (stack_hwc(&views).unwrap(), Tensor::from_slice(&labels))
 }
 
-fn classifier(vs: &nn::VarStore) -> nn::SequentialT {
-    let p = vs.root();
-    let conv = nn::ConvConfig {
-        padding: 1,
-        bias: false,
-        ..Default::default()
-    };
-    nn::seq_t()
-        .add(nn::conv2d(&p / "conv1", 1, 16, 3, conv))
-        .add(nn::batch_norm2d(&p / "bn1", 16, Default::default()))
-        .add_fn(|x| x.relu().max_pool2d_default(2))
-        .add(nn::conv2d(&p / "conv2", 16, 32, 3, conv))
-        .add(nn::batch_norm2d(&p / "bn2", 32, Default::default()))
-        .add_fn(|x| x.relu().adaptive_avg_pool2d([1, 1]).flatten(1, -1))
-        .add(nn::linear(&p / "fc", 32, 2, Default::default()))
-}
-
 fn accuracy(net: &nn::SequentialT, images: &Tensor, labels: &Tensor) -> f64 {
     let logits = no_grad(|| net.forward_t(images, false));
     logits
@@ -76,7 +60,7 @@ fn a_small_cnn_trains_in_bf16_channels_last_and_reloads_exactly() {
     let train_x = to_channels_last(&train_x).unwrap();
 
     let vs = nn::VarStore::new(Device::Cpu);
-    let net = classifier(&vs);
+    let net = tiny_cnn(&vs, 2);
     var_store_to_channels_last(&vs).unwrap();
     let mut opt = nn::Sgd {
         momentum: 0.9,
@@ -120,7 +104,7 @@ fn a_small_cnn_trains_in_bf16_channels_last_and_reloads_exactly() {
     save_var_store(&vs, &path, &metadata).unwrap();
 
     let fresh = nn::VarStore::new(Device::Cpu);
-    let reloaded = classifier(&fresh);
+    let reloaded = tiny_cnn(&fresh, 2);
     load_var_store(&fresh, &path).unwrap();
     let expected = no_grad(|| net.forward_t(&test_x, false));
     let got = no_grad(|| reloaded.forward_t(&test_x, false));

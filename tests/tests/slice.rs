@@ -5,6 +5,7 @@
 //! groups the four shapes (it has not collapsed), which a random encoder already does here.
 
 use contrastive_data::{Channels, Dataset, FolderOptions, ImageFolder, Resize};
+use contrastive_e2e::tiny_cnn;
 use contrastive_losses::{InfoNce, InfoNceConfig};
 use contrastive_samplers::MultiView;
 use contrastive_tensor::{
@@ -40,23 +41,6 @@ fn write_folder(root: &std::path::Path) {
             img.save(root.join(name).join(format!("{i}.png"))).unwrap();
         }
     }
-}
-
-fn encoder(vs: &nn::VarStore) -> nn::SequentialT {
-    let p = vs.root();
-    let conv = nn::ConvConfig {
-        padding: 1,
-        bias: false,
-        ..Default::default()
-    };
-    nn::seq_t()
-        .add(nn::conv2d(&p / "conv1", 1, 16, 3, conv))
-        .add(nn::batch_norm2d(&p / "bn1", 16, Default::default()))
-        .add_fn(|x| x.relu().max_pool2d_default(2))
-        .add(nn::conv2d(&p / "conv2", 16, 32, 3, conv))
-        .add(nn::batch_norm2d(&p / "bn2", 32, Default::default()))
-        .add_fn(|x| x.relu().adaptive_avg_pool2d([1, 1]).flatten(1, -1))
-        .add(nn::linear(&p / "fc", 32, 32, Default::default()))
 }
 
 /// A random view: shifted by up to 4 pixels each way (wrapping), flipped half the time.
@@ -114,7 +98,7 @@ fn a_folder_of_images_trains_an_encoder_without_labels() {
     );
 
     let vs = nn::VarStore::new(Device::Cpu);
-    let net = encoder(&vs);
+    let net = tiny_cnn(&vs, 32);
     let mut opt = nn::Adam::default().build(&vs, 3e-3).unwrap();
     let nt_xent = InfoNce::new(InfoNceConfig::new(0.5).with_chunk_size(Some(24))).unwrap();
     let sampler = MultiView::new(folder.len(), 32, true, 9).unwrap();

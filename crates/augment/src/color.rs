@@ -60,18 +60,22 @@ pub fn adjust_saturation(image: &Image, factor: f32) -> Result<Image> {
     if check_channels("adjust_saturation", image, &[1, 3])? == 1 {
         return Ok(image.clone());
     }
-    let mut out = image.as_standard_layout().into_owned();
-    for pixel in out
-        .as_slice_mut()
-        .expect("standard layout")
-        .chunks_exact_mut(3)
-    {
+    Ok(map_rgb_pixels(image, |pixel| {
         let gray = luma(pixel).floor();
         for v in pixel {
             *v = blend(*v, gray, factor);
         }
-    }
-    Ok(out)
+    }))
+}
+
+/// A copy of an RGB image with `f` applied to every pixel's three values.
+fn map_rgb_pixels(image: &Image, mut f: impl FnMut(&mut [u8])) -> Image {
+    let mut out = image.as_standard_layout().into_owned();
+    out.as_slice_mut()
+        .expect("standard layout")
+        .chunks_exact_mut(3)
+        .for_each(&mut f);
+    out
 }
 
 fn blend(v: u8, other: f32, ratio: f32) -> u8 {
@@ -92,12 +96,7 @@ pub fn adjust_hue(image: &Image, shift: f32) -> Result<Image> {
     if check_channels("adjust_hue", image, &[1, 3])? == 1 {
         return Ok(image.clone());
     }
-    let mut out = image.as_standard_layout().into_owned();
-    for pixel in out
-        .as_slice_mut()
-        .expect("standard layout")
-        .chunks_exact_mut(3)
-    {
+    Ok(map_rgb_pixels(image, |pixel| {
         let rgb = [
             f32::from(pixel[0]) / 255.0,
             f32::from(pixel[1]) / 255.0,
@@ -108,8 +107,7 @@ pub fn adjust_hue(image: &Image, shift: f32) -> Result<Image> {
         for (dst, value) in pixel.iter_mut().zip(hsv_to_rgb(h, s, v)) {
             *dst = (value * (255.0 + 1.0 - 1e-3)) as u8;
         }
-    }
-    Ok(out)
+    }))
 }
 
 /// Pillow's (and torchvision's) RGB -> HSV on values in `[0, 1]`.

@@ -19,12 +19,8 @@ pub struct ContrastiveConfig {
     #[serde(default)]
     pub distance: Distance,
     /// L2-normalise embeddings before measuring (as pytorch-metric-learning does by default).
-    #[serde(default = "yes")]
+    #[serde(default = "pairs::default_true")]
     pub normalize: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl ContrastiveConfig {

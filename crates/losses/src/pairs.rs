@@ -20,6 +20,11 @@ pub enum Distance {
     Cosine,
 }
 
+/// Serde default for flags that are on unless a config says otherwise.
+pub(crate) fn default_true() -> bool {
+    true
+}
+
 /// Embeddings in a precision fit for the loss: bf16 and fp16 inputs are computed in fp32.
 pub(crate) fn working_precision(x: &Tensor) -> Tensor {
     match x.kind() {

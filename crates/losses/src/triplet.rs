@@ -36,12 +36,8 @@ pub struct TripletConfig {
     #[serde(default)]
     pub distance: Distance,
     /// L2-normalise embeddings first.
-    #[serde(default = "yes")]
+    #[serde(default = "pairs::default_true")]
     pub normalize: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 impl TripletConfig {

@@ -19,6 +19,16 @@ fn fixture() -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
+fn fixture_labels(fx: &Value) -> Tensor {
+    let labels: Vec<i64> = fx["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    Tensor::from_slice(&labels)
+}
+
 fn floats(v: &Value) -> Vec<f32> {
     v.as_array()
         .unwrap()
@@ -41,13 +51,7 @@ fn max_abs_diff(a: &Tensor, expected: &[f32]) -> f64 {
 /// Runs `case` with our implementation: loss and the gradient of each input.
 fn ours(case: &Value, fx: &Value) -> (f64, Vec<Tensor>) {
     let (n, d) = (fx["n"].as_i64().unwrap(), fx["d"].as_i64().unwrap());
-    let labels: Vec<i64> = fx["labels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_i64().unwrap())
-        .collect();
-    let labels = Tensor::from_slice(&labels);
+    let labels = fixture_labels(&fx);
     let name = case["name"].as_str().unwrap();
     let p = &case["params"];
     let x = tensor(&fx["embeddings"], n, d).set_requires_grad(true);
@@ -135,13 +139,7 @@ fn every_loss_matches_the_pytorch_reference() {
 fn chunked_info_nce_gives_the_dense_loss_and_gradients() {
     let fx = fixture();
     let x = tensor(&fx["embeddings"], 16, 8);
-    let labels: Vec<i64> = fx["labels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_i64().unwrap())
-        .collect();
-    let labels = Tensor::from_slice(&labels);
+    let labels = fixture_labels(&fx);
     for decoupled in [false, true] {
         let run = |chunk: Option<usize>| {
             let x = x.copy().set_requires_grad(true);
