@@ -51,7 +51,7 @@ fn max_abs_diff(a: &Tensor, expected: &[f32]) -> f64 {
 /// Runs `case` with our implementation: loss and the gradient of each input.
 fn ours(case: &Value, fx: &Value) -> (f64, Vec<Tensor>) {
     let (n, d) = (fx["n"].as_i64().unwrap(), fx["d"].as_i64().unwrap());
-    let labels = fixture_labels(&fx);
+    let labels = fixture_labels(fx);
     let name = case["name"].as_str().unwrap();
     let p = &case["params"];
     let x = tensor(&fx["embeddings"], n, d).set_requires_grad(true);
