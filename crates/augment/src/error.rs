@@ -13,6 +13,9 @@ pub enum Error {
         /// What is allowed, and what was given.
         message: String,
     },
+    /// Turning views into a tensor failed (mismatched shapes, normalisation channels).
+    #[error(transparent)]
+    Tensor(#[from] contrastive_tensor::Error),
     /// An image the operation cannot take (zero size, wrong channel count, crop outside).
     #[error("{op}: {message}")]
     BadImage {

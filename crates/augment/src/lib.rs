@@ -9,12 +9,13 @@
 //!   ([`RandomResizedCrop`], [`RandomHorizontalFlip`], [`ColorJitter`], [`RandomGrayscale`],
 //!   [`GaussianBlur`], [`RandomSolarize`], [`RandomRotation`], [`RandomAffine`]), composed with [`Compose`], [`RandomApply`] and
 //!   [`OneOf`]; bad parameters are errors when a transform is built.
-//! - Presets: [`presets::simclr`] and [`presets::w1`].
+//! - Presets: [`presets::simclr`], [`presets::moco_v2`], [`presets::byol`] (two asymmetric
+//!   views), [`presets::multi_crop`] and [`presets::w1`].
 //! - [`MultiViewPipeline`]: K views of a batch in parallel, the same for a seed whatever the
-//!   thread count.
+//!   thread count; [`to_batch`] makes them a `u8` or normalised float tensor, NCHW or
+//!   channels-last; [`Prefetcher`] prepares the next batches while the model trains.
 //!
-//! Still to come (issue #4): bilinear warps, bicubic resizing, the MoCo v2, BYOL and
-//! multi-crop presets, tensor batches with prefetching, and the preview grid.
+//! Still to come (issue #4): bilinear warps, bicubic resizing, batched GPU versions.
 //!
 //! ```
 //! use contrastive_augment::{adjust_brightness, hflip, resized_crop};
@@ -26,6 +27,7 @@
 //! # Ok::<(), contrastive_augment::Error>(())
 //! ```
 
+mod batch;
 mod blur;
 mod color;
 mod error;
@@ -34,6 +36,7 @@ mod pipeline;
 pub mod presets;
 mod transforms;
 
+pub use crate::batch::{BatchFormat, Prefetcher, to_batch};
 pub use crate::blur::{gaussian_blur, gaussian_kernel};
 pub use crate::color::{
     adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, solarize, to_grayscale,

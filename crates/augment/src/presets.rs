@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use crate::{
     ColorJitter, Compose, GaussianBlur, RandomApply, RandomGrayscale, RandomHorizontalFlip,
-    RandomResizedCrop, Result, Transform,
+    RandomResizedCrop, RandomSolarize, Result, Transform,
 };
 
 /// SimCLR's view (Chen et al., 2020, appendix A; lightly's `SimCLRTransform` defaults):
@@ -31,7 +31,7 @@ pub fn simclr(size: usize, strength: f64, blur: bool) -> Result<Compose> {
         Arc::new(RandomGrayscale::new(0.2)?),
     ];
     if blur {
-        let kernel = ((size as f64 * 0.1) as usize) | 1;
+        let kernel = blur_kernel(size);
         steps.push(Arc::new(RandomApply::new(
             Arc::new(GaussianBlur::new(kernel, (0.1, 2.0))?),
             0.5,
@@ -57,4 +57,92 @@ pub fn w1() -> Result<Compose> {
         )?),
         Arc::new(RandomGrayscale::new(0.2)?),
     ]))
+}
+
+/// The blur kernel SimCLR and BYOL use: 10 % of the image size, made odd.
+fn blur_kernel(size: usize) -> usize {
+    ((size as f64 * 0.1) as usize) | 1
+}
+
+/// MoCo v2's view (Chen, Fan, Girshick and He, 2020): random resized crop to `size` (scale
+/// 0.2-1), colour jitter 0.4, 0.4, 0.4, 0.1 with p 0.8, grayscale (p 0.2), Gaussian blur
+/// (sigma 0.1-2) with p 0.5, horizontal flip.
+pub fn moco_v2(size: usize) -> Result<Compose> {
+    Ok(Compose(vec![
+        Arc::new(RandomResizedCrop::new(
+            (size, size),
+            (0.2, 1.0),
+            (3.0 / 4.0, 4.0 / 3.0),
+        )?),
+        Arc::new(RandomApply::new(
+            Arc::new(ColorJitter::new(0.4, 0.4, 0.4, 0.1)?),
+            0.8,
+        )?),
+        Arc::new(RandomGrayscale::new(0.2)?),
+        Arc::new(RandomApply::new(
+            Arc::new(GaussianBlur::new(blur_kernel(size), (0.1, 2.0))?),
+            0.5,
+        )?),
+        Arc::new(RandomHorizontalFlip::new(0.5)?),
+    ]))
+}
+
+/// BYOL's two asymmetric views (Grill et al., 2020, table 6): random resized crop to `size`
+/// (scale 0.08-1), flip, colour jitter 0.4, 0.4, 0.2, 0.1 with p 0.8, grayscale (p 0.2), then
+/// Gaussian blur with p 1.0 and 0.1, and solarization with p 0.0 and 0.2.
+pub fn byol(size: usize) -> Result<[Compose; 2]> {
+    let view = |blur_p: f64, solarize_p: f64| -> Result<Compose> {
+        Ok(Compose(vec![
+            Arc::new(RandomResizedCrop::new(
+                (size, size),
+                (0.08, 1.0),
+                (3.0 / 4.0, 4.0 / 3.0),
+            )?),
+            Arc::new(RandomHorizontalFlip::new(0.5)?),
+            Arc::new(RandomApply::new(
+                Arc::new(ColorJitter::new(0.4, 0.4, 0.2, 0.1)?),
+                0.8,
+            )?),
+            Arc::new(RandomGrayscale::new(0.2)?),
+            Arc::new(RandomApply::new(
+                Arc::new(GaussianBlur::new(blur_kernel(size), (0.1, 2.0))?),
+                blur_p,
+            )?),
+            Arc::new(RandomSolarize::new(128, solarize_p)?),
+        ]))
+    };
+    Ok([view(1.0, 0.0)?, view(0.1, 0.2)?])
+}
+
+/// Multi-crop (Caron et al., SwAV, 2020): two global views of `global_size` (scale
+/// 0.14-1) and `locals` local views of `local_size` (scale 0.05-0.14), each with a flip,
+/// colour jitter 0.8, 0.8, 0.8, 0.2 with p 0.8, grayscale (p 0.2) and Gaussian blur with p 0.5.
+pub fn multi_crop(global_size: usize, local_size: usize, locals: usize) -> Result<Vec<Compose>> {
+    let view = |size: usize, scale: (f64, f64)| -> Result<Compose> {
+        Ok(Compose(vec![
+            Arc::new(RandomResizedCrop::new(
+                (size, size),
+                scale,
+                (3.0 / 4.0, 4.0 / 3.0),
+            )?),
+            Arc::new(RandomHorizontalFlip::new(0.5)?),
+            Arc::new(RandomApply::new(
+                Arc::new(ColorJitter::new(0.8, 0.8, 0.8, 0.2)?),
+                0.8,
+            )?),
+            Arc::new(RandomGrayscale::new(0.2)?),
+            Arc::new(RandomApply::new(
+                Arc::new(GaussianBlur::new(blur_kernel(size), (0.1, 2.0))?),
+                0.5,
+            )?),
+        ]))
+    };
+    let mut views = vec![
+        view(global_size, (0.14, 1.0))?,
+        view(global_size, (0.14, 1.0))?,
+    ];
+    for _ in 0..locals {
+        views.push(view(local_size, (0.05, 0.14))?);
+    }
+    Ok(views)
 }
