@@ -1,7 +1,10 @@
-"""torchvision peer of crates/augment/examples/w2.rs (benchmark W2): the same pipelines with
-torchvision.transforms.v2 on uint8 tensors, image by image, two views each, on 1 thread.
-Prints views per second (median of 5 passes).
+"""Peers of crates/augment/examples/w2.rs (benchmark W2), on 1 thread, image by image, two
+views each: torchvision.transforms.v2 on uint8 tensors, and lightly's SimCLRTransform on PIL
+images (which also converts to normalised float tensors). Prints views per second (median of
+5 passes).
 
+    ~/.cache/contrastive/torch-2.13.0/bin/pip install torchvision==0.28.0
+    ~/.cache/contrastive/torch-2.13.0/bin/pip install --no-deps lightly lightning-utilities packaging
     ~/.cache/contrastive/torch-2.13.0/bin/python bench/peers/augment_w2.py
 """
 
@@ -9,7 +12,13 @@ import statistics
 import time
 
 import torch
+from PIL import Image
 from torchvision.transforms import v2 as T
+
+try:
+    from lightly.transforms import SimCLRTransform
+except ImportError:  # lightly is optional
+    SimCLRTransform = None
 
 
 def w1():
@@ -36,12 +45,14 @@ def images(n, side, channels):
     return [torch.randint(0, 256, (channels, side, side), dtype=torch.uint8) for _ in range(n)]
 
 
-def rate(transform, batch):
+def rate(transform, batch, views_per_call=1):
+    calls = 2 // views_per_call
+
     def one_pass():
         start = time.perf_counter()
         for img in batch:
-            transform(img)
-            transform(img)
+            for _ in range(calls):
+                transform(img)
         return 2 * len(batch) / (time.perf_counter() - start)
     one_pass()
     return statistics.median(one_pass() for _ in range(5))
@@ -49,13 +60,26 @@ def rate(transform, batch):
 
 def main():
     torch.set_num_threads(1)
-    print("workload,threads,views_per_s")
+    print("peer,workload,threads,views_per_s")
     for name, transform, batch in [
         ("w1_28x28_gray", w1(), images(512, 28, 1)),
         ("simclr_32x32_rgb_blur", simclr(32), images(256, 32, 3)),
         ("simclr_224_from_256_rgb_blur", simclr(224), images(16, 256, 3)),
     ]:
-        print(f"{name},1,{rate(transform, batch):.0f}")
+        print(f"torchvision,{name},1,{rate(transform, batch):.0f}")
+    if SimCLRTransform is None:
+        return
+    lightly = [
+        ("w1_28x28_gray", SimCLRTransform(input_size=28, cj_strength=0.5, min_scale=0.2, gaussian_blur=0.0,
+                                          normalize={"mean": [0.2860], "std": [0.3530]}), 512, 28, "L"),
+        ("simclr_32x32_rgb_blur", SimCLRTransform(input_size=32), 256, 32, "RGB"),
+        ("simclr_224_from_256_rgb_blur", SimCLRTransform(input_size=224), 16, 256, "RGB"),
+    ]
+    for name, transform, n, side, mode in lightly:
+        channels = 1 if mode == "L" else 3
+        batch = [Image.fromarray(t.permute(1, 2, 0).squeeze(-1).numpy() if channels == 1 else
+                                 t.permute(1, 2, 0).numpy(), mode) for t in images(n, side, channels)]
+        print(f"lightly,{name},1,{rate(transform, batch, views_per_call=2):.0f}")
 
 
 if __name__ == "__main__":

@@ -56,8 +56,55 @@ pub fn center_crop(image: &Image, height: usize, width: usize) -> Result<Image> 
     crop(image, top, left, height, width)
 }
 
+/// Resampling filters, as Pillow and torchvision define them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Interpolation {
+    /// Triangle filter (support 1).
+    #[default]
+    Bilinear,
+    /// Cubic convolution with a = -0.5 (support 2); may ring, values are clamped.
+    Bicubic,
+}
+
+impl Interpolation {
+    fn support(self) -> f64 {
+        match self {
+            Interpolation::Bilinear => 1.0,
+            Interpolation::Bicubic => 2.0,
+        }
+    }
+
+    fn weight(self, x: f64) -> f64 {
+        let x = x.abs();
+        match self {
+            Interpolation::Bilinear => (1.0 - x).max(0.0),
+            Interpolation::Bicubic => {
+                const A: f64 = -0.5;
+                if x < 1.0 {
+                    ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+                } else if x < 2.0 {
+                    (((x - 5.0) * x + 8.0) * x - 4.0) * A
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
 /// Resizes to `height` x `width` with bilinear interpolation, antialiased when shrinking.
 pub fn resize(image: &Image, height: usize, width: usize) -> Result<Image> {
+    resize_with(image, height, width, Interpolation::Bilinear)
+}
+
+/// Resizes to `height` x `width` with the given filter, antialiased when shrinking (as
+/// torchvision's `resize(..., antialias=True)` and Pillow).
+pub fn resize_with(
+    image: &Image,
+    height: usize,
+    width: usize,
+    filter: Interpolation,
+) -> Result<Image> {
     let (h, w, _) = check_size("resize", image)?;
     if height == 0 || width == 0 {
         return Err(bad_image(
@@ -67,44 +114,52 @@ pub fn resize(image: &Image, height: usize, width: usize) -> Result<Image> {
     }
     let mut out = image.as_standard_layout().into_owned();
     if width != w {
-        out = resample_axis(&out, Axis(1), width);
+        out = resample_axis(&out, Axis(1), width, filter);
     }
     if height != h {
-        out = resample_axis(&out, Axis(0), height);
+        out = resample_axis(&out, Axis(0), height, filter);
     }
     Ok(out)
 }
 
 /// Crops the window at (`top`, `left`) of `height` x `width`, then resizes it to
-/// `out_height` x `out_width`: torchvision's `resized_crop`.
+/// `out_height` x `out_width` (bilinear): torchvision's `resized_crop`.
 pub fn resized_crop(
+    image: &Image,
+    window: (usize, usize, usize, usize),
+    size: (usize, usize),
+) -> Result<Image> {
+    resized_crop_with(image, window, size, Interpolation::Bilinear)
+}
+
+/// [`resized_crop`] with a chosen filter.
+pub fn resized_crop_with(
     image: &Image,
     (top, left, height, width): (usize, usize, usize, usize),
     (out_height, out_width): (usize, usize),
+    filter: Interpolation,
 ) -> Result<Image> {
-    resize(
+    resize_with(
         &crop(image, top, left, height, width)?,
         out_height,
         out_width,
+        filter,
     )
 }
 
 /// For each output position along an axis of `input` source positions, the first source
-/// index and the normalised triangle-filter weights (Pillow's `precompute_coeffs`).
-fn coefficients(input: usize, output: usize) -> Vec<(usize, Vec<f32>)> {
+/// index and the normalised filter weights (Pillow's `precompute_coeffs`).
+fn coefficients(input: usize, output: usize, filter: Interpolation) -> Vec<(usize, Vec<f32>)> {
     let scale = input as f64 / output as f64;
     let filter_scale = scale.max(1.0);
-    let support = filter_scale; // the triangle filter has support 1
+    let support = filter.support() * filter_scale;
     (0..output)
         .map(|o| {
             let center = (o as f64 + 0.5) * scale;
             let xmin = ((center - support + 0.5).floor().max(0.0)) as usize;
             let xmax = ((center + support + 0.5).floor() as usize).min(input);
             let weights: Vec<f64> = (xmin..xmax)
-                .map(|x| {
-                    let t = ((x as f64 - center + 0.5) / filter_scale).abs();
-                    if t < 1.0 { 1.0 - t } else { 0.0 }
-                })
+                .map(|x| filter.weight((x as f64 - center + 0.5) / filter_scale))
                 .collect();
             let total: f64 = weights.iter().sum();
             (xmin, weights.iter().map(|w| (w / total) as f32).collect())
@@ -114,10 +169,15 @@ fn coefficients(input: usize, output: usize) -> Vec<(usize, Vec<f32>)> {
 
 /// Resamples one axis (0: rows, 1: columns) to `output` positions, rounding to `u8`. Taps are
 /// added in order with float32 weights.
-fn resample_axis(image: &Array3<u8>, axis: Axis, output: usize) -> Array3<u8> {
+fn resample_axis(
+    image: &Array3<u8>,
+    axis: Axis,
+    output: usize,
+    filter: Interpolation,
+) -> Array3<u8> {
     let (h, w, c) = image.dim();
     let source = image.as_slice().expect("standard layout");
-    let coeffs = coefficients(image.len_of(axis), output);
+    let coeffs = coefficients(image.len_of(axis), output, filter);
     if axis == Axis(1) {
         let mut out = Vec::with_capacity(h * output * c);
         let mut acc = vec![0.0f32; c];

@@ -4,7 +4,8 @@
 //!   on `uint8` images and checked against it: colour ([`adjust_brightness`],
 //!   [`adjust_contrast`], [`adjust_saturation`], [`adjust_hue`], [`to_grayscale`],
 //!   [`solarize`]), geometry ([`hflip`], [`vflip`], [`crop`], [`center_crop`], [`resize`],
-//!   [`resized_crop`], [`rotate`], [`affine`]) and [`gaussian_blur`].
+//!   [`resized_crop`], bilinear or bicubic ([`resize_with`]), [`rotate`], [`affine`]) and
+//!   [`gaussian_blur`].
 //! - Random [`Transform`]s that draw their parameters as torchvision does
 //!   ([`RandomResizedCrop`], [`RandomHorizontalFlip`], [`ColorJitter`], [`RandomGrayscale`],
 //!   [`GaussianBlur`], [`RandomSolarize`], [`RandomRotation`], [`RandomAffine`]), composed with [`Compose`], [`RandomApply`] and
@@ -15,7 +16,8 @@
 //!   thread count; [`to_batch`] makes them a `u8` or normalised float tensor, NCHW or
 //!   channels-last; [`Prefetcher`] prepares the next batches while the model trains.
 //!
-//! Still to come (issue #4): bilinear warps, bicubic resizing, batched GPU versions.
+//! Still to come (issue #4): bilinear warps (rotation and affine are nearest, torchvision's
+//! default), batched GPU versions.
 //!
 //! ```
 //! use contrastive_augment::{adjust_brightness, hflip, resized_crop};
@@ -42,7 +44,10 @@ pub use crate::color::{
     adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, solarize, to_grayscale,
 };
 pub use crate::error::{Error, Result};
-pub use crate::geometry::{affine, center_crop, crop, hflip, resize, resized_crop, rotate, vflip};
+pub use crate::geometry::{
+    Interpolation, affine, center_crop, crop, hflip, resize, resize_with, resized_crop,
+    resized_crop_with, rotate, vflip,
+};
 pub use crate::pipeline::MultiViewPipeline;
 pub use crate::transforms::{
     ColorJitter, Compose, GaussianBlur, OneOf, RandomAffine, RandomApply, RandomGrayscale,

@@ -10,8 +10,9 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::invalid;
 use crate::{
-    Image, Result, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, affine,
-    gaussian_blur, hflip, resized_crop, rotate, solarize, to_grayscale,
+    Image, Interpolation, Result, adjust_brightness, adjust_contrast, adjust_hue,
+    adjust_saturation, affine, gaussian_blur, hflip, resized_crop_with, rotate, solarize,
+    to_grayscale,
 };
 
 /// A random image transform. The generator is the only source of randomness, so the same
@@ -53,6 +54,7 @@ pub struct RandomResizedCrop {
     size: (usize, usize),
     scale: (f64, f64),
     ratio: (f64, f64),
+    interpolation: Interpolation,
 }
 
 impl RandomResizedCrop {
@@ -69,7 +71,20 @@ impl RandomResizedCrop {
         }
         check_range(OP, "scale", scale, f64::MIN_POSITIVE)?;
         check_range(OP, "ratio", ratio, f64::MIN_POSITIVE)?;
-        Ok(Self { size, scale, ratio })
+        Ok(Self {
+            size,
+            scale,
+            ratio,
+            interpolation: Interpolation::Bilinear,
+        })
+    }
+
+    /// Uses `interpolation` (bilinear by default) for the resize.
+    pub fn with_interpolation(self, interpolation: Interpolation) -> Self {
+        Self {
+            interpolation,
+            ..self
+        }
     }
 
     /// The crop window `(top, left, height, width)` for an image of `height` x `width`:
@@ -119,7 +134,7 @@ impl Transform for RandomResizedCrop {
                 format!("the image is {h}x{w}"),
             ));
         }
-        resized_crop(image, self.window(h, w, rng), self.size)
+        resized_crop_with(image, self.window(h, w, rng), self.size, self.interpolation)
     }
 }
 

@@ -2,8 +2,9 @@
 //! (`fixtures/torchvision.json`, made by `fixtures/make_fixtures.py`).
 
 use contrastive_augment::{
-    Image, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, affine, center_crop,
-    crop, gaussian_blur, hflip, resize, resized_crop, rotate, solarize, to_grayscale, vflip,
+    Image, Interpolation, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation,
+    affine, center_crop, crop, gaussian_blur, hflip, resize, resize_with, resized_crop, rotate,
+    solarize, to_grayscale, vflip,
 };
 use serde_json::Value;
 
@@ -54,6 +55,10 @@ fn ours(name: &str, image: &Image, p: &Value) -> Image {
         "resize" => {
             let (h, w) = pair("size");
             resize(image, h, w)
+        }
+        "resize_bicubic" => {
+            let (h, w) = pair("size");
+            resize_with(image, h, w, Interpolation::Bicubic)
         }
         "resized_crop" => {
             let window = (
@@ -109,7 +114,7 @@ fn every_operation_matches_torchvision() {
     let rgb = Image::from_shape_vec((h, w, 3), bytes(&fx["rgb"])).unwrap();
     let gray = Image::from_shape_vec((h, w, 1), bytes(&fx["gray"])).unwrap();
     let cases = fx["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 57);
+    assert_eq!(cases.len(), 61);
     // Per operation: (values one level off, values compared).
     let mut per_op = std::collections::BTreeMap::new();
     for case in cases {
