@@ -30,7 +30,17 @@ fn check_channels(op: &'static str, image: &Image, allowed: &[usize]) -> Result<
 /// `0.2989 r + 0.587 g + 0.114 b` with torchvision's rounding (`mul` then fused `add_`s).
 fn luma(rgb: &[u8]) -> f32 {
     let red = f32::from(rgb[0]) * LUMA[0];
-    f32::from(rgb[2]).mul_add(LUMA[2], f32::from(rgb[1]).mul_add(LUMA[1], red))
+    fused(
+        f32::from(rgb[2]),
+        LUMA[2],
+        fused(f32::from(rgb[1]), LUMA[1], red),
+    )
+}
+
+/// `a * b + c` rounded once, as a fused multiply-add: the product of two f32 values is exact in
+/// f64. (`f32::mul_add` is a slow library call on CPUs built without FMA.)
+fn fused(a: f32, b: f32, c: f32) -> f32 {
+    (f64::from(a) * f64::from(b) + f64::from(c)) as f32
 }
 
 /// `factor * x`, clamped: 0 gives black, 1 the image itself.
@@ -80,9 +90,7 @@ fn map_rgb_pixels(image: &Image, mut f: impl FnMut(&mut [u8])) -> Image {
 
 fn blend(v: u8, other: f32, ratio: f32) -> u8 {
     // torchvision computes `x * ratio` then adds `other * (1 - ratio)` in one fused step.
-    other
-        .mul_add(1.0 - ratio, f32::from(v) * ratio)
-        .clamp(0.0, 255.0) as u8
+    fused(other, 1.0 - ratio, f32::from(v) * ratio).clamp(0.0, 255.0) as u8
 }
 
 /// Rotates the hue by `shift` turns (in `[-0.5, 0.5]`) through HSV. Gray images pass.

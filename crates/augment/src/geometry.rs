@@ -167,6 +167,38 @@ fn coefficients(input: usize, output: usize, filter: Interpolation) -> Vec<(usiz
         .collect()
 }
 
+/// One row resampled along its width, `C` interleaved channels (a fixed count, so the inner
+/// loops unroll).
+fn horizontal<const C: usize>(row: &[f32], coeffs: &[(usize, Vec<f32>)], out: &mut Vec<u8>) {
+    for (start, weights) in coeffs {
+        let mut acc = [0.0f32; C];
+        for (k, weight) in weights.iter().enumerate() {
+            let pixel = &row[(start + k) * C..(start + k + 1) * C];
+            for ch in 0..C {
+                acc[ch] += weight * pixel[ch];
+            }
+        }
+        out.extend(acc.iter().map(|a| a.round().clamp(0.0, 255.0) as u8));
+    }
+}
+
+/// [`horizontal`] for any channel count.
+fn horizontal_any(row: &[f32], c: usize, coeffs: &[(usize, Vec<f32>)], out: &mut Vec<u8>) {
+    let mut acc = vec![0.0f32; c];
+    for (start, weights) in coeffs {
+        acc.fill(0.0);
+        for (k, weight) in weights.iter().enumerate() {
+            for (a, v) in acc
+                .iter_mut()
+                .zip(&row[(start + k) * c..(start + k + 1) * c])
+            {
+                *a += weight * v;
+            }
+        }
+        out.extend(acc.iter().map(|a| a.round().clamp(0.0, 255.0) as u8));
+    }
+}
+
 /// Resamples one axis (0: rows, 1: columns) to `output` positions, rounding to `u8`. Taps are
 /// added in order with float32 weights.
 fn resample_axis(
@@ -180,17 +212,16 @@ fn resample_axis(
     let coeffs = coefficients(image.len_of(axis), output, filter);
     if axis == Axis(1) {
         let mut out = Vec::with_capacity(h * output * c);
-        let mut acc = vec![0.0f32; c];
+        let mut row_f32 = vec![0.0f32; w * c];
         for row in source.chunks_exact(w * c) {
-            for (start, weights) in &coeffs {
-                acc.fill(0.0);
-                for (k, weight) in weights.iter().enumerate() {
-                    let pixel = &row[(start + k) * c..(start + k + 1) * c];
-                    for (a, &v) in acc.iter_mut().zip(pixel) {
-                        *a += weight * f32::from(v);
-                    }
-                }
-                out.extend(acc.iter().map(|a| a.round().clamp(0.0, 255.0) as u8));
+            for (dst, &v) in row_f32.iter_mut().zip(row) {
+                *dst = f32::from(v);
+            }
+            match c {
+                1 => horizontal::<1>(&row_f32, &coeffs, &mut out),
+                3 => horizontal::<3>(&row_f32, &coeffs, &mut out),
+                4 => horizontal::<4>(&row_f32, &coeffs, &mut out),
+                _ => horizontal_any(&row_f32, c, &coeffs, &mut out),
             }
         }
         Array3::from_shape_vec((h, output, c), out).expect("one value per pixel and channel")
