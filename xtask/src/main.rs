@@ -110,3 +110,43 @@ fn run_command(dir: &Path, program: &str, args: &[&str]) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// xtask must build before libtorch exists (it is what installs it), so nothing it depends
+    /// on may pull in tch.
+    #[test]
+    fn xtask_does_not_depend_on_libtorch() {
+        let out = Command::new(env!("CARGO"))
+            .args([
+                "tree",
+                "--package",
+                "xtask",
+                "--edges",
+                "normal,build",
+                "--prefix",
+                "none",
+            ])
+            .current_dir(workspace_root())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let tree = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            tree.lines().any(|l| l.starts_with("contrastive-data ")),
+            "the tree was read"
+        );
+        for forbidden in ["tch ", "torch-sys ", "contrastive-tensor "] {
+            assert!(
+                !tree.lines().any(|l| l.starts_with(forbidden)),
+                "xtask depends on {forbidden}"
+            );
+        }
+    }
+}

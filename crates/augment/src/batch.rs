@@ -3,11 +3,15 @@
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::thread::JoinHandle;
 
+#[cfg(feature = "tensor")]
 use contrastive_tensor::{Normalize, Tensor, stack_hwc_u8, to_channels_last, u8_to_unit_float};
 
-use crate::{Image, Result};
+#[cfg(feature = "tensor")]
+use crate::Image;
+use crate::Result;
 
 /// What a batch of views becomes.
+#[cfg(feature = "tensor")]
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchFormat {
     /// `None`: `u8` values (convert on the device); `Some`: `f32` in `[0, 1]`, then
@@ -18,6 +22,7 @@ pub struct BatchFormat {
 }
 
 /// Stacks views of one shape into a `[N, C, H, W]` tensor in `format`.
+#[cfg(feature = "tensor")]
 pub fn to_batch(views: &[Image], format: &BatchFormat) -> Result<Tensor> {
     let refs: Vec<_> = views.iter().map(|v| v.view()).collect();
     let mut batch = stack_hwc_u8(&refs)?;

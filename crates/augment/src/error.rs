@@ -14,6 +14,7 @@ pub enum Error {
         message: String,
     },
     /// Turning views into a tensor failed (mismatched shapes, normalisation channels).
+    #[cfg(feature = "tensor")]
     #[error(transparent)]
     Tensor(#[from] contrastive_tensor::Error),
     /// An image the operation cannot take (zero size, wrong channel count, crop outside).

@@ -13,8 +13,9 @@
 //! - Presets: [`presets::simclr`], [`presets::moco_v2`], [`presets::byol`] (two asymmetric
 //!   views), [`presets::multi_crop`] and [`presets::w1`].
 //! - [`MultiViewPipeline`]: K views of a batch in parallel, the same for a seed whatever the
-//!   thread count; [`to_batch`] makes them a `u8` or normalised float tensor, NCHW or
-//!   channels-last; [`Prefetcher`] prepares the next batches while the model trains.
+//!   thread count; `to_batch` (feature `tensor`, on by default) makes them a `u8` or
+//!   normalised float tensor, NCHW or channels-last; [`Prefetcher`] prepares the next batches
+//!   while the model trains.
 //!
 //! Still to come (issue #4): bilinear warps (rotation and affine are nearest, torchvision's
 //! default), batched GPU versions.
@@ -38,7 +39,9 @@ mod pipeline;
 pub mod presets;
 mod transforms;
 
-pub use crate::batch::{BatchFormat, Prefetcher, to_batch};
+pub use crate::batch::Prefetcher;
+#[cfg(feature = "tensor")]
+pub use crate::batch::{BatchFormat, to_batch};
 pub use crate::blur::{gaussian_blur, gaussian_kernel};
 pub use crate::color::{
     adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, solarize, to_grayscale,
