@@ -7,56 +7,44 @@ use crate::{
     RandomResizedCrop, RandomSolarize, Result, Transform,
 };
 
-/// SimCLR's view (Chen et al., 2020, appendix A; lightly's `SimCLRTransform` defaults):
-/// random resized crop to `size` (scale 0.08-1), horizontal flip (p 0.5), colour jitter
-/// (0.8 s, 0.8 s, 0.8 s, 0.2 s with strength `s`) with p 0.8, grayscale (p 0.2), and with
-/// `blur`, Gaussian blur with p 0.5, kernel 10 % of the size (odd), sigma 0.1-2.
-pub fn simclr(size: usize, strength: f64, blur: bool) -> Result<Compose> {
+/// Colour jitter strengths: brightness, contrast, saturation, hue.
+type Jitter = [f64; 4];
+
+/// The shape most recipes share: random resized crop to `size` with `scale` (ratio 3/4-4/3),
+/// horizontal flip (p 0.5), `jitter` with p 0.8, grayscale (p 0.2), then Gaussian blur
+/// (kernel 10 % of the size, sigma 0.1-2) with `blur_p` and solarization (threshold 128) with
+/// `solarize_p`; steps with probability 0 are left out.
+fn recipe(
+    size: usize,
+    scale: (f64, f64),
+    jitter: Jitter,
+    blur_p: f64,
+    solarize_p: f64,
+) -> Result<Compose> {
+    let [b, c, s, h] = jitter;
     let mut steps: Vec<Arc<dyn Transform>> = vec![
         Arc::new(RandomResizedCrop::new(
             (size, size),
-            (0.08, 1.0),
+            scale,
             (3.0 / 4.0, 4.0 / 3.0),
         )?),
         Arc::new(RandomHorizontalFlip::new(0.5)?),
         Arc::new(RandomApply::new(
-            Arc::new(ColorJitter::new(
-                0.8 * strength,
-                0.8 * strength,
-                0.8 * strength,
-                0.2 * strength,
-            )?),
+            Arc::new(ColorJitter::new(b, c, s, h)?),
             0.8,
         )?),
         Arc::new(RandomGrayscale::new(0.2)?),
     ];
-    if blur {
-        let kernel = blur_kernel(size);
+    if blur_p > 0.0 {
         steps.push(Arc::new(RandomApply::new(
-            Arc::new(GaussianBlur::new(kernel, (0.1, 2.0))?),
-            0.5,
+            Arc::new(GaussianBlur::new(blur_kernel(size), (0.1, 2.0))?),
+            blur_p,
         )?));
     }
+    if solarize_p > 0.0 {
+        steps.push(Arc::new(RandomSolarize::new(128, solarize_p)?));
+    }
     Ok(Compose(steps))
-}
-
-/// The view of benchmark W1 (Fashion-MNIST): random resized crop to 28 (scale 0.2-1, ratio
-/// 3/4-4/3), horizontal flip (p 0.5), colour jitter 0.4, 0.4, 0.4, 0.1 (lightly's
-/// `cj_strength` 0.5) with p 0.8, grayscale (p 0.2), no blur.
-pub fn w1() -> Result<Compose> {
-    Ok(Compose(vec![
-        Arc::new(RandomResizedCrop::new(
-            (28, 28),
-            (0.2, 1.0),
-            (3.0 / 4.0, 4.0 / 3.0),
-        )?),
-        Arc::new(RandomHorizontalFlip::new(0.5)?),
-        Arc::new(RandomApply::new(
-            Arc::new(ColorJitter::new(0.4, 0.4, 0.4, 0.1)?),
-            0.8,
-        )?),
-        Arc::new(RandomGrayscale::new(0.2)?),
-    ]))
 }
 
 /// The blur kernel SimCLR and BYOL use: 10 % of the image size, made odd.
@@ -64,9 +52,31 @@ fn blur_kernel(size: usize) -> usize {
     ((size as f64 * 0.1) as usize) | 1
 }
 
-/// MoCo v2's view (Chen, Fan, Girshick and He, 2020): random resized crop to `size` (scale
-/// 0.2-1), colour jitter 0.4, 0.4, 0.4, 0.1 with p 0.8, grayscale (p 0.2), Gaussian blur
-/// (sigma 0.1-2) with p 0.5, horizontal flip.
+/// SimCLR's view (Chen et al., 2020, appendix A; lightly's `SimCLRTransform` defaults):
+/// random resized crop to `size` (scale 0.08-1), horizontal flip (p 0.5), colour jitter
+/// (0.8 s, 0.8 s, 0.8 s, 0.2 s with strength `s`) with p 0.8, grayscale (p 0.2), and with
+/// `blur`, Gaussian blur with p 0.5, kernel 10 % of the size (odd), sigma 0.1-2.
+pub fn simclr(size: usize, strength: f64, blur: bool) -> Result<Compose> {
+    let s = strength;
+    recipe(
+        size,
+        (0.08, 1.0),
+        [0.8 * s, 0.8 * s, 0.8 * s, 0.2 * s],
+        if blur { 0.5 } else { 0.0 },
+        0.0,
+    )
+}
+
+/// The view of benchmark W1 (Fashion-MNIST): random resized crop to 28 (scale 0.2-1, ratio
+/// 3/4-4/3), horizontal flip (p 0.5), colour jitter 0.4, 0.4, 0.4, 0.1 (lightly's
+/// `cj_strength` 0.5) with p 0.8, grayscale (p 0.2), no blur.
+pub fn w1() -> Result<Compose> {
+    recipe(28, (0.2, 1.0), [0.4, 0.4, 0.4, 0.1], 0.0, 0.0)
+}
+
+/// MoCo v2's view (Chen, Fan, Girshick and He, 2020), in its order: random resized crop to
+/// `size` (scale 0.2-1), colour jitter 0.4, 0.4, 0.4, 0.1 with p 0.8, grayscale (p 0.2),
+/// Gaussian blur (sigma 0.1-2) with p 0.5, horizontal flip.
 pub fn moco_v2(size: usize) -> Result<Compose> {
     Ok(Compose(vec![
         Arc::new(RandomResizedCrop::new(
@@ -91,58 +101,24 @@ pub fn moco_v2(size: usize) -> Result<Compose> {
 /// (scale 0.08-1), flip, colour jitter 0.4, 0.4, 0.2, 0.1 with p 0.8, grayscale (p 0.2), then
 /// Gaussian blur with p 1.0 and 0.1, and solarization with p 0.0 and 0.2.
 pub fn byol(size: usize) -> Result<[Compose; 2]> {
-    let view = |blur_p: f64, solarize_p: f64| -> Result<Compose> {
-        Ok(Compose(vec![
-            Arc::new(RandomResizedCrop::new(
-                (size, size),
-                (0.08, 1.0),
-                (3.0 / 4.0, 4.0 / 3.0),
-            )?),
-            Arc::new(RandomHorizontalFlip::new(0.5)?),
-            Arc::new(RandomApply::new(
-                Arc::new(ColorJitter::new(0.4, 0.4, 0.2, 0.1)?),
-                0.8,
-            )?),
-            Arc::new(RandomGrayscale::new(0.2)?),
-            Arc::new(RandomApply::new(
-                Arc::new(GaussianBlur::new(blur_kernel(size), (0.1, 2.0))?),
-                blur_p,
-            )?),
-            Arc::new(RandomSolarize::new(128, solarize_p)?),
-        ]))
-    };
-    Ok([view(1.0, 0.0)?, view(0.1, 0.2)?])
+    let jitter = [0.4, 0.4, 0.2, 0.1];
+    Ok([
+        recipe(size, (0.08, 1.0), jitter, 1.0, 0.0)?,
+        recipe(size, (0.08, 1.0), jitter, 0.1, 0.2)?,
+    ])
 }
 
 /// Multi-crop (Caron et al., SwAV, 2020): two global views of `global_size` (scale
 /// 0.14-1) and `locals` local views of `local_size` (scale 0.05-0.14), each with a flip,
 /// colour jitter 0.8, 0.8, 0.8, 0.2 with p 0.8, grayscale (p 0.2) and Gaussian blur with p 0.5.
 pub fn multi_crop(global_size: usize, local_size: usize, locals: usize) -> Result<Vec<Compose>> {
-    let view = |size: usize, scale: (f64, f64)| -> Result<Compose> {
-        Ok(Compose(vec![
-            Arc::new(RandomResizedCrop::new(
-                (size, size),
-                scale,
-                (3.0 / 4.0, 4.0 / 3.0),
-            )?),
-            Arc::new(RandomHorizontalFlip::new(0.5)?),
-            Arc::new(RandomApply::new(
-                Arc::new(ColorJitter::new(0.8, 0.8, 0.8, 0.2)?),
-                0.8,
-            )?),
-            Arc::new(RandomGrayscale::new(0.2)?),
-            Arc::new(RandomApply::new(
-                Arc::new(GaussianBlur::new(blur_kernel(size), (0.1, 2.0))?),
-                0.5,
-            )?),
-        ]))
-    };
+    let jitter = [0.8, 0.8, 0.8, 0.2];
     let mut views = vec![
-        view(global_size, (0.14, 1.0))?,
-        view(global_size, (0.14, 1.0))?,
+        recipe(global_size, (0.14, 1.0), jitter, 0.5, 0.0)?,
+        recipe(global_size, (0.14, 1.0), jitter, 0.5, 0.0)?,
     ];
     for _ in 0..locals {
-        views.push(view(local_size, (0.05, 0.14))?);
+        views.push(recipe(local_size, (0.05, 0.14), jitter, 0.5, 0.0)?);
     }
     Ok(views)
 }
