@@ -47,6 +47,35 @@ fn check_range(
     }
 }
 
+/// `op(image)` with probability `p`, else the image unchanged; one draw from `rng` decides.
+fn with_probability(
+    p: f64,
+    image: &Image,
+    rng: &mut ChaCha8Rng,
+    op: impl FnOnce(&Image, &mut ChaCha8Rng) -> Result<Image>,
+) -> Result<Image> {
+    if rng.gen_bool(p) {
+        op(image, rng)
+    } else {
+        Ok(image.clone())
+    }
+}
+
+/// The checks rotation and affine share: `degrees` >= 0 and at least one fill value.
+fn check_warp(op: &'static str, degrees: f64, fill: &[u8]) -> Result<()> {
+    if !(degrees.is_finite() && degrees >= 0.0) {
+        return Err(invalid(
+            op,
+            "degrees",
+            format!("must be >= 0, got {degrees}"),
+        ));
+    }
+    if fill.is_empty() {
+        return Err(invalid(op, "fill", "needs at least one value"));
+    }
+    Ok(())
+}
+
 /// A crop of random area and aspect ratio, resized to `size` (torchvision's
 /// `RandomResizedCrop`, bilinear, antialiased).
 #[derive(Debug, Clone, Copy)]
@@ -154,11 +183,7 @@ impl RandomHorizontalFlip {
 
 impl Transform for RandomHorizontalFlip {
     fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
-        Ok(if rng.gen_bool(self.p) {
-            hflip(image)
-        } else {
-            image.clone()
-        })
+        with_probability(self.p, image, rng, |img, _| Ok(hflip(img)))
     }
 }
 
@@ -248,11 +273,7 @@ impl RandomGrayscale {
 
 impl Transform for RandomGrayscale {
     fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
-        if rng.gen_bool(self.p) {
-            to_grayscale(image, image.dim().2)
-        } else {
-            Ok(image.clone())
-        }
+        with_probability(self.p, image, rng, |img, _| to_grayscale(img, img.dim().2))
     }
 }
 
@@ -302,11 +323,7 @@ impl RandomSolarize {
 
 impl Transform for RandomSolarize {
     fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
-        if rng.gen_bool(self.p) {
-            solarize(image, self.threshold)
-        } else {
-            Ok(image.clone())
-        }
+        with_probability(self.p, image, rng, |img, _| solarize(img, self.threshold))
     }
 }
 
@@ -321,20 +338,7 @@ pub struct RandomRotation {
 impl RandomRotation {
     /// Angles in `[-degrees, degrees]` (`degrees` >= 0); uncovered pixels take `fill`.
     pub fn new(degrees: f64, fill: Vec<u8>) -> Result<Self> {
-        if !(degrees.is_finite() && degrees >= 0.0) {
-            return Err(invalid(
-                "RandomRotation",
-                "degrees",
-                format!("must be >= 0, got {degrees}"),
-            ));
-        }
-        if fill.is_empty() {
-            return Err(invalid(
-                "RandomRotation",
-                "fill",
-                "needs at least one value",
-            ));
-        }
+        check_warp("RandomRotation", degrees, &fill)?;
         Ok(Self { degrees, fill })
     }
 }
@@ -369,13 +373,7 @@ impl RandomAffine {
         fill: Vec<u8>,
     ) -> Result<Self> {
         const OP: &str = "RandomAffine";
-        if !(degrees.is_finite() && degrees >= 0.0) {
-            return Err(invalid(
-                OP,
-                "degrees",
-                format!("must be >= 0, got {degrees}"),
-            ));
-        }
+        check_warp(OP, degrees, &fill)?;
         if !((0.0..=1.0).contains(&translate.0) && (0.0..=1.0).contains(&translate.1)) {
             return Err(invalid(
                 OP,
@@ -385,9 +383,6 @@ impl RandomAffine {
         }
         check_range(OP, "scale", scale, f64::MIN_POSITIVE)?;
         check_range(OP, "shear", shear, -90.0)?;
-        if fill.is_empty() {
-            return Err(invalid(OP, "fill", "needs at least one value"));
-        }
         Ok(Self {
             degrees,
             translate,
@@ -440,11 +435,9 @@ impl RandomApply {
 
 impl Transform for RandomApply {
     fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
-        if rng.gen_bool(self.p) {
-            self.transform.apply(image, rng)
-        } else {
-            Ok(image.clone())
-        }
+        with_probability(self.p, image, rng, |img, rng| {
+            self.transform.apply(img, rng)
+        })
     }
 }
 
