@@ -1,5 +1,26 @@
-//! `contrastive-retrieval`: using embeddings.
+//! `contrastive-retrieval`: what a trained embedding is used for and judged by.
 //!
-//! Planned (issue #7): embedding stores, exact and HNSW search, kNN and linear-probe
-//! evaluation, k-means and clustering metrics, contact sheets and embedding maps. The crate
-//! has no public items yet.
+//! - [`KnnClassifier`]: the weighted k-nearest-neighbour vote of Wu et al. (2018), the
+//!   protocol of benchmark W1 (cosine similarity, `k = 200`, weights `exp(sim / 0.1)`).
+//! - [`LinearProbe`]: a linear classifier trained on frozen features, the standard
+//!   evaluation of self-supervised representations.
+//!
+//! ```
+//! use contrastive_retrieval::KnnClassifier;
+//! use contrastive_tensor::Tensor;
+//! let train = Tensor::from_slice(&[1.0f32, 0.0, 0.9, 0.1, 0.0, 1.0, 0.1, 0.9]).view([4, 2]);
+//! let labels = Tensor::from_slice(&[0i64, 0, 1, 1]);
+//! let queries = Tensor::from_slice(&[0.8f32, 0.2, 0.2, 0.8]).view([2, 2]);
+//! let knn = KnnClassifier::new(3, 0.1)?;
+//! let predicted = knn.predict(&train, &labels, &queries, 2)?;
+//! assert_eq!(Vec::<i64>::try_from(&predicted).unwrap(), [0, 1]);
+//! # Ok::<(), contrastive_retrieval::Error>(())
+//! ```
+
+mod error;
+mod knn;
+mod linear_probe;
+
+pub use crate::error::{Error, Result};
+pub use crate::knn::{KnnClassifier, accuracy};
+pub use crate::linear_probe::{LinearProbe, LinearProbeReport};
