@@ -8,6 +8,8 @@
 //!   torchvision's own), so weights convert both ways.
 //! - [`ProjectionHead`]: the MLP heads of SimCLR, MoCo v2 and BYOL (projection and
 //!   prediction), named as lightly names them.
+//! - [`EmbeddingModel`]: a backbone and a head built from a [`ModelConfig`], which
+//!   [`save_model`] stores in the weights file so [`load_model`] can rebuild it.
 //!
 //! ```
 //! use contrastive_models::{ProjectionHead, ResNet, ResNetDepth, Stem};
@@ -21,10 +23,16 @@
 //! assert_eq!(z.size(), [2, 128]);
 //! ```
 
+mod embedding;
+mod error;
 mod heads;
 mod resnet;
 mod small_cnn;
 
+pub use crate::embedding::{
+    Backbone, CONFIG_KEY, EmbeddingModel, HeadKind, ModelConfig, load_model, save_model,
+};
+pub use crate::error::{Error, Result};
 pub use crate::heads::ProjectionHead;
 pub use crate::resnet::{ResNet, ResNetDepth, Stem};
 pub use crate::small_cnn::SmallCnn;

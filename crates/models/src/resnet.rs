@@ -33,7 +33,7 @@ impl ResNetDepth {
 
 /// The first layers of the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "lowercase")]
 pub enum Stem {
     /// 7x7 convolution with stride 2, then a 3x3 max-pool with stride 2 (for 224-pixel images).
     ImageNet,

@@ -1,0 +1,561 @@
+//! The run configuration: a TOML file whose every key is known, every value checked.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::invalid;
+use crate::{Error, Result};
+
+/// A whole training run, as `configs/*.toml` spell it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Where the run goes, how long, on what.
+    pub run: RunConfig,
+    /// What it trains on.
+    pub data: DataConfig,
+    /// The network.
+    #[serde(default)]
+    pub model: ModelSection,
+    /// The learning method and its loss.
+    pub method: MethodConfig,
+    /// The optimiser and schedule.
+    pub optimizer: OptimizerConfig,
+    /// The evaluations during and after training.
+    #[serde(default)]
+    pub eval: EvalConfig,
+}
+
+/// `[run]`: the run directory, length, device and numerics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// The run directory (config.toml, metrics.jsonl, checkpoints/, plots).
+    pub out: PathBuf,
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Seed of everything random: initialisation, batch order, augmentations.
+    #[serde(default)]
+    pub seed: u64,
+    /// `auto`, `cpu`, `cuda`, `cuda:N`.
+    #[serde(default = "auto")]
+    pub device: String,
+    /// `auto` (bf16 where the device computes it natively), `fp32`, `bf16`, `fp16`.
+    #[serde(default = "auto")]
+    pub precision: String,
+    /// `auto` (on), `on` or `off`: the channels-last memory layout.
+    #[serde(default = "auto")]
+    pub channels_last: String,
+    /// CPU threads for libtorch and augmentation (0: libtorch's default).
+    #[serde(default)]
+    pub threads: usize,
+    /// Write a checkpoint every this many steps (0: only at epoch ends).
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: usize,
+    /// Stop after this many steps in all (0: no limit); for smoke tests and benchmarks.
+    #[serde(default)]
+    pub max_steps: usize,
+}
+
+/// `[data]`: the dataset, its normalisation and the batch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// `fashion-mnist`, `mnist`, `cifar10`, `cifar100` or `folder`.
+    pub dataset: String,
+    /// The dataset's folder (default: where `cargo xtask download` puts it; required for
+    /// `folder`).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    /// For `folder`: a folder of held-out images for the kNN monitor (class sub-folders).
+    #[serde(default)]
+    pub test_dir: Option<PathBuf>,
+    /// For `folder`: the side every image is resized to.
+    #[serde(default)]
+    pub image_size: Option<usize>,
+    /// Images per batch (each gives one view per view of the method).
+    pub batch_size: usize,
+    /// The view recipe: `w1`, `simclr`, `simclr-blur`, `moco-v2`, `byol` or `none`.
+    pub augment: String,
+    /// Per-channel mean for normalisation (default: the dataset's).
+    #[serde(default)]
+    pub mean: Option<Vec<f32>>,
+    /// Per-channel standard deviation (default: the dataset's).
+    #[serde(default)]
+    pub std: Option<Vec<f32>>,
+}
+
+/// `[model]`: backbone and projection head.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// `small-cnn`, `resnet18`, `resnet34` or `resnet50`.
+    #[serde(default = "default_backbone")]
+    pub backbone: String,
+    /// ResNet stem: `cifar` (3x3, no max-pool) or `imagenet`.
+    #[serde(default = "default_stem")]
+    pub stem: String,
+    /// Hidden width of the projection head.
+    #[serde(default = "default_head_hidden")]
+    pub head_hidden: i64,
+    /// Output width of the projection head (the embedding the loss sees).
+    #[serde(default = "default_head_out")]
+    pub head_out: i64,
+}
+
+/// `[method]`: what is learned and with which loss. Keys of other methods are refused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodConfig {
+    /// `simclr`, `moco-v2`, `supcon`, `triplet` or `pairs`.
+    pub name: String,
+    /// Softmax temperature (simclr, moco-v2, supcon).
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    /// Keys in the MoCo queue (moco-v2).
+    #[serde(default)]
+    pub queue_size: Option<usize>,
+    /// Momentum of the key encoder (moco-v2).
+    #[serde(default)]
+    pub momentum: Option<f64>,
+    /// Margin (triplet, pairs).
+    #[serde(default)]
+    pub margin: Option<f64>,
+    /// Positive margin (pairs).
+    #[serde(default)]
+    pub pos_margin: Option<f64>,
+    /// Triplet miner: `batch-all`, `batch-hard` or `semi-hard`.
+    #[serde(default)]
+    pub mining: Option<String>,
+    /// Images per class in a batch (supcon, triplet, pairs: P x K batches, K = this).
+    #[serde(default)]
+    pub per_class: Option<usize>,
+}
+
+/// `[optimizer]`: optimiser, learning-rate schedule, clipping.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerConfig {
+    /// `sgd`, `lars` or `adamw`.
+    pub name: String,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Momentum (sgd, lars) or beta1 (adamw).
+    #[serde(default = "default_momentum")]
+    pub momentum: f64,
+    /// Nesterov momentum (sgd).
+    #[serde(default)]
+    pub nesterov: bool,
+    /// Weight decay (decoupled for adamw).
+    #[serde(default)]
+    pub weight_decay: f64,
+    /// No weight decay (and no LARS scaling) for batch-norm parameters and biases.
+    #[serde(default)]
+    pub exclude_bn_bias: bool,
+    /// Linear warm-up length in epochs (may be fractional).
+    #[serde(default)]
+    pub warmup_epochs: f64,
+    /// Clip the global gradient norm to this (none when absent).
+    #[serde(default)]
+    pub clip_grad_norm: Option<f64>,
+    /// LARS trust coefficient.
+    #[serde(default = "default_trust")]
+    pub trust_coefficient: f64,
+}
+
+/// `[eval]`: the kNN monitor and the final report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Run the kNN monitor every this many epochs (0: only after the last).
+    #[serde(default = "one")]
+    pub every_epochs: usize,
+    /// Neighbours that vote.
+    #[serde(default = "default_knn_k")]
+    pub knn_k: usize,
+    /// Temperature of the vote weights.
+    #[serde(default = "default_knn_t")]
+    pub knn_temperature: f64,
+    /// Epochs of the final linear probe (0: skip it).
+    #[serde(default = "default_probe_epochs")]
+    pub linear_probe_epochs: usize,
+}
+
+fn auto() -> String {
+    "auto".into()
+}
+fn default_checkpoint_every() -> usize {
+    500
+}
+fn default_backbone() -> String {
+    "small-cnn".into()
+}
+fn default_stem() -> String {
+    "cifar".into()
+}
+fn default_head_hidden() -> i64 {
+    256
+}
+fn default_head_out() -> i64 {
+    128
+}
+fn default_momentum() -> f64 {
+    0.9
+}
+fn default_trust() -> f64 {
+    1e-3
+}
+fn one() -> usize {
+    1
+}
+fn default_knn_k() -> usize {
+    200
+}
+fn default_knn_t() -> f64 {
+    0.1
+}
+fn default_probe_epochs() -> usize {
+    30
+}
+
+impl Default for ModelSection {
+    fn default() -> Self {
+        Self {
+            backbone: default_backbone(),
+            stem: default_stem(),
+            head_hidden: default_head_hidden(),
+            head_out: default_head_out(),
+        }
+    }
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            every_epochs: 1,
+            knn_k: default_knn_k(),
+            knn_temperature: default_knn_t(),
+            linear_probe_epochs: default_probe_epochs(),
+        }
+    }
+}
+
+/// The methods and the `[method]` keys each accepts.
+const METHOD_KEYS: &[(&str, &[&str])] = &[
+    ("simclr", &["temperature"]),
+    ("moco-v2", &["temperature", "queue_size", "momentum"]),
+    ("supcon", &["temperature", "per_class"]),
+    ("triplet", &["margin", "mining", "per_class"]),
+    ("pairs", &["margin", "pos_margin", "per_class"]),
+];
+
+fn choice(field: &'static str, value: &str, allowed: &[&str]) -> Result<()> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            format!("{value:?} is not one of {}", allowed.join(", ")),
+        ))
+    }
+}
+
+fn positive(field: &'static str, value: f64) -> Result<()> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(invalid(field, format!("must be > 0, got {value}")))
+    }
+}
+
+fn in_range(field: &'static str, value: f64, low: f64, high: f64) -> Result<()> {
+    if (low..=high).contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            format!("must be in [{low}, {high}], got {value}"),
+        ))
+    }
+}
+
+fn at_least(field: &'static str, value: usize, low: usize) -> Result<()> {
+    if value >= low {
+        Ok(())
+    } else {
+        Err(invalid(field, format!("must be at least {low}, got {value}")))
+    }
+}
+
+impl TrainConfig {
+    /// Parses TOML text and checks every value. Unknown keys are errors.
+    pub fn from_toml(text: &str) -> Result<Self> {
+        let config: Self = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads and checks a TOML file, after applying `overrides` (`section.key=value`, the
+    /// value in TOML syntax or a bare string).
+    pub fn load(path: &std::path::Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| Error::Config(format!("{}: {e}", path.display())))?;
+        for assignment in overrides {
+            apply_override(&mut table, assignment)?;
+        }
+        Self::from_toml(&toml::to_string(&table).expect("a parsed table prints"))
+            .map_err(|e| match e {
+                Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+                other => other,
+            })
+    }
+
+    /// The configuration as TOML (what the run directory's `config.toml` holds).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("every config value has a TOML form")
+    }
+
+    /// Checks every value; the error names the field and its allowed range.
+    pub fn validate(&self) -> Result<()> {
+        let (run, data, model, method, opt, eval) = (
+            &self.run,
+            &self.data,
+            &self.model,
+            &self.method,
+            &self.optimizer,
+            &self.eval,
+        );
+        at_least("run.epochs", run.epochs, 1)?;
+        choice("run.channels_last", &run.channels_last, &["auto", "on", "off"])?;
+        if run.precision != "auto" {
+            run.precision
+                .parse::<contrastive_tensor::Precision>()
+                .map_err(|_| {
+                    invalid(
+                        "run.precision",
+                        format!("{:?} is not one of auto, fp32, bf16, fp16", run.precision),
+                    )
+                })?;
+        }
+        choice(
+            "data.dataset",
+            &data.dataset,
+            &["fashion-mnist", "mnist", "cifar10", "cifar100", "folder"],
+        )?;
+        if data.dataset == "folder" && data.dir.is_none() {
+            return Err(invalid("data.dir", "is required when data.dataset = \"folder\""));
+        }
+        if let Some(size) = data.image_size {
+            at_least("data.image_size", size, 8)?;
+        }
+        at_least("data.batch_size", data.batch_size, 2)?;
+        choice(
+            "data.augment",
+            &data.augment,
+            &["w1", "simclr", "simclr-blur", "moco-v2", "byol", "none"],
+        )?;
+        if data.mean.is_some() != data.std.is_some() {
+            return Err(invalid("data.mean", "data.mean and data.std go together"));
+        }
+        if let (Some(mean), Some(std)) = (&data.mean, &data.std) {
+            if mean.len() != std.len() || mean.is_empty() {
+                return Err(invalid(
+                    "data.std",
+                    format!("needs one value per channel like data.mean ({})", mean.len()),
+                ));
+            }
+            if std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+                return Err(invalid("data.std", "every value must be > 0"));
+            }
+        }
+        choice(
+            "model.backbone",
+            &model.backbone,
+            &["small-cnn", "resnet18", "resnet34", "resnet50"],
+        )?;
+        choice("model.stem", &model.stem, &["cifar", "imagenet"])?;
+        at_least("model.head_hidden", model.head_hidden.max(0) as usize, 1)?;
+        at_least("model.head_out", model.head_out.max(0) as usize, 1)?;
+
+        let names: Vec<&str> = METHOD_KEYS.iter().map(|(n, _)| *n).collect();
+        choice("method.name", &method.name, &names)?;
+        let accepted = METHOD_KEYS
+            .iter()
+            .find(|(n, _)| *n == method.name)
+            .map(|(_, keys)| *keys)
+            .unwrap_or_default();
+        let given = [
+            ("temperature", method.temperature.is_some()),
+            ("queue_size", method.queue_size.is_some()),
+            ("momentum", method.momentum.is_some()),
+            ("margin", method.margin.is_some()),
+            ("pos_margin", method.pos_margin.is_some()),
+            ("mining", method.mining.is_some()),
+            ("per_class", method.per_class.is_some()),
+        ];
+        if let Some((key, _)) = given.iter().find(|(k, set)| *set && !accepted.contains(k)) {
+            return Err(invalid(
+                "method",
+                format!(
+                    "`{key}` does not apply to {}; it accepts {}",
+                    method.name,
+                    accepted.join(", ")
+                ),
+            ));
+        }
+        if let Some(t) = method.temperature {
+            positive("method.temperature", t)?;
+        }
+        if let Some(m) = method.momentum {
+            in_range("method.momentum", m, 0.0, 1.0)?;
+        }
+        if let Some(q) = method.queue_size {
+            at_least("method.queue_size", q, 1)?;
+            if q % data.batch_size != 0 {
+                return Err(invalid(
+                    "method.queue_size",
+                    format!("must be a multiple of data.batch_size ({})", data.batch_size),
+                ));
+            }
+        }
+        if let Some(m) = method.margin {
+            in_range("method.margin", m, 0.0, f64::MAX)?;
+        }
+        if let Some(m) = method.pos_margin {
+            in_range("method.pos_margin", m, 0.0, f64::MAX)?;
+        }
+        if let Some(mining) = &method.mining {
+            choice("method.mining", mining, &["batch-all", "batch-hard", "semi-hard"])?;
+        }
+        if let Some(k) = method.per_class {
+            at_least("method.per_class", k, 2)?;
+            if data.batch_size % k != 0 {
+                return Err(invalid(
+                    "method.per_class",
+                    format!("must divide data.batch_size ({})", data.batch_size),
+                ));
+            }
+        }
+
+        choice("optimizer.name", &opt.name, &["sgd", "lars", "adamw"])?;
+        positive("optimizer.lr", opt.lr)?;
+        in_range("optimizer.momentum", opt.momentum, 0.0, 0.999_999)?;
+        in_range("optimizer.weight_decay", opt.weight_decay, 0.0, 1.0)?;
+        in_range(
+            "optimizer.warmup_epochs",
+            opt.warmup_epochs,
+            0.0,
+            run.epochs as f64,
+        )?;
+        if let Some(c) = opt.clip_grad_norm {
+            positive("optimizer.clip_grad_norm", c)?;
+        }
+        positive("optimizer.trust_coefficient", opt.trust_coefficient)?;
+        if opt.nesterov && opt.name != "sgd" {
+            return Err(invalid("optimizer.nesterov", "applies to sgd only"));
+        }
+
+        at_least("eval.knn_k", eval.knn_k, 1)?;
+        positive("eval.knn_temperature", eval.knn_temperature)?;
+        Ok(())
+    }
+}
+
+/// Sets `section.key` in `table` from `section.key=value`.
+fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
+    let bad = || {
+        Error::Config(format!(
+            "override {assignment:?} is not of the form section.key=value"
+        ))
+    };
+    let (path, raw) = assignment.split_once('=').ok_or_else(bad)?;
+    let (section, key) = path.trim().split_once('.').ok_or_else(bad)?;
+    let value = format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.trim().to_owned()));
+    let entry = table
+        .entry(section.trim())
+        .or_insert_with(|| toml::Value::Table(Default::default()));
+    let toml::Value::Table(section_table) = entry else {
+        return Err(Error::Config(format!("`{section}` is not a section")));
+    };
+    section_table.insert(key.trim().to_owned(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [run]
+        out = "runs/x"
+        epochs = 2
+        [data]
+        dataset = "fashion-mnist"
+        batch_size = 64
+        augment = "w1"
+        [method]
+        name = "simclr"
+        temperature = 0.5
+        [optimizer]
+        name = "sgd"
+        lr = 0.06
+    "#;
+
+    #[test]
+    fn defaults_fill_what_is_left_out() {
+        let config = TrainConfig::from_toml(MINIMAL).unwrap();
+        assert_eq!(config.model.backbone, "small-cnn");
+        assert_eq!(config.eval.knn_k, 200);
+        assert_eq!(config.run.device, "auto");
+        // What is written to the run directory reads back the same.
+        assert_eq!(TrainConfig::from_toml(&config.to_toml()).unwrap(), config);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let text = MINIMAL.replace("epochs = 2", "epochs = 2\nepoch = 3");
+        let err = TrainConfig::from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains("unknown field `epoch`"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field_and_range() {
+        let cases = [
+            ("lr = 0.06", "lr = -1.0", "optimizer.lr"),
+            ("epochs = 2", "epochs = 0", "run.epochs"),
+            ("augment = \"w1\"", "augment = \"w2\"", "data.augment"),
+            ("temperature = 0.5", "temperature = 0.5\nqueue_size = 4096", "queue_size"),
+            ("name = \"sgd\"", "name = \"sgd\"\nmomentum = 1.5", "optimizer.momentum"),
+        ];
+        for (from, to, field) in cases {
+            let err = TrainConfig::from_toml(&MINIMAL.replace(from, to))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{to}: {err}");
+        }
+    }
+
+    #[test]
+    fn overrides_replace_values_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, MINIMAL).unwrap();
+        let config = TrainConfig::load(
+            &path,
+            &["run.epochs=5".into(), "run.device=cpu".into(), "run.out=/tmp/y".into()],
+        )
+        .unwrap();
+        assert_eq!((config.run.epochs, config.run.device.as_str()), (5, "cpu"));
+        assert_eq!(config.run.out, PathBuf::from("/tmp/y"));
+        let err = TrainConfig::load(&path, &["run.epochz=5".into()]).unwrap_err();
+        assert!(err.to_string().contains("epochz"), "{err}");
+        assert!(TrainConfig::load(&path, &["epochs".into()]).is_err());
+    }
+}
