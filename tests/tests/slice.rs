@@ -5,43 +5,13 @@
 //! groups the four shapes (it has not collapsed), which a random encoder already does here.
 
 use contrastive_data::{Channels, Dataset, FolderOptions, ImageFolder, Resize};
-use contrastive_e2e::tiny_cnn;
+use contrastive_e2e::{tiny_cnn, write_shapes};
 use contrastive_losses::{InfoNce, InfoNceConfig};
 use contrastive_samplers::MultiView;
 use contrastive_tensor::{
     Device, Kind, ModuleT, Normalize, Precision, Tensor, autocast, nn, nn::OptimizerConfig,
     no_grad, seed_all, set_threads, stack_hwc,
 };
-
-const SHAPES: [&str; 4] = ["horizontal", "vertical", "diagonal", "ring"];
-
-/// 24 PNG images per shape, each at a random place over noise.
-fn write_folder(root: &std::path::Path) {
-    let mut state = 12345u64;
-    let mut next = move |m: u32| {
-        state = state
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1);
-        ((state >> 33) as u32) % m
-    };
-    for (class, name) in SHAPES.iter().enumerate() {
-        std::fs::create_dir_all(root.join(name)).unwrap();
-        for i in 0..24 {
-            let (cx, cy) = (8 + next(16) as i32, 8 + next(16) as i32);
-            let img = image::GrayImage::from_fn(32, 32, |x, y| {
-                let (dx, dy) = (x as i32 - cx, y as i32 - cy);
-                let on = match class {
-                    0 => dy.abs() <= 1 && dx.abs() <= 7,
-                    1 => dx.abs() <= 1 && dy.abs() <= 7,
-                    2 => (dx - dy).abs() <= 1 && dx.abs() <= 6,
-                    _ => (dx * dx + dy * dy - 30).abs() <= 8,
-                };
-                image::Luma([if on { 220 } else { next(70) as u8 }])
-            });
-            img.save(root.join(name).join(format!("{i}.png"))).unwrap();
-        }
-    }
-}
 
 /// A random view: shifted by up to 4 pixels each way (wrapping), flipped half the time.
 fn view(batch: &Tensor) -> Tensor {
@@ -73,7 +43,7 @@ fn a_folder_of_images_trains_an_encoder_without_labels() {
     set_threads(2).unwrap();
     seed_all(4);
     let dir = tempfile::tempdir().unwrap();
-    write_folder(dir.path());
+    write_shapes(dir.path(), 24, 32, 0);
     let options = FolderOptions {
         channels: Channels::Gray,
         resize: Resize::Exact {

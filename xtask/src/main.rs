@@ -3,6 +3,8 @@
 //! - `cargo xtask setup`: provide libtorch 2.13.0 for tch (see [`libtorch`]);
 //! - `cargo xtask download <dataset>`: a verified copy of a standard dataset;
 //! - `cargo xtask preview`: a PNG grid of augmented views for a preset;
+//! - `cargo xtask train [--config FILE] [overrides]`: setup, download, release build and a
+//!   training run (default `configs/fmnist-simclr.toml`);
 //! - `cargo xtask test`: formatting, lints and every test of the workspace.
 //!
 //! xtask never links libtorch, so it builds in seconds on a machine without it.
@@ -13,6 +15,7 @@ mod download;
 mod libtorch;
 mod preview;
 mod test;
+mod train;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -64,6 +67,15 @@ enum Task {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Train a model: setup, download, release build, then `contrastive train`.
+    Train {
+        /// The run config (default configs/fmnist-simclr.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Overrides passed to `contrastive train` (--epochs 1, --out DIR, --set k=v ...).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Run `cargo fmt --check`, `cargo clippy -D warnings` and every test of the workspace.
     Test {
         /// Extra arguments passed to `cargo test` (after `--`, e.g. a test name filter).
@@ -85,6 +97,7 @@ fn main() -> Result<()> {
             out,
             dir,
         } => preview::run(&preset, image.as_deref(), rows, views, &out, dir),
+        Task::Train { config, args } => train::run(&root, config, &args),
         Task::Test { cargo_test_args } => test::run(&root, &cargo_test_args),
     }
 }

@@ -1,10 +1,13 @@
 //! `contrastive`: the command-line tool of the contrastive toolkit.
 //!
-//! Today it has one command, `contrastive info`, which reports the libtorch build, the
-//! devices this machine offers and the precision training would use on them. Training,
-//! embedding, search and clustering commands arrive with their issues (#6, #7, #8).
+//! - `contrastive train --config configs/fmnist-simclr.toml [--epochs N ...]` trains a model
+//!   into a run directory; `contrastive train --resume RUN_DIR` continues one.
+//! - `contrastive info` reports the libtorch build, the devices and the precision training
+//!   would use on them.
 
-#![allow(clippy::print_stdout)]
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod train;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -20,6 +23,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train an embedding network from a TOML config (or resume a run).
+    Train(Box<train::TrainArgs>),
     /// Show the libtorch build, the devices and the default precision for a device.
     Info {
         /// Device to check: cpu, cuda, cuda:N, mps or auto.
@@ -30,6 +35,7 @@ enum Command {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
+        Command::Train(args) => train::run(*args),
         Command::Info { device } => info(&device),
     }
 }

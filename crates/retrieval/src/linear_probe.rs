@@ -140,7 +140,8 @@ mod tests {
         let centres = Tensor::randn([3, 16], (Kind::Float, Device::Cpu)) * 3.0;
         let make = |n: i64| {
             let y = Tensor::randint(3, [n], (Kind::Int64, Device::Cpu));
-            let x = centres.index_select(0, &y) + Tensor::randn([n, 16], (Kind::Float, Device::Cpu));
+            let x =
+                centres.index_select(0, &y) + Tensor::randn([n, 16], (Kind::Float, Device::Cpu));
             (x, y)
         };
         let (x, y) = make(600);

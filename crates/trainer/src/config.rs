@@ -284,7 +284,10 @@ fn at_least(field: &'static str, value: usize, low: usize) -> Result<()> {
     if value >= low {
         Ok(())
     } else {
-        Err(invalid(field, format!("must be at least {low}, got {value}")))
+        Err(invalid(
+            field,
+            format!("must be at least {low}, got {value}"),
+        ))
     }
 }
 
@@ -306,11 +309,12 @@ impl TrainConfig {
         for assignment in overrides {
             apply_override(&mut table, assignment)?;
         }
-        Self::from_toml(&toml::to_string(&table).expect("a parsed table prints"))
-            .map_err(|e| match e {
+        Self::from_toml(&toml::to_string(&table).expect("a parsed table prints")).map_err(|e| {
+            match e {
                 Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
                 other => other,
-            })
+            }
+        })
     }
 
     /// The configuration as TOML (what the run directory's `config.toml` holds).
@@ -329,7 +333,11 @@ impl TrainConfig {
             &self.eval,
         );
         at_least("run.epochs", run.epochs, 1)?;
-        choice("run.channels_last", &run.channels_last, &["auto", "on", "off"])?;
+        choice(
+            "run.channels_last",
+            &run.channels_last,
+            &["auto", "on", "off"],
+        )?;
         if run.precision != "auto" {
             run.precision
                 .parse::<contrastive_tensor::Precision>()
@@ -346,7 +354,10 @@ impl TrainConfig {
             &["fashion-mnist", "mnist", "cifar10", "cifar100", "folder"],
         )?;
         if data.dataset == "folder" && data.dir.is_none() {
-            return Err(invalid("data.dir", "is required when data.dataset = \"folder\""));
+            return Err(invalid(
+                "data.dir",
+                "is required when data.dataset = \"folder\"",
+            ));
         }
         if let Some(size) = data.image_size {
             at_least("data.image_size", size, 8)?;
@@ -364,7 +375,10 @@ impl TrainConfig {
             if mean.len() != std.len() || mean.is_empty() {
                 return Err(invalid(
                     "data.std",
-                    format!("needs one value per channel like data.mean ({})", mean.len()),
+                    format!(
+                        "needs one value per channel like data.mean ({})",
+                        mean.len()
+                    ),
                 ));
             }
             if std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
@@ -417,7 +431,10 @@ impl TrainConfig {
             if q % data.batch_size != 0 {
                 return Err(invalid(
                     "method.queue_size",
-                    format!("must be a multiple of data.batch_size ({})", data.batch_size),
+                    format!(
+                        "must be a multiple of data.batch_size ({})",
+                        data.batch_size
+                    ),
                 ));
             }
         }
@@ -428,7 +445,11 @@ impl TrainConfig {
             in_range("method.pos_margin", m, 0.0, f64::MAX)?;
         }
         if let Some(mining) = &method.mining {
-            choice("method.mining", mining, &["batch-all", "batch-hard", "semi-hard"])?;
+            choice(
+                "method.mining",
+                mining,
+                &["batch-all", "batch-hard", "semi-hard"],
+            )?;
         }
         if let Some(k) = method.per_class {
             at_least("method.per_class", k, 2)?;
@@ -531,8 +552,16 @@ mod tests {
             ("lr = 0.06", "lr = -1.0", "optimizer.lr"),
             ("epochs = 2", "epochs = 0", "run.epochs"),
             ("augment = \"w1\"", "augment = \"w2\"", "data.augment"),
-            ("temperature = 0.5", "temperature = 0.5\nqueue_size = 4096", "queue_size"),
-            ("name = \"sgd\"", "name = \"sgd\"\nmomentum = 1.5", "optimizer.momentum"),
+            (
+                "temperature = 0.5",
+                "temperature = 0.5\nqueue_size = 4096",
+                "queue_size",
+            ),
+            (
+                "name = \"sgd\"",
+                "name = \"sgd\"\nmomentum = 1.5",
+                "optimizer.momentum",
+            ),
         ];
         for (from, to, field) in cases {
             let err = TrainConfig::from_toml(&MINIMAL.replace(from, to))
@@ -549,7 +578,11 @@ mod tests {
         std::fs::write(&path, MINIMAL).unwrap();
         let config = TrainConfig::load(
             &path,
-            &["run.epochs=5".into(), "run.device=cpu".into(), "run.out=/tmp/y".into()],
+            &[
+                "run.epochs=5".into(),
+                "run.device=cpu".into(),
+                "run.out=/tmp/y".into(),
+            ],
         )
         .unwrap();
         assert_eq!((config.run.epochs, config.run.device.as_str()), (5, "cpu"));

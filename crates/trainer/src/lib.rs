@@ -1,5 +1,48 @@
-//! `contrastive-trainer`: training loops.
+//! `contrastive-trainer`: turns a [`TrainConfig`] into a trained embedding network.
 //!
-//! Planned (issue #6): SimCLR, MoCo v2, triplet, pair, SupCon and temporal methods, optimisers
-//! and schedules, atomic checkpoints with exact resume, metrics and plots. The crate has no
-//! public items yet.
+//! - Methods ([`Method`]): SimCLR, MoCo v2 (momentum encoder and queue), SupCon, triplet
+//!   (with a miner) and margin-contrastive pairs; the last three on P x K class-balanced
+//!   batches.
+//! - [`Optimizer`]: SGD (momentum, Nesterov), LARS and AdamW, weight decay with batch-norm
+//!   and biases optionally excluded, gradient clipping; [`learning_rate`]: linear warm-up
+//!   and cosine decay.
+//! - Mixed precision (bf16 where the device computes it natively) and channels-last by
+//!   default; augmentation runs on other threads ahead of the model.
+//! - A run directory: `config.toml`, `metrics.jsonl`, `checkpoints/last.safetensors`
+//!   (written atomically every `run.checkpoint_every` steps and at each epoch end, holding
+//!   model, optimiser, MoCo queue and position: a resumed run continues exactly),
+//!   `model.safetensors` with its config, `report.json` and `report.md`.
+//! - The kNN monitor each epoch and a final linear probe on the held-out split.
+//!
+//! ```no_run
+//! use std::sync::atomic::AtomicBool;
+//! use contrastive_trainer::{TrainConfig, Trainer};
+//!
+//! let config = TrainConfig::load("configs/fmnist-simclr.toml".as_ref(), &["run.epochs=1".into()])?;
+//! let mut trainer = Trainer::new(config, false)?;
+//! let report = trainer.run(&mut (), &AtomicBool::new(false))?;
+//! println!("kNN top-1 {:?}", report.knn_top1);
+//! # Ok::<(), contrastive_trainer::Error>(())
+//! ```
+
+mod checkpoint;
+mod config;
+mod data;
+mod error;
+mod eval;
+mod method;
+mod metrics;
+mod optim;
+mod run;
+
+pub use crate::checkpoint::{Checkpoint, Position, checkpoint_path};
+pub use crate::config::{
+    DataConfig, EvalConfig, MethodConfig, ModelSection, OptimizerConfig, RunConfig, TrainConfig,
+};
+pub use crate::data::{RunData, SplitData, load as load_data};
+pub use crate::error::{Error, Result};
+pub use crate::eval::{Features, Input, embed};
+pub use crate::method::Method;
+pub use crate::metrics::{MetricsLog, Record, read as read_metrics};
+pub use crate::optim::{Optimizer, learning_rate};
+pub use crate::run::{Observer, Plan, Report, Trainer};

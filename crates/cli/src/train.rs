@@ -1,0 +1,246 @@
+//! `contrastive train`: a run from a config, with a progress bar, Ctrl-C handling and a
+//! summary at the end.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use contrastive_trainer::{Observer, Plan, Record, Report, TrainConfig, Trainer};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Arguments of `contrastive train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// The run config (TOML).
+    #[arg(long, required_unless_present = "resume")]
+    config: Option<PathBuf>,
+    /// Continue the run in this directory from its last checkpoint (its config.toml is used;
+    /// overrides apply on top, e.g. more --epochs).
+    #[arg(long, conflicts_with = "config")]
+    resume: Option<PathBuf>,
+    /// Override run.epochs.
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Override data.batch_size.
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Override run.device (cpu, cuda, cuda:N, auto).
+    #[arg(long)]
+    device: Option<String>,
+    /// Override run.precision (auto, fp32, bf16, fp16).
+    #[arg(long)]
+    precision: Option<String>,
+    /// Override run.out (the run directory).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Override optimizer.lr.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Override run.seed.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Override data.dir.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Override any key: --set section.key=value (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+    /// No progress bar (one line per epoch instead).
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl TrainArgs {
+    /// The overrides as `section.key=value` assignments.
+    fn overrides(&self) -> Vec<String> {
+        let quote = |s: &str| format!("{s:?}");
+        let path = |p: &PathBuf| quote(&p.display().to_string());
+        let mut out = Vec::new();
+        let mut push = |key: &str, value: Option<String>| {
+            if let Some(v) = value {
+                out.push(format!("{key}={v}"));
+            }
+        };
+        push("run.epochs", self.epochs.map(|v| v.to_string()));
+        push("data.batch_size", self.batch_size.map(|v| v.to_string()));
+        push("run.device", self.device.as_deref().map(quote));
+        push("run.precision", self.precision.as_deref().map(quote));
+        push("run.out", self.out.as_ref().map(path));
+        push("optimizer.lr", self.lr.map(|v| format!("{v:?}")));
+        push("run.seed", self.seed.map(|v| v.to_string()));
+        push("data.dir", self.data_dir.as_ref().map(path));
+        out.extend(self.set.iter().cloned());
+        out
+    }
+}
+
+/// Runs `contrastive train`.
+pub fn run(args: TrainArgs) -> Result<()> {
+    let mut overrides = args.overrides();
+    let (config_path, resume) = match (&args.config, &args.resume) {
+        (Some(config), None) => (config.clone(), false),
+        (None, Some(dir)) => {
+            if args.out.is_some() {
+                bail!(
+                    "--out cannot move a resumed run; it stays in {}",
+                    dir.display()
+                );
+            }
+            overrides.push(format!("run.out={:?}", dir.display().to_string()));
+            (dir.join("config.toml"), true)
+        }
+        _ => bail!("give --config FILE or --resume RUN_DIR"),
+    };
+    let config = TrainConfig::load(&config_path, &overrides)
+        .with_context(|| format!("reading {}", config_path.display()))?;
+    let mut trainer = Trainer::new(config, resume).context("preparing the run")?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&stop);
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            // A second Ctrl-C: leave at once (the last checkpoint stays whole).
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after this step (Ctrl-C again to quit at once)...");
+    })
+    .context("installing the Ctrl-C handler")?;
+
+    let mut progress = Progress::new(args.quiet);
+    let report = trainer.run(&mut progress, &stop);
+    progress.finish();
+    let report = report.context("training")?;
+    print_report(&report);
+    if report.interrupted {
+        std::process::exit(130);
+    }
+    Ok(())
+}
+
+fn print_report(report: &Report) {
+    let pct = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{:.2} %", v * 100.0));
+    println!("run            {}", report.run_dir.display());
+    println!(
+        "steps          {} ({} epochs)",
+        report.steps, report.epochs_done
+    );
+    println!("training time  {:.1} s", report.train_s);
+    println!("throughput     {:.0} views/s", report.views_per_s);
+    if report.interrupted {
+        println!(
+            "interrupted: resume with `contrastive train --resume {}`",
+            report.run_dir.display()
+        );
+        return;
+    }
+    println!("kNN top-1      {}", pct(report.knn_top1));
+    println!("linear probe   {}", pct(report.linear_probe_top1));
+    if let Some(model) = &report.model {
+        println!("model          {}", model.display());
+    }
+}
+
+/// A progress bar with loss, learning rate, throughput and ETA.
+struct Progress {
+    bar: Option<ProgressBar>,
+    views_per_s: f64,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Self {
+        Self {
+            bar: (!quiet).then(ProgressBar::hidden),
+            views_per_s: 0.0,
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn say(&self, line: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+impl Observer for Progress {
+    fn started(&mut self, plan: &Plan) {
+        self.say(&format!(
+            "training on {}: {} steps of {} views ({} per epoch){}",
+            plan.setup,
+            plan.total_steps,
+            plan.views_per_step,
+            plan.steps_per_epoch,
+            if plan.done > 0 {
+                format!(", resuming after step {}", plan.done)
+            } else {
+                String::new()
+            }
+        ));
+        if let Some(bar) = &mut self.bar {
+            *bar = ProgressBar::new(plan.total_steps).with_position(plan.done);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]",
+                )
+                .expect("a valid template"),
+            );
+            bar.enable_steady_tick(Duration::from_millis(500));
+        }
+    }
+
+    fn record(&mut self, record: &Record) {
+        match record {
+            Record::Step {
+                loss,
+                lr,
+                views_per_s,
+                ..
+            } => {
+                // Smooth the per-step figure over the last ~20 steps.
+                self.views_per_s = if self.views_per_s == 0.0 {
+                    *views_per_s
+                } else {
+                    0.95 * self.views_per_s + 0.05 * views_per_s
+                };
+                if let Some(bar) = &self.bar {
+                    bar.inc(1);
+                    bar.set_message(format!(
+                        "loss {loss:.4}  lr {lr:.4}  {:.0} views/s",
+                        self.views_per_s
+                    ));
+                }
+            }
+            Record::Epoch {
+                epochs_done,
+                mean_loss,
+                train_s,
+                knn_top1,
+                eval_s,
+                ..
+            } => {
+                let knn = match (knn_top1, eval_s) {
+                    (Some(k), Some(s)) => format!("  kNN top-1 {:.2} % ({s:.1} s)", k * 100.0),
+                    _ => String::new(),
+                };
+                self.say(&format!(
+                    "epoch {epochs_done}: mean loss {mean_loss:.4}, {train_s:.1} s{knn}"
+                ));
+            }
+        }
+    }
+
+    fn note(&mut self, message: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(message.to_owned());
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! Checkpoints: one `.safetensors` file holding the model, the momentum encoder, the
+//! optimiser, the MoCo queue and the position in the run, replaced atomically.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use contrastive_tensor::{SafetensorsFile, Tensor, nn::VarStore, save_safetensors};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Where a run stands; saved in every checkpoint's metadata.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Position {
+    /// The epoch in progress (0-based).
+    pub epoch: u64,
+    /// Steps of that epoch already done.
+    pub step_in_epoch: u64,
+    /// Steps done in all.
+    pub step: u64,
+    /// Training seconds so far (resumed runs add to it).
+    pub elapsed_s: f64,
+}
+
+/// Metadata key of the [`Position`].
+const POSITION_KEY: &str = "contrastive.position";
+/// Metadata key of the run's config (TOML).
+const CONFIG_KEY: &str = "contrastive.config";
+
+/// The checkpoint file of a run directory.
+pub fn checkpoint_path(run_dir: &Path) -> PathBuf {
+    run_dir.join("checkpoints").join("last.safetensors")
+}
+
+/// Removes temporary files a killed process left beside the checkpoint (a save writes
+/// `.last.safetensors.tmp-*` and renames it; a kill before the rename leaves it behind).
+pub fn remove_stale_temporaries(run_dir: &Path) -> Result<()> {
+    let dir = run_dir.join("checkpoints");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with(".last.safetensors.tmp-") {
+            std::fs::remove_file(entry.path()).map_err(|e| Error::io(&entry.path(), e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `tensors` and `position` to `path` atomically (an interrupted write leaves the
+/// previous checkpoint whole).
+pub fn save(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    position: &Position,
+    config_toml: &str,
+) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let metadata = BTreeMap::from([
+        (
+            POSITION_KEY.to_owned(),
+            serde_json::to_string(position).expect("a position is plain data"),
+        ),
+        (CONFIG_KEY.to_owned(), config_toml.to_owned()),
+    ]);
+    let named: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    Ok(save_safetensors(path, &named, &metadata)?)
+}
+
+/// A checkpoint read back.
+#[derive(Debug)]
+pub struct Checkpoint {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Every tensor by name.
+    pub tensors: HashMap<String, Tensor>,
+    /// Where the run stood.
+    pub position: Position,
+}
+
+impl Checkpoint {
+    /// Reads the checkpoint at `path`; a damaged file is an error naming it.
+    pub fn read(path: &Path) -> Result<Self> {
+        let file = SafetensorsFile::read(path)?;
+        let position = file
+            .metadata
+            .get(POSITION_KEY)
+            .and_then(|text| serde_json::from_str(text).ok())
+            .ok_or_else(|| {
+                Error::Run(format!(
+                    "{} is not a training checkpoint (no {POSITION_KEY:?} metadata)",
+                    path.display()
+                ))
+            })?;
+        Ok(Checkpoint {
+            path: path.to_path_buf(),
+            tensors: file.tensors.into_iter().collect(),
+            position,
+        })
+    }
+
+    /// Copies the tensors named `prefix` + a variable name of `vs` into `vs`, strictly
+    /// (every variable present, same shapes, nothing else under the prefix).
+    pub fn restore(&self, prefix: &str, vs: &VarStore) -> Result<()> {
+        let file = SafetensorsFile {
+            path: self.path.clone(),
+            tensors: self
+                .tensors
+                .iter()
+                .filter_map(|(name, t)| {
+                    name.strip_prefix(prefix)
+                        .map(|rest| (rest.to_owned(), t.shallow_clone()))
+                })
+                .collect(),
+            metadata: Default::default(),
+        };
+        Ok(file.copy_into(&vs.variables())?)
+    }
+}

@@ -1,0 +1,234 @@
+//! The dataset of a run, in memory: training images (with labels when it has them), the
+//! held-out split for the kNN monitor, and the normalisation.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use contrastive_augment::{Compose, Image, Transform, presets};
+use contrastive_data::{
+    Dataset, FolderOptions, ImageFolder, InMemoryDataset, Resize, Split, cifar10, cifar100,
+    download, fashion_mnist, mnist,
+};
+
+use crate::config::DataConfig;
+use crate::{Error, Result};
+
+/// Images and labels of one split.
+#[derive(Debug, Clone)]
+pub struct SplitData {
+    /// The images, `[H, W, C]` `u8`.
+    pub images: Arc<Vec<Image>>,
+    /// One label per image, when the dataset has labels.
+    pub labels: Option<Vec<usize>>,
+}
+
+/// Everything a run reads.
+#[derive(Debug, Clone)]
+pub struct RunData {
+    /// What is trained on.
+    pub train: SplitData,
+    /// What the kNN monitor and the final report test on (labeled), when there is one.
+    pub test: Option<SplitData>,
+    /// Class names (empty for unlabeled data).
+    pub classes: Vec<String>,
+    /// Channels of every image.
+    pub channels: usize,
+    /// Side of the (square) images.
+    pub size: usize,
+    /// Per-channel mean.
+    pub mean: Vec<f32>,
+    /// Per-channel standard deviation.
+    pub std: Vec<f32>,
+}
+
+/// Published channel statistics of the standard sets.
+fn standard_stats(name: &str) -> Option<(Vec<f32>, Vec<f32>)> {
+    match name {
+        // W1 in shared/benchmarks.md.
+        "fashion-mnist" => Some((vec![0.2860], vec![0.3530])),
+        "mnist" => Some((vec![0.1307], vec![0.3081])),
+        "cifar10" => Some((vec![0.4914, 0.4822, 0.4465], vec![0.2470, 0.2435, 0.2616])),
+        "cifar100" => Some((vec![0.5071, 0.4865, 0.4409], vec![0.2673, 0.2564, 0.2762])),
+        _ => None,
+    }
+}
+
+/// The folder of a standard dataset: `data.dir`, else a verified copy found where
+/// `cargo xtask download` puts it (or a system package's folder).
+fn standard_dir(config: &DataConfig) -> Result<PathBuf> {
+    if let Some(dir) = &config.dir {
+        return Ok(dir.clone());
+    }
+    let spec = download::dataset_spec(&config.dataset)?;
+    let root = download::data_root(&|k| std::env::var_os(k));
+    root.as_deref()
+        .and_then(|root| download::find_existing(&spec, root))
+        .map(|(dir, _)| dir)
+        .ok_or_else(|| Error::MissingData {
+            message: format!(
+                "{} is not downloaded (looked in {} and {}); run `cargo xtask download {}` \
+                 or set data.dir",
+                config.dataset,
+                root.map_or_else(
+                    || "the data folder".into(),
+                    |r| r.join(&config.dataset).display().to_string()
+                ),
+                spec.local_dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                config.dataset
+            ),
+        })
+}
+
+fn from_memory(set: &InMemoryDataset) -> Result<SplitData> {
+    let images = (0..set.len())
+        .map(|i| Ok(set.image_view(i)?.to_owned()))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(SplitData {
+        images: Arc::new(images),
+        labels: set
+            .labels()
+            .map(|l| l.iter().map(|&x| usize::from(x)).collect()),
+    })
+}
+
+fn from_folder(dir: &Path, size: Option<usize>) -> Result<(SplitData, Vec<String>)> {
+    if !dir.is_dir() {
+        return Err(Error::MissingData {
+            message: format!("image folder {} does not exist", dir.display()),
+        });
+    }
+    let options = FolderOptions {
+        resize: size.map_or(Resize::Keep, |s| Resize::ShorterSideThenCenterCrop {
+            size: s as u32,
+        }),
+        ..Default::default()
+    };
+    let folder = ImageFolder::open(dir, options)?;
+    if folder.is_empty() {
+        return Err(Error::MissingData {
+            message: format!("image folder {} holds no readable images", dir.display()),
+        });
+    }
+    let samples = folder.get_many(&(0..folder.len()).collect::<Vec<_>>())?;
+    let labels = samples.iter().map(|s| s.label).collect::<Option<Vec<_>>>();
+    let images = samples.into_iter().map(|s| s.image).collect();
+    Ok((
+        SplitData {
+            images: Arc::new(images),
+            labels,
+        },
+        folder.class_names().to_vec(),
+    ))
+}
+
+/// Mean and standard deviation of every channel over all images.
+fn measured_stats(images: &[Image]) -> (Vec<f32>, Vec<f32>) {
+    let channels = images[0].dim().2;
+    let mut sum = vec![0f64; channels];
+    let mut sq = vec![0f64; channels];
+    let mut count = 0f64;
+    for image in images {
+        for pixel in image.rows() {
+            for (c, &v) in pixel.iter().enumerate() {
+                let v = f64::from(v) / 255.0;
+                sum[c] += v;
+                sq[c] += v * v;
+            }
+        }
+        count += (image.dim().0 * image.dim().1) as f64;
+    }
+    let mean: Vec<f64> = sum.iter().map(|s| s / count).collect();
+    let std = sq
+        .iter()
+        .zip(&mean)
+        .map(|(s, m)| ((s / count - m * m).max(1e-6)).sqrt() as f32)
+        .collect();
+    (mean.iter().map(|&m| m as f32).collect(), std)
+}
+
+/// Reads the dataset `config` names.
+pub fn load(config: &DataConfig) -> Result<RunData> {
+    let (train, test, classes) = match config.dataset.as_str() {
+        "folder" => {
+            let dir = config.dir.as_deref().expect("validated: folder has a dir");
+            let (train, classes) = from_folder(dir, config.image_size)?;
+            let test = match &config.test_dir {
+                Some(test_dir) => Some(from_folder(test_dir, config.image_size)?.0),
+                None => None,
+            };
+            (train, test, classes)
+        }
+        name => {
+            let dir = standard_dir(config)?;
+            let read = |split| -> Result<InMemoryDataset> {
+                Ok(match name {
+                    "fashion-mnist" => fashion_mnist(&dir, split)?,
+                    "mnist" => mnist(&dir, split)?,
+                    "cifar10" => cifar10(&dir, split)?,
+                    _ => cifar100(&dir, split, contrastive_data::Cifar100Label::Fine)?,
+                })
+            };
+            let train = read(Split::Train)?;
+            let classes = train.class_names().to_vec();
+            (
+                from_memory(&train)?,
+                Some(from_memory(&read(Split::Test)?)?),
+                classes,
+            )
+        }
+    };
+    let (h, w, channels) = train.images[0].dim();
+    if let Some(bad) = train.images.iter().find(|i| i.dim() != (h, w, channels)) {
+        return Err(Error::MissingData {
+            message: format!(
+                "images differ in shape ({:?} and {:?}); set data.image_size",
+                (h, w, channels),
+                bad.dim()
+            ),
+        });
+    }
+    let (mean, std) = match (&config.mean, &config.std, standard_stats(&config.dataset)) {
+        (Some(m), Some(s), _) => (m.clone(), s.clone()),
+        (_, _, Some(stats)) => stats,
+        _ => measured_stats(&train.images),
+    };
+    if mean.len() != channels {
+        return Err(Error::Invalid {
+            field: "data.mean",
+            message: format!(
+                "has {} values but the images have {channels} channels",
+                mean.len()
+            ),
+        });
+    }
+    let test = test.filter(|t| t.labels.is_some() && !t.images.is_empty());
+    Ok(RunData {
+        train,
+        test,
+        classes,
+        channels,
+        size: h.min(w),
+        mean,
+        std,
+    })
+}
+
+/// The view transforms of `recipe` for `size`-pixel images: one per view the method asks
+/// for (`views`), cycling through the recipe's own views (BYOL has two different ones).
+pub fn view_transforms(recipe: &str, size: usize, views: usize) -> Result<Vec<Arc<dyn Transform>>> {
+    let own: Vec<Compose> = match recipe {
+        "w1" => vec![presets::w1()?],
+        "simclr" => vec![presets::simclr(size, 1.0, false)?],
+        "simclr-blur" => vec![presets::simclr(size, 1.0, true)?],
+        "moco-v2" => vec![presets::moco_v2(size)?],
+        "byol" => presets::byol(size)?.to_vec(),
+        _ => vec![Compose(Vec::new())],
+    };
+    Ok((0..views)
+        .map(|v| Arc::new(own[v % own.len()].clone()) as Arc<dyn Transform>)
+        .collect())
+}

@@ -1,0 +1,111 @@
+//! Embedding a split with the backbone and the evaluations of a run: the kNN monitor and
+//! the final linear probe.
+
+use contrastive_augment::{BatchFormat, Image, to_batch};
+use contrastive_models::EmbeddingModel;
+use contrastive_retrieval::{KnnClassifier, LinearProbe, accuracy};
+use contrastive_tensor::{Device, Kind, Normalize, Precision, Tensor, autocast, no_grad};
+
+use crate::Result;
+use crate::data::SplitData;
+
+/// How images become model input.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// The device the model lives on.
+    pub device: Device,
+    /// Autocast precision.
+    pub precision: Precision,
+    /// The batch layout and normalisation.
+    pub format: BatchFormat,
+}
+
+impl Input {
+    /// `views` as one normalised batch on the device.
+    pub fn batch(&self, views: &[Image]) -> Result<Tensor> {
+        Ok(to_batch(views, &self.format)?.to_device(self.device))
+    }
+
+    /// The format for `mean`/`std` normalised float batches.
+    pub fn format(mean: &[f32], std: &[f32], channels_last: bool) -> Result<BatchFormat> {
+        Ok(BatchFormat {
+            float: Some(Some(Normalize::new(mean.to_vec(), std.to_vec())?)),
+            channels_last,
+        })
+    }
+}
+
+/// Backbone features `[N, F]` (`f32`, on the CPU) of `images`, in evaluation mode.
+pub fn embed(model: &EmbeddingModel, images: &[Image], input: &Input) -> Result<Tensor> {
+    let mut parts = Vec::new();
+    for chunk in images.chunks(1024) {
+        let x = input.batch(chunk)?;
+        let features = no_grad(|| -> Result<Tensor> {
+            let _mixed = autocast(input.device, input.precision)?;
+            Ok(model.features(&x, false))
+        })?;
+        parts.push(features.to_kind(Kind::Float).to_device(Device::Cpu));
+    }
+    Ok(Tensor::cat(&parts, 0))
+}
+
+/// Features and labels of the training and held-out splits.
+#[derive(Debug)]
+pub struct Features {
+    /// Training features `[N, F]`.
+    pub train: Tensor,
+    /// Training labels `[N]`.
+    pub train_labels: Tensor,
+    /// Held-out features `[M, F]`.
+    pub test: Tensor,
+    /// Held-out labels `[M]`.
+    pub test_labels: Tensor,
+}
+
+fn labels_tensor(labels: &[usize]) -> Tensor {
+    Tensor::from_slice(&labels.iter().map(|&l| l as i64).collect::<Vec<_>>())
+}
+
+impl Features {
+    /// Embeds both splits; `None` when either lacks labels.
+    pub fn of(
+        model: &EmbeddingModel,
+        train: &SplitData,
+        test: &SplitData,
+        input: &Input,
+    ) -> Result<Option<Self>> {
+        let (Some(train_labels), Some(test_labels)) = (&train.labels, &test.labels) else {
+            return Ok(None);
+        };
+        Ok(Some(Self {
+            train: embed(model, &train.images, input)?,
+            train_labels: labels_tensor(train_labels),
+            test: embed(model, &test.images, input)?,
+            test_labels: labels_tensor(test_labels),
+        }))
+    }
+
+    /// Weighted kNN top-1 of the held-out split against the training split.
+    pub fn knn_top1(&self, k: usize, temperature: f64, classes: usize) -> Result<f64> {
+        let knn = KnnClassifier::new(k, temperature)?;
+        let predicted = knn.predict(&self.train, &self.train_labels, &self.test, classes)?;
+        Ok(accuracy(&predicted, &self.test_labels))
+    }
+
+    /// Linear-probe top-1 on the held-out split.
+    pub fn linear_probe_top1(&self, epochs: usize, classes: usize) -> Result<f64> {
+        let probe = LinearProbe {
+            epochs,
+            ..Default::default()
+        };
+        Ok(probe
+            .evaluate(
+                &self.train,
+                &self.train_labels,
+                &self.test,
+                &self.test_labels,
+                classes,
+            )?
+            .test_top1)
+    }
+}

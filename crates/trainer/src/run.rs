@@ -1,0 +1,663 @@
+//! The training loop: batches prepared ahead on other threads, mixed-precision steps,
+//! checkpoints, the kNN monitor, and the final report.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use contrastive_augment::{Image, MultiViewPipeline, Prefetcher, to_batch};
+use contrastive_losses::momentum_update;
+use contrastive_models::{Backbone, EmbeddingModel, ModelConfig, Stem, save_model};
+use contrastive_samplers::{MultiView, PkSampler};
+use contrastive_tensor::{
+    Kind, ModuleT, Precision, Tensor, autocast, describe_device, nn::VarStore, parse_device,
+    seed_all, set_threads, var_store_to_channels_last,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{self, Checkpoint, Position, checkpoint_path};
+use crate::config::TrainConfig;
+use crate::data::{self, RunData};
+use crate::error::invalid;
+use crate::eval::{Features, Input};
+use crate::method::Method;
+use crate::metrics::{MetricsLog, Record};
+use crate::optim::{Optimizer, learning_rate};
+use crate::{Error, Result};
+
+/// What a run is about to do; given to [`Observer::started`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Steps the run ends at.
+    pub total_steps: u64,
+    /// Steps already done (a resumed run starts past zero).
+    pub done: u64,
+    /// Steps per epoch.
+    pub steps_per_epoch: u64,
+    /// Views per step.
+    pub views_per_step: u64,
+    /// Device, precision and layout, in words.
+    pub setup: String,
+}
+
+/// Receives the run's progress (a progress bar, a log, a test).
+pub trait Observer {
+    /// Before the first step.
+    fn started(&mut self, _plan: &Plan) {}
+    /// After each record is written to `metrics.jsonl`.
+    fn record(&mut self, _record: &Record) {}
+    /// A line of news ("evaluating", "checkpoint written").
+    fn note(&mut self, _message: &str) {}
+}
+
+impl Observer for () {}
+
+/// The outcome of a run; also written to `report.json` and `report.md`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The run directory.
+    pub run_dir: PathBuf,
+    /// Steps done in all.
+    pub steps: u64,
+    /// Whole epochs done.
+    pub epochs_done: u64,
+    /// Stopped by request before the end (resume to continue).
+    pub interrupted: bool,
+    /// Training seconds (without evaluations), over every session of the run.
+    pub train_s: f64,
+    /// Mean views per second of training.
+    pub views_per_s: f64,
+    /// Final kNN top-1 on the held-out split.
+    pub knn_top1: Option<f64>,
+    /// Final linear-probe top-1 on the held-out split.
+    pub linear_probe_top1: Option<f64>,
+    /// The trained model (backbone and head, with its config), when the run finished.
+    pub model: Option<PathBuf>,
+}
+
+/// How batches are drawn.
+#[derive(Debug)]
+enum Batches {
+    /// Shuffled images (self-supervised methods).
+    Shuffled(MultiView),
+    /// P classes x K images (label-based methods).
+    ClassBalanced(PkSampler),
+}
+
+impl Batches {
+    fn epoch(&self, epoch: u64) -> Vec<Vec<usize>> {
+        match self {
+            Batches::Shuffled(s) => s.epoch(epoch),
+            Batches::ClassBalanced(s) => s.epoch(epoch),
+        }
+    }
+
+    fn per_epoch(&self) -> usize {
+        match self {
+            Batches::Shuffled(s) => s.batches_per_epoch(),
+            Batches::ClassBalanced(s) => s.batches_per_epoch(),
+        }
+    }
+}
+
+/// One prepared batch: all views, view-major, and their labels when the method reads them.
+struct Batch {
+    views: Tensor,
+    labels: Option<Tensor>,
+}
+
+/// The momentum (key) encoder of MoCo: a copy of the model that follows it slowly.
+struct KeyEncoder {
+    vs: VarStore,
+    model: EmbeddingModel,
+}
+
+/// A training run: built from a config, run to the end or until stopped.
+pub struct Trainer {
+    config: TrainConfig,
+    run_dir: PathBuf,
+    data: RunData,
+    input: Input,
+    vs: VarStore,
+    model: EmbeddingModel,
+    key: Option<KeyEncoder>,
+    method: Method,
+    optimizer: Optimizer,
+    batches: Batches,
+    pipeline: Arc<MultiViewPipeline>,
+    position: Position,
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("run_dir", &self.run_dir)
+            .field("position", &self.position)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Trainer {
+    /// Prepares the run of `config`. A run directory that holds a checkpoint is resumed
+    /// when `resume` is set and refused otherwise (nothing is overwritten).
+    pub fn new(config: TrainConfig, resume: bool) -> Result<Self> {
+        config.validate()?;
+        let run_dir = config.run.out.clone();
+        let last = checkpoint_path(&run_dir);
+        match (last.is_file(), resume) {
+            (true, false) => {
+                return Err(Error::Run(format!(
+                    "{} already holds a run (checkpoint {}); resume it with --resume or choose \
+                     another run.out",
+                    run_dir.display(),
+                    last.display()
+                )));
+            }
+            (false, true) => {
+                return Err(Error::Run(format!(
+                    "nothing to resume: {} does not exist",
+                    last.display()
+                )));
+            }
+            _ => {}
+        }
+        if config.run.threads > 0 {
+            set_threads(config.run.threads)?;
+        }
+        seed_all(config.run.seed);
+        let device = parse_device(&config.run.device)?;
+        let precision = match config.run.precision.as_str() {
+            "auto" => Precision::fastest_for(device),
+            p => p.parse()?,
+        };
+        let channels_last = config.run.channels_last != "off";
+
+        let data = data::load(&config.data)?;
+        let batch_size = config.data.batch_size;
+        if data.train.images.len() < batch_size {
+            return Err(invalid(
+                "data.batch_size",
+                format!(
+                    "is larger than the training set ({} images)",
+                    data.train.images.len()
+                ),
+            ));
+        }
+        let mut method = Method::new(
+            &config.method,
+            config.model.head_out,
+            batch_size,
+            data.train.images.len(),
+            device,
+        )?;
+        let model_config = ModelConfig {
+            backbone: config.model.backbone.parse()?,
+            in_channels: data.channels as i64,
+            stem: if config.model.stem == "imagenet" {
+                Stem::ImageNet
+            } else {
+                Stem::Cifar
+            },
+            head: method.head(),
+            head_hidden: config.model.head_hidden,
+            head_out: config.model.head_out,
+        };
+        if model_config.backbone == Backbone::SmallCnn && data.size < 4 {
+            return Err(invalid(
+                "data.image_size",
+                "the small CNN needs at least 4 pixels",
+            ));
+        }
+        let vs = VarStore::new(device);
+        let model = EmbeddingModel::new(&vs.root(), model_config);
+        let key = match method {
+            Method::Moco { .. } => {
+                let mut key_vs = VarStore::new(device);
+                let key_model = EmbeddingModel::new(&key_vs.root(), model_config);
+                key_vs.copy(&vs)?;
+                key_vs.freeze();
+                Some(KeyEncoder {
+                    vs: key_vs,
+                    model: key_model,
+                })
+            }
+            _ => None,
+        };
+        if channels_last {
+            var_store_to_channels_last(&vs)?;
+            if let Some(key) = &key {
+                var_store_to_channels_last(&key.vs)?;
+            }
+        }
+        let optimizer = Optimizer::new(&vs, &config.optimizer);
+        let seed = config.run.seed;
+        let batches = if method.needs_labels() {
+            let labels = data.train.labels.as_ref().ok_or_else(|| {
+                invalid(
+                    "method.name",
+                    format!("{} needs labels; this dataset has none", config.method.name),
+                )
+            })?;
+            let k = config.method.per_class.unwrap_or(4);
+            Batches::ClassBalanced(PkSampler::new(labels, batch_size / k, k, seed)?)
+        } else {
+            Batches::Shuffled(MultiView::new(
+                data.train.images.len(),
+                batch_size,
+                true,
+                seed,
+            )?)
+        };
+        let transforms = data::view_transforms(&config.data.augment, data.size, method.views())?;
+        let pipeline = Arc::new(MultiViewPipeline::new(transforms, seed));
+        let input = Input {
+            device,
+            precision,
+            format: Input::format(&data.mean, &data.std, channels_last)?,
+        };
+
+        let mut position = Position::default();
+        if resume {
+            checkpoint::remove_stale_temporaries(&run_dir)?;
+            let saved = Checkpoint::read(&last)?;
+            saved.restore("model.", &vs)?;
+            if let Some(key) = &key {
+                saved.restore("key.", &key.vs)?;
+            }
+            let mut optimizer_state = optimizer;
+            optimizer_state.restore(&saved.tensors)?;
+            if let Method::Moco { queue, .. } = &mut method {
+                let get = |name: &str| {
+                    saved
+                        .tensors
+                        .get(name)
+                        .ok_or_else(|| Error::Run(format!("{} lacks {name}", last.display())))
+                };
+                queue.restore(get("moco.queue")?, get("moco.next")?)?;
+            }
+            position = saved.position;
+            return Ok(Self::assemble(
+                config,
+                run_dir,
+                data,
+                input,
+                vs,
+                model,
+                key,
+                method,
+                optimizer_state,
+                batches,
+                pipeline,
+                position,
+            ));
+        }
+        std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
+        Ok(Self::assemble(
+            config, run_dir, data, input, vs, model, key, method, optimizer, batches, pipeline,
+            position,
+        ))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        config: TrainConfig,
+        run_dir: PathBuf,
+        data: RunData,
+        input: Input,
+        vs: VarStore,
+        model: EmbeddingModel,
+        key: Option<KeyEncoder>,
+        method: Method,
+        optimizer: Optimizer,
+        batches: Batches,
+        pipeline: Arc<MultiViewPipeline>,
+        position: Position,
+    ) -> Self {
+        Self {
+            config,
+            run_dir,
+            data,
+            input,
+            vs,
+            model,
+            key,
+            method,
+            optimizer,
+            batches,
+            pipeline,
+            position,
+        }
+    }
+
+    /// The model's variables (for tests and for exporting).
+    pub fn var_store(&self) -> &VarStore {
+        &self.vs
+    }
+
+    /// Where the run stands.
+    pub fn position(&self) -> Position {
+        self.position
+    }
+
+    /// The run directory.
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    fn total_steps(&self) -> u64 {
+        let all = (self.batches.per_epoch() * self.config.run.epochs) as u64;
+        match self.config.run.max_steps {
+            0 => all,
+            cap => all.min(cap as u64),
+        }
+    }
+
+    /// Trains until the last epoch (or `run.max_steps`), or until `stop` is set: then the
+    /// position is saved and the report says `interrupted`. A non-finite loss ends the run
+    /// with [`Error::NonFiniteLoss`]; the checkpoint on disk is the last good one.
+    pub fn run(&mut self, observer: &mut dyn Observer, stop: &AtomicBool) -> Result<Report> {
+        std::fs::write(self.run_dir.join("config.toml"), self.config.to_toml())
+            .map_err(|e| Error::io(&self.run_dir, e))?;
+        let mut log = MetricsLog::open(&self.run_dir.join("metrics.jsonl"), self.position.step)?;
+        let per_epoch = self.batches.per_epoch() as u64;
+        let schedule_steps = per_epoch * self.config.run.epochs as u64;
+        let warmup = (self.config.optimizer.warmup_epochs * per_epoch as f64).round() as u64;
+        let total = self.total_steps();
+        let views_per_step = (self.method.views() * self.config.data.batch_size) as u64;
+        observer.started(&Plan {
+            total_steps: total,
+            done: self.position.step,
+            steps_per_epoch: per_epoch,
+            views_per_step,
+            setup: format!(
+                "{}, {}, {}",
+                describe_device(self.input.device),
+                self.input.precision,
+                if self.input.format.channels_last {
+                    "channels-last"
+                } else {
+                    "NCHW"
+                }
+            ),
+        });
+        let mut last_knn = None;
+        while self.position.step < total {
+            let epoch = self.position.epoch;
+            let order = self.batches.epoch(epoch);
+            let skip = self.position.step_in_epoch as usize;
+            let remaining = (order.len() - skip).min((total - self.position.step) as usize);
+            let mut batches = self.prefetch(order, skip, remaining, epoch);
+            let epoch_start = Instant::now();
+            let mut tick = Instant::now();
+            let mut losses = Vec::new();
+            while let Some(batch) = batches.next() {
+                let batch = batch?;
+                let lr = learning_rate(
+                    self.config.optimizer.lr,
+                    self.position.step,
+                    warmup,
+                    schedule_steps,
+                );
+                let loss = self.step(&batch, lr)?;
+                let dt = tick.elapsed().as_secs_f64();
+                tick = Instant::now();
+                self.position.step += 1;
+                self.position.step_in_epoch += 1;
+                self.position.elapsed_s += dt;
+                losses.push(loss);
+                let record = Record::Step {
+                    step: self.position.step,
+                    epoch,
+                    loss,
+                    lr,
+                    views_per_s: views_per_step as f64 / dt.max(1e-9),
+                };
+                log.write(&record)?;
+                observer.record(&record);
+                let every = self.config.run.checkpoint_every as u64;
+                if every > 0 && self.position.step.is_multiple_of(every) {
+                    self.save_checkpoint()?;
+                }
+                if stop.load(Ordering::SeqCst) {
+                    drop(batches);
+                    self.save_checkpoint()?;
+                    observer.note("stopped; the checkpoint is saved, resume with --resume");
+                    return self.report(true, None, None);
+                }
+            }
+            drop(batches);
+            if self.position.step_in_epoch as usize == self.batches.per_epoch() {
+                let train_s = epoch_start.elapsed().as_secs_f64();
+                self.position.epoch += 1;
+                self.position.step_in_epoch = 0;
+                let done = self.position.epoch;
+                let every = self.config.eval.every_epochs as u64;
+                let last_epoch = done == self.config.run.epochs as u64;
+                let (knn, eval_s) = if (every > 0 && done.is_multiple_of(every)) || last_epoch {
+                    observer.note("kNN monitor");
+                    let start = Instant::now();
+                    let knn = self.knn()?;
+                    (knn, Some(start.elapsed().as_secs_f64()))
+                } else {
+                    (None, None)
+                };
+                last_knn = knn.or(last_knn);
+                let record = Record::Epoch {
+                    step: self.position.step,
+                    epochs_done: done,
+                    mean_loss: losses.iter().sum::<f64>() / losses.len().max(1) as f64,
+                    train_s,
+                    knn_top1: knn,
+                    eval_s,
+                };
+                self.save_checkpoint()?;
+                log.write(&record)?;
+                observer.record(&record);
+            }
+        }
+        self.save_checkpoint()?;
+        self.finish(observer, last_knn)
+    }
+
+    /// Batches `skip..skip + count` of `order`, prepared on a background thread.
+    fn prefetch(
+        &self,
+        order: Vec<Vec<usize>>,
+        skip: usize,
+        count: usize,
+        epoch: u64,
+    ) -> Prefetcher<Batch> {
+        let images: Arc<Vec<Image>> = Arc::clone(&self.data.train.images);
+        let labels = self
+            .method
+            .needs_labels()
+            .then(|| self.data.train.labels.clone())
+            .flatten();
+        let pipeline = Arc::clone(&self.pipeline);
+        let input = self.input.clone();
+        Prefetcher::new(count, 2, move |i| {
+            let items = &order[skip + i];
+            let sources: Vec<Image> = items.iter().map(|&j| images[j].clone()).collect();
+            let views: Vec<Image> = pipeline
+                .apply(&sources, items, epoch)?
+                .into_iter()
+                .flatten()
+                .collect();
+            let views_tensor = to_batch(&views, &input.format)?.to_device(input.device);
+            let labels = labels.as_ref().map(|l| {
+                let one: Vec<i64> = items.iter().map(|&j| l[j] as i64).collect();
+                Tensor::from_slice(&one)
+                    .repeat([pipeline.view_count() as i64])
+                    .to_device(input.device)
+            });
+            Ok(Batch {
+                views: views_tensor,
+                labels,
+            })
+        })
+    }
+
+    /// One optimisation step; returns the loss.
+    fn step(&mut self, batch: &Batch, lr: f64) -> Result<f64> {
+        self.optimizer.zero_grad();
+        if let (Some(key), Method::Moco { momentum, .. }) = (&self.key, &self.method) {
+            momentum_update(&key.vs, &self.vs, *momentum)?;
+        }
+        let (device, precision) = (self.input.device, self.input.precision);
+        // Diverged weights show first as non-finite embeddings, which the losses refuse.
+        let embed = |model: &EmbeddingModel, x: &Tensor| -> Result<Tensor> {
+            let z = {
+                let _mixed = autocast(device, precision)?;
+                model.forward_t(x, true).to_kind(Kind::Float)
+            };
+            if z.isfinite().all().int64_value(&[]) == 0 {
+                return Err(self.diverged(f64::NAN));
+            }
+            Ok(z)
+        };
+        let (loss, keys) = {
+            self.method.loss(
+                &embed,
+                &self.model,
+                self.key.as_ref().map(|k| &k.model),
+                &batch.views,
+                batch.labels.as_ref(),
+            )?
+        };
+        let value = loss.double_value(&[]);
+        if !value.is_finite() {
+            return Err(self.diverged(value));
+        }
+        loss.backward();
+        if let Some(max_norm) = self.config.optimizer.clip_grad_norm {
+            self.optimizer.clip_grad_norm(max_norm);
+        }
+        self.optimizer.step(lr, self.position.step + 1);
+        if let (Some(keys), Method::Moco { queue, .. }) = (keys, &mut self.method) {
+            queue.enqueue(&keys)?;
+        }
+        Ok(value)
+    }
+
+    /// The error of a step whose loss (or embeddings) became `value`.
+    fn diverged(&self, value: f64) -> Error {
+        let last = checkpoint_path(&self.run_dir);
+        Error::NonFiniteLoss {
+            step: self.position.step + 1,
+            value,
+            checkpoint: if last.is_file() {
+                last.display().to_string()
+            } else {
+                "none yet".into()
+            },
+        }
+    }
+
+    fn save_checkpoint(&self) -> Result<()> {
+        let mut tensors: Vec<(String, Tensor)> = self
+            .vs
+            .variables()
+            .into_iter()
+            .map(|(n, t)| (format!("model.{n}"), t))
+            .collect();
+        if let Some(key) = &self.key {
+            tensors.extend(
+                key.vs
+                    .variables()
+                    .into_iter()
+                    .map(|(n, t)| (format!("key.{n}"), t)),
+            );
+        }
+        tensors.extend(self.optimizer.state());
+        if let Method::Moco { queue, .. } = &self.method {
+            tensors.extend(queue.state());
+        }
+        checkpoint::save(
+            &checkpoint_path(&self.run_dir),
+            &tensors,
+            &self.position,
+            &self.config.to_toml(),
+        )
+    }
+
+    fn features(&self) -> Result<Option<Features>> {
+        match &self.data.test {
+            Some(test) => Features::of(&self.model, &self.data.train, test, &self.input),
+            None => Ok(None),
+        }
+    }
+
+    /// kNN top-1 of the current backbone, when the data has a labeled held-out split.
+    fn knn(&self) -> Result<Option<f64>> {
+        let eval = &self.config.eval;
+        self.features()?
+            .map(|f| f.knn_top1(eval.knn_k, eval.knn_temperature, self.data.classes.len()))
+            .transpose()
+    }
+
+    fn finish(&mut self, observer: &mut dyn Observer, knn: Option<f64>) -> Result<Report> {
+        let model_path = self.run_dir.join("model.safetensors");
+        save_model(&self.vs, &self.model.config(), &model_path)?;
+        let eval = &self.config.eval;
+        let (mut knn, mut probe) = (knn, None);
+        if eval.linear_probe_epochs > 0 || knn.is_none() {
+            observer.note("final evaluation");
+            if let Some(features) = self.features()? {
+                let classes = self.data.classes.len();
+                if knn.is_none() {
+                    knn = Some(features.knn_top1(eval.knn_k, eval.knn_temperature, classes)?);
+                }
+                if eval.linear_probe_epochs > 0 {
+                    probe = Some(features.linear_probe_top1(eval.linear_probe_epochs, classes)?);
+                }
+            }
+        }
+        self.report(false, knn, probe)
+            .map(|mut r| {
+                r.model = Some(model_path);
+                r
+            })
+            .and_then(|r| {
+                write_report(&r)?;
+                Ok(r)
+            })
+    }
+
+    fn report(&self, interrupted: bool, knn: Option<f64>, probe: Option<f64>) -> Result<Report> {
+        let views =
+            self.position.step as f64 * (self.method.views() * self.config.data.batch_size) as f64;
+        Ok(Report {
+            run_dir: self.run_dir.clone(),
+            steps: self.position.step,
+            epochs_done: self.position.epoch,
+            interrupted,
+            train_s: self.position.elapsed_s,
+            views_per_s: views / self.position.elapsed_s.max(1e-9),
+            knn_top1: knn,
+            linear_probe_top1: probe,
+            model: None,
+        })
+    }
+}
+
+/// `report.json` and a short `report.md` in the run directory.
+fn write_report(report: &Report) -> Result<()> {
+    let json = serde_json::to_string_pretty(report).expect("a report serialises");
+    let path = report.run_dir.join("report.json");
+    std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
+    let pct =
+        |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{:.2} %", v * 100.0));
+    let md = format!(
+        "# Run report\n\n| | |\n|---|---|\n| steps | {} |\n| epochs | {} |\n| training time | {:.1} s |\n\
+         | throughput | {:.0} views/s |\n| kNN top-1 | {} |\n| linear-probe top-1 | {} |\n",
+        report.steps,
+        report.epochs_done,
+        report.train_s,
+        report.views_per_s,
+        pct(report.knn_top1),
+        pct(report.linear_probe_top1),
+    );
+    let path = report.run_dir.join("report.md");
+    std::fs::write(&path, md).map_err(|e| Error::io(&path, e))
+}
