@@ -138,6 +138,7 @@ fn every_method_lowers_its_loss() {
         assert!(report.knn_top1.is_some(), "{name}: the final kNN ran");
         assert!(out.join("model.safetensors").is_file(), "{name}");
         assert!(out.join("report.json").is_file(), "{name}");
+        assert!(out.join("loss.png").is_file(), "{name}: the loss chart");
     }
 }
 

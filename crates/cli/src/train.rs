@@ -1,6 +1,7 @@
 //! `contrastive train`: a run from a config, with a progress bar, Ctrl-C handling and a
 //! summary at the end.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,7 +49,7 @@ pub struct TrainArgs {
     /// Override any key: --set section.key=value (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    /// No progress bar (one line per epoch instead).
+    /// No progress bar (one line per epoch instead; also when stderr is not a terminal).
     #[arg(long)]
     quiet: bool,
 }
@@ -150,9 +151,12 @@ struct Progress {
 }
 
 impl Progress {
+    /// A bar on a terminal; plain lines when `quiet` or when stderr is not a terminal (a
+    /// log file would get nothing from a bar).
     fn new(quiet: bool) -> Self {
+        let bar = !quiet && std::io::stderr().is_terminal();
         Self {
-            bar: (!quiet).then(ProgressBar::hidden),
+            bar: bar.then(ProgressBar::hidden),
             views_per_s: 0.0,
         }
     }

@@ -180,6 +180,10 @@ pub struct EvalConfig {
     /// Epochs of the final linear probe (0: skip it).
     #[serde(default = "default_probe_epochs")]
     pub linear_probe_epochs: usize,
+    /// Evaluate at the end (kNN unless the last epoch measured it, and the linear probe);
+    /// `false` for throughput measurements.
+    #[serde(default = "yes")]
+    pub r#final: bool,
 }
 
 fn auto() -> String {
@@ -205,6 +209,9 @@ fn default_momentum() -> f64 {
 }
 fn default_trust() -> f64 {
     1e-3
+}
+fn yes() -> bool {
+    true
 }
 fn one() -> usize {
     1
@@ -237,6 +244,7 @@ impl Default for EvalConfig {
             knn_k: default_knn_k(),
             knn_temperature: default_knn_t(),
             linear_probe_epochs: default_probe_epochs(),
+            r#final: true,
         }
     }
 }

@@ -11,7 +11,8 @@
 //! - A run directory: `config.toml`, `metrics.jsonl`, `checkpoints/last.safetensors`
 //!   (written atomically every `run.checkpoint_every` steps and at each epoch end, holding
 //!   model, optimiser, MoCo queue and position: a resumed run continues exactly),
-//!   `model.safetensors` with its config, `report.json` and `report.md`.
+//!   `model.safetensors` with its config, `report.json`, `report.md`, and PNG charts of the
+//!   loss (`loss.png`) and kNN (`knn.png`) curves.
 //! - The kNN monitor each epoch and a final linear probe on the held-out split.
 //!
 //! ```no_run
@@ -33,6 +34,7 @@ mod eval;
 mod method;
 mod metrics;
 mod optim;
+mod plot;
 mod run;
 
 pub use crate::checkpoint::{Checkpoint, Position, checkpoint_path};
@@ -45,4 +47,5 @@ pub use crate::eval::{Features, Input, embed};
 pub use crate::method::Method;
 pub use crate::metrics::{MetricsLog, Record, read as read_metrics};
 pub use crate::optim::{Optimizer, learning_rate};
+pub use crate::plot::{Series, line_chart, plot_run};
 pub use crate::run::{Observer, Plan, Report, Trainer};

@@ -24,6 +24,7 @@ use crate::eval::{Features, Input};
 use crate::method::Method;
 use crate::metrics::{MetricsLog, Record};
 use crate::optim::{Optimizer, learning_rate};
+use crate::plot::plot_run;
 use crate::{Error, Result};
 
 /// What a run is about to do; given to [`Observer::started`].
@@ -230,7 +231,7 @@ impl Trainer {
                 var_store_to_channels_last(&key.vs)?;
             }
         }
-        let optimizer = Optimizer::new(&vs, &config.optimizer);
+        let mut optimizer = Optimizer::new(&vs, &config.optimizer);
         let seed = config.run.seed;
         let batches = if method.needs_labels() {
             let labels = data.train.labels.as_ref().ok_or_else(|| {
@@ -265,8 +266,7 @@ impl Trainer {
             if let Some(key) = &key {
                 saved.restore("key.", &key.vs)?;
             }
-            let mut optimizer_state = optimizer;
-            optimizer_state.restore(&saved.tensors)?;
+            optimizer.restore(&saved.tensors)?;
             if let Method::Moco { queue, .. } = &mut method {
                 let get = |name: &str| {
                     saved
@@ -277,44 +277,10 @@ impl Trainer {
                 queue.restore(get("moco.queue")?, get("moco.next")?)?;
             }
             position = saved.position;
-            return Ok(Self::assemble(
-                config,
-                run_dir,
-                data,
-                input,
-                vs,
-                model,
-                key,
-                method,
-                optimizer_state,
-                batches,
-                pipeline,
-                position,
-            ));
+        } else {
+            std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
         }
-        std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
-        Ok(Self::assemble(
-            config, run_dir, data, input, vs, model, key, method, optimizer, batches, pipeline,
-            position,
-        ))
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn assemble(
-        config: TrainConfig,
-        run_dir: PathBuf,
-        data: RunData,
-        input: Input,
-        vs: VarStore,
-        model: EmbeddingModel,
-        key: Option<KeyEncoder>,
-        method: Method,
-        optimizer: Optimizer,
-        batches: Batches,
-        pipeline: Arc<MultiViewPipeline>,
-        position: Position,
-    ) -> Self {
-        Self {
+        Ok(Self {
             config,
             run_dir,
             data,
@@ -327,7 +293,7 @@ impl Trainer {
             batches,
             pipeline,
             position,
-        }
+        })
     }
 
     /// The model's variables (for tests and for exporting).
@@ -454,10 +420,21 @@ impl Trainer {
                 self.save_checkpoint()?;
                 log.write(&record)?;
                 observer.record(&record);
+                self.plot(observer);
             }
         }
         self.save_checkpoint()?;
+        self.plot(observer);
         self.finish(observer, last_knn)
+    }
+
+    /// Redraws the charts; a failure is reported, never fatal to the run.
+    fn plot(&self, observer: &mut dyn Observer) {
+        let drawn = crate::metrics::read(&self.run_dir.join("metrics.jsonl"))
+            .and_then(|records| plot_run(&self.run_dir, &records));
+        if let Err(e) = drawn {
+            observer.note(&format!("could not draw the charts: {e}"));
+        }
     }
 
     /// Batches `skip..skip + count` of `order`, prepared on a background thread.
@@ -601,7 +578,7 @@ impl Trainer {
         save_model(&self.vs, &self.model.config(), &model_path)?;
         let eval = &self.config.eval;
         let (mut knn, mut probe) = (knn, None);
-        if eval.linear_probe_epochs > 0 || knn.is_none() {
+        if eval.r#final && (eval.linear_probe_epochs > 0 || knn.is_none()) {
             observer.note("final evaluation");
             if let Some(features) = self.features()? {
                 let classes = self.data.classes.len();
