@@ -10,6 +10,8 @@
 //!   prediction), named as lightly names them.
 //! - [`EmbeddingModel`]: a backbone and a head built from a [`ModelConfig`], which
 //!   [`save_model`] stores in the weights file so [`load_model`] can rebuild it.
+//! - [`load_torchvision`] and [`save_torchvision`]: backbone weights in torchvision's
+//!   `state_dict` layout (with `num_batches_tracked`, without `fc`).
 //!
 //! ```
 //! use contrastive_models::{ProjectionHead, ResNet, ResNetDepth, Stem};
@@ -28,6 +30,7 @@ mod error;
 mod heads;
 mod resnet;
 mod small_cnn;
+mod torchvision;
 
 pub use crate::embedding::{
     Backbone, CONFIG_KEY, EmbeddingModel, HeadKind, ModelConfig, load_model, save_model,
@@ -36,6 +39,7 @@ pub use crate::error::{Error, Result};
 pub use crate::heads::ProjectionHead;
 pub use crate::resnet::{ResNet, ResNetDepth, Stem};
 pub use crate::small_cnn::SmallCnn;
+pub use crate::torchvision::{load_torchvision, save_torchvision};
 
 use contrastive_tensor::nn;
 
