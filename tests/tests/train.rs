@@ -135,7 +135,14 @@ fn every_method_lowers_its_loss() {
             last < first,
             "{name}: loss went from {first:.4} to {last:.4}"
         );
-        assert!(report.knn_top1.is_some(), "{name}: the final kNN ran");
+        assert!(
+            report.evaluation.knn_top1.is_some(),
+            "{name}: the final kNN ran"
+        );
+        assert!(
+            report.evaluation.kmeans_nmi.is_some(),
+            "{name}: k-means ran"
+        );
         assert!(out.join("model.safetensors").is_file(), "{name}");
         assert!(out.join("report.json").is_file(), "{name}");
         assert!(out.join("loss.png").is_file(), "{name}: the loss chart");

@@ -137,8 +137,17 @@ fn print_report(report: &Report) {
         );
         return;
     }
-    println!("kNN top-1      {}", pct(report.knn_top1));
-    println!("linear probe   {}", pct(report.linear_probe_top1));
+    let e = &report.evaluation;
+    println!("kNN top-1      {}", pct(e.knn_top1));
+    println!("linear probe   {}", pct(e.linear_probe_top1));
+    println!("precision@1    {}", pct(e.precision_at_1));
+    if let (Some(map), Some(nmi), Some(ari)) = (e.map_at_r, e.kmeans_nmi, e.kmeans_ari) {
+        println!("MAP@R          {map:.4}");
+        println!(
+            "k-means        NMI {nmi:.4}, ARI {ari:.4}, accuracy {}",
+            pct(e.kmeans_accuracy)
+        );
+    }
     if let Some(model) = &report.model {
         println!("model          {}", model.display());
     }

@@ -4,6 +4,10 @@
 //!   protocol of benchmark W1 (cosine similarity, `k = 200`, weights `exp(sim / 0.1)`).
 //! - [`LinearProbe`]: a linear classifier trained on frozen features, the standard
 //!   evaluation of self-supervised representations.
+//! - [`search`]: exact top-k by cosine, inner product or L2, in batched matrix products.
+//! - [`retrieval_metrics`] (precision@1, recall@k, R-precision, MAP@R), [`KMeans`]
+//!   (k-means++, seeded restarts), [`nmi`], [`ari`], [`clustering_accuracy`] (Hungarian
+//!   matching), [`alignment`] and [`uniformity`].
 //!
 //! ```
 //! use contrastive_retrieval::KnnClassifier;
@@ -18,9 +22,18 @@
 //! ```
 
 mod error;
+mod kmeans;
 mod knn;
 mod linear_probe;
+mod metrics;
+mod search;
 
 pub use crate::error::{Error, Result};
+pub use crate::kmeans::{Clustering, KMeans};
 pub use crate::knn::{KnnClassifier, accuracy};
 pub use crate::linear_probe::{LinearProbe, LinearProbeReport};
+pub use crate::metrics::{
+    RetrievalReport, alignment, ari, clustering_accuracy, hungarian, nmi, retrieval_metrics,
+    uniformity,
+};
+pub use crate::search::{Metric, Neighbours, normalize, search};

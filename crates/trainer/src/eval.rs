@@ -3,11 +3,35 @@
 
 use contrastive_augment::{BatchFormat, Image, to_batch};
 use contrastive_models::EmbeddingModel;
-use contrastive_retrieval::{KnnClassifier, LinearProbe, accuracy};
+use contrastive_retrieval::{
+    KMeans, KnnClassifier, LinearProbe, Metric, accuracy, ari, clustering_accuracy, nmi, normalize,
+    retrieval_metrics,
+};
 use contrastive_tensor::{Device, Kind, Normalize, Precision, Tensor, autocast, no_grad};
+use serde::{Deserialize, Serialize};
 
 use crate::Result;
 use crate::data::SplitData;
+
+/// What the final evaluation measured on the held-out split (fields are absent when not
+/// measured).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// Weighted kNN top-1 against the training split.
+    pub knn_top1: Option<f64>,
+    /// Linear-probe top-1.
+    pub linear_probe_top1: Option<f64>,
+    /// Precision@1 of the held-out split searched against itself (cosine).
+    pub precision_at_1: Option<f64>,
+    /// MAP@R of the same search.
+    pub map_at_r: Option<f64>,
+    /// NMI of k-means (k = number of classes) against the labels.
+    pub kmeans_nmi: Option<f64>,
+    /// ARI of the same clustering.
+    pub kmeans_ari: Option<f64>,
+    /// Accuracy of the same clustering under the best cluster-to-class matching.
+    pub kmeans_accuracy: Option<f64>,
+}
 
 /// How images become model input.
 #[derive(Debug, Clone)]
@@ -90,6 +114,23 @@ impl Features {
         let knn = KnnClassifier::new(k, temperature)?;
         let predicted = knn.predict(&self.train, &self.train_labels, &self.test, classes)?;
         Ok(accuracy(&predicted, &self.test_labels))
+    }
+
+    /// Retrieval (precision@1, MAP@R) and k-means (NMI, ARI, accuracy) on the held-out
+    /// split's features, into `results`.
+    pub fn test_metrics(&self, classes: usize, seed: u64, results: &mut Evaluation) -> Result<()> {
+        let retrieval = retrieval_metrics(&self.test, &self.test_labels, Metric::Cosine, &[1])?;
+        results.precision_at_1 = Some(retrieval.precision_at_1);
+        results.map_at_r = Some(retrieval.map_at_r);
+        let clustering = KMeans::new(classes, seed).fit(&normalize(&self.test))?;
+        let truth: Vec<usize> = Vec::<i64>::try_from(&self.test_labels)?
+            .into_iter()
+            .map(|l| l as usize)
+            .collect();
+        results.kmeans_nmi = Some(nmi(&truth, &clustering.labels));
+        results.kmeans_ari = Some(ari(&truth, &clustering.labels));
+        results.kmeans_accuracy = Some(clustering_accuracy(&truth, &clustering.labels));
+        Ok(())
     }
 
     /// Linear-probe top-1 on the held-out split.

@@ -20,7 +20,7 @@ use crate::checkpoint::{self, Checkpoint, Position, checkpoint_path};
 use crate::config::TrainConfig;
 use crate::data::{self, RunData};
 use crate::error::invalid;
-use crate::eval::{Features, Input};
+use crate::eval::{Evaluation, Features, Input};
 use crate::method::Method;
 use crate::metrics::{MetricsLog, Record};
 use crate::optim::{Optimizer, learning_rate};
@@ -69,10 +69,8 @@ pub struct Report {
     pub train_s: f64,
     /// Mean views per second of training.
     pub views_per_s: f64,
-    /// Final kNN top-1 on the held-out split.
-    pub knn_top1: Option<f64>,
-    /// Final linear-probe top-1 on the held-out split.
-    pub linear_probe_top1: Option<f64>,
+    /// The final evaluation on the held-out split (empty when interrupted or unlabeled).
+    pub evaluation: Evaluation,
     /// The trained model (backbone and head, with its config), when the run finished.
     pub model: Option<PathBuf>,
 }
@@ -389,7 +387,7 @@ impl Trainer {
                     drop(batches);
                     self.save_checkpoint()?;
                     observer.note("stopped; the checkpoint is saved, resume with --resume");
-                    return self.report(true, None, None);
+                    return Ok(self.report(true, Evaluation::default()));
                 }
             }
             drop(batches);
@@ -577,44 +575,44 @@ impl Trainer {
         let model_path = self.run_dir.join("model.safetensors");
         save_model(&self.vs, &self.model.config(), &model_path)?;
         let eval = &self.config.eval;
-        let (mut knn, mut probe) = (knn, None);
-        if eval.r#final && (eval.linear_probe_epochs > 0 || knn.is_none()) {
+        let mut results = Evaluation {
+            knn_top1: knn,
+            ..Default::default()
+        };
+        if eval.r#final {
             observer.note("final evaluation");
             if let Some(features) = self.features()? {
                 let classes = self.data.classes.len();
-                if knn.is_none() {
-                    knn = Some(features.knn_top1(eval.knn_k, eval.knn_temperature, classes)?);
+                if results.knn_top1.is_none() {
+                    results.knn_top1 =
+                        Some(features.knn_top1(eval.knn_k, eval.knn_temperature, classes)?);
                 }
                 if eval.linear_probe_epochs > 0 {
-                    probe = Some(features.linear_probe_top1(eval.linear_probe_epochs, classes)?);
+                    results.linear_probe_top1 =
+                        Some(features.linear_probe_top1(eval.linear_probe_epochs, classes)?);
                 }
+                features.test_metrics(classes, self.config.run.seed, &mut results)?;
             }
         }
-        self.report(false, knn, probe)
-            .map(|mut r| {
-                r.model = Some(model_path);
-                r
-            })
-            .and_then(|r| {
-                write_report(&r)?;
-                Ok(r)
-            })
+        let mut report = self.report(false, results);
+        report.model = Some(model_path);
+        write_report(&report)?;
+        Ok(report)
     }
 
-    fn report(&self, interrupted: bool, knn: Option<f64>, probe: Option<f64>) -> Result<Report> {
+    fn report(&self, interrupted: bool, evaluation: Evaluation) -> Report {
         let views =
             self.position.step as f64 * (self.method.views() * self.config.data.batch_size) as f64;
-        Ok(Report {
+        Report {
             run_dir: self.run_dir.clone(),
             steps: self.position.step,
             epochs_done: self.position.epoch,
             interrupted,
             train_s: self.position.elapsed_s,
             views_per_s: views / self.position.elapsed_s.max(1e-9),
-            knn_top1: knn,
-            linear_probe_top1: probe,
+            evaluation,
             model: None,
-        })
+        }
     }
 }
 
@@ -625,15 +623,24 @@ fn write_report(report: &Report) -> Result<()> {
     std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
     let pct =
         |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{:.2} %", v * 100.0));
+    let num = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.4}"));
+    let e = &report.evaluation;
     let md = format!(
         "# Run report\n\n| | |\n|---|---|\n| steps | {} |\n| epochs | {} |\n| training time | {:.1} s |\n\
-         | throughput | {:.0} views/s |\n| kNN top-1 | {} |\n| linear-probe top-1 | {} |\n",
+         | throughput | {:.0} views/s |\n| kNN top-1 | {} |\n| linear-probe top-1 | {} |\n\
+         | precision@1 | {} |\n| MAP@R | {} |\n| k-means NMI | {} |\n| k-means ARI | {} |\n\
+         | k-means accuracy | {} |\n",
         report.steps,
         report.epochs_done,
         report.train_s,
         report.views_per_s,
-        pct(report.knn_top1),
-        pct(report.linear_probe_top1),
+        pct(e.knn_top1),
+        pct(e.linear_probe_top1),
+        pct(e.precision_at_1),
+        num(e.map_at_r),
+        num(e.kmeans_nmi),
+        num(e.kmeans_ari),
+        pct(e.kmeans_accuracy),
     );
     let path = report.run_dir.join("report.md");
     std::fs::write(&path, md).map_err(|e| Error::io(&path, e))
