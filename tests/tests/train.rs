@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use contrastive_e2e::write_shapes;
 use contrastive_tensor::{SafetensorsFile, Tensor};
 use contrastive_trainer::{
-    Error, Observer, Record, Report, TrainConfig, Trainer, checkpoint_path, read_metrics,
+    Error, Observer, Record, Report, TrainConfig, Trainer, checkpoint_path, evaluate_saved,
+    read_metrics,
 };
 
 /// A folder dataset of the four shapes (24 x 24): `train/` and `test/`.
@@ -206,6 +207,19 @@ fn stopping_and_resuming_gives_the_same_parameters() {
 }
 
 #[test]
+fn a_saved_model_evaluates_as_the_run_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = shapes(&dir.path().join("data"));
+    let out = dir.path().join("run");
+    let cfg = config(&data, &out, METHODS[0].1, "max_steps = 6");
+    let (_, report) = run(cfg.clone(), false);
+    let again = evaluate_saved(&cfg, &out.join("model.safetensors")).unwrap();
+    assert_eq!(again.knn_top1, report.evaluation.knn_top1);
+    assert_eq!(again.precision_at_1, report.evaluation.precision_at_1);
+    assert!(again.kmeans_nmi.is_some_and(|v| (0.0..=1.0).contains(&v)));
+}
+
+#[test]
 fn a_run_directory_is_never_overwritten_or_resumed_by_accident() {
     let dir = tempfile::tempdir().unwrap();
     let data = shapes(&dir.path().join("data"));
@@ -274,6 +288,11 @@ fn bad_input_is_a_clear_error() {
     unsafe { std::env::set_var("CONTRASTIVE_DATA_DIR", dir.path().join("empty")) };
     let err = Trainer::new(cfg, false).unwrap_err().to_string();
     assert!(err.contains("cargo xtask download cifar10"), "{err}");
+    // More classes per batch than the data has (4 shapes; 32 / 4 = 8 needed).
+    let mut cfg = config(&data, &out, METHODS[2].1, "");
+    cfg.method.per_class = Some(4);
+    let err = Trainer::new(cfg, false).unwrap_err().to_string();
+    assert!(err.contains("per_class >= 8"), "{err}");
     // Labeled methods on unlabeled data.
     let flat = dir.path().join("flat");
     std::fs::create_dir_all(&flat).unwrap();

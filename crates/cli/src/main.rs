@@ -2,11 +2,14 @@
 //!
 //! - `contrastive train --config configs/fmnist-simclr.toml [--epochs N ...]` trains a model
 //!   into a run directory; `contrastive train --resume RUN_DIR` continues one.
+//! - `contrastive eval RUN_DIR` evaluates its model: kNN, linear probe, precision@1, MAP@R,
+//!   k-means NMI/ARI/accuracy.
 //! - `contrastive info` reports the libtorch build, the devices and the precision training
 //!   would use on them.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod eval;
 mod train;
 
 use anyhow::{Context, Result};
@@ -25,6 +28,9 @@ struct Cli {
 enum Command {
     /// Train an embedding network from a TOML config (or resume a run).
     Train(Box<train::TrainArgs>),
+    /// Evaluate a trained model on its run's held-out split (kNN, linear probe, retrieval,
+    /// k-means).
+    Eval(eval::EvalArgs),
     /// Show the libtorch build, the devices and the default precision for a device.
     Info {
         /// Device to check: cpu, cuda, cuda:N, mps or auto.
@@ -36,6 +42,7 @@ enum Command {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Train(args) => train::run(*args),
+        Command::Eval(args) => eval::run(args),
         Command::Info { device } => info(&device),
     }
 }

@@ -122,7 +122,6 @@ pub fn run(args: TrainArgs) -> Result<()> {
 }
 
 fn print_report(report: &Report) {
-    let pct = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{:.2} %", v * 100.0));
     println!("run            {}", report.run_dir.display());
     println!(
         "steps          {} ({} epochs)",
@@ -137,17 +136,7 @@ fn print_report(report: &Report) {
         );
         return;
     }
-    let e = &report.evaluation;
-    println!("kNN top-1      {}", pct(e.knn_top1));
-    println!("linear probe   {}", pct(e.linear_probe_top1));
-    println!("precision@1    {}", pct(e.precision_at_1));
-    if let (Some(map), Some(nmi), Some(ari)) = (e.map_at_r, e.kmeans_nmi, e.kmeans_ari) {
-        println!("MAP@R          {map:.4}");
-        println!(
-            "k-means        NMI {nmi:.4}, ARI {ari:.4}, accuracy {}",
-            pct(e.kmeans_accuracy)
-        );
-    }
+    crate::eval::print_evaluation(&report.evaluation);
     if let Some(model) = &report.model {
         println!("model          {}", model.display());
     }

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use contrastive_tensor::{Device, Precision, parse_device};
 use serde::{Deserialize, Serialize};
 
 use crate::error::invalid;
@@ -246,6 +247,19 @@ impl Default for EvalConfig {
             linear_probe_epochs: default_probe_epochs(),
             r#final: true,
         }
+    }
+}
+
+impl RunConfig {
+    /// The device, the precision (`auto` resolved for that device) and whether to use the
+    /// channels-last layout. An absent device is an error.
+    pub fn numerics(&self) -> Result<(Device, Precision, bool)> {
+        let device = parse_device(&self.device)?;
+        let precision = match self.precision.as_str() {
+            "auto" => Precision::fastest_for(device),
+            p => p.parse()?,
+        };
+        Ok((device, precision, self.channels_last != "off"))
     }
 }
 

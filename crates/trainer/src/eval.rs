@@ -2,16 +2,21 @@
 //! the final linear probe.
 
 use contrastive_augment::{BatchFormat, Image, to_batch};
-use contrastive_models::EmbeddingModel;
+use std::path::Path;
+
+use contrastive_models::{EmbeddingModel, load_model};
 use contrastive_retrieval::{
     KMeans, KnnClassifier, LinearProbe, Metric, accuracy, ari, clustering_accuracy, nmi, normalize,
     retrieval_metrics,
 };
-use contrastive_tensor::{Device, Kind, Normalize, Precision, Tensor, autocast, no_grad};
+use contrastive_tensor::{
+    Device, Kind, Normalize, Precision, Tensor, autocast, no_grad, var_store_to_channels_last,
+};
 use serde::{Deserialize, Serialize};
 
-use crate::Result;
+use crate::config::{EvalConfig, TrainConfig};
 use crate::data::SplitData;
+use crate::{Error, Result};
 
 /// What the final evaluation measured on the held-out split (fields are absent when not
 /// measured).
@@ -57,6 +62,31 @@ impl Input {
             channels_last,
         })
     }
+}
+
+/// Evaluates a saved model (a run's `model.safetensors`) on the data `config` names, with
+/// the run's device, precision and evaluation settings: the same figures as the run's final
+/// report.
+pub fn evaluate_saved(config: &TrainConfig, model_path: &Path) -> Result<Evaluation> {
+    let (device, precision, channels_last) = config.run.numerics()?;
+    let data = crate::data::load(&config.data)?;
+    let (vs, model) = load_model(model_path, device)?;
+    if channels_last {
+        var_store_to_channels_last(&vs)?;
+    }
+    let input = Input {
+        device,
+        precision,
+        format: Input::format(&data.mean, &data.std, channels_last)?,
+    };
+    let test = data.test.as_ref().ok_or_else(|| Error::MissingData {
+        message: "the dataset has no labeled held-out split to evaluate on (data.test_dir)".into(),
+    })?;
+    let features =
+        Features::of(&model, &data.train, test, &input)?.ok_or_else(|| Error::MissingData {
+            message: "evaluation needs labels on both splits".into(),
+        })?;
+    features.evaluate(&config.eval, data.classes.len(), config.run.seed, None)
 }
 
 /// Backbone features `[N, F]` (`f32`, on the CPU) of `images`, in evaluation mode.
@@ -116,9 +146,34 @@ impl Features {
         Ok(accuracy(&predicted, &self.test_labels))
     }
 
+    /// The whole final evaluation: kNN (unless `knn` was measured already), the linear
+    /// probe (when `config.linear_probe_epochs > 0`), retrieval and k-means.
+    pub fn evaluate(
+        &self,
+        config: &EvalConfig,
+        classes: usize,
+        seed: u64,
+        knn: Option<f64>,
+    ) -> Result<Evaluation> {
+        let mut results = Evaluation {
+            knn_top1: knn,
+            ..Default::default()
+        };
+        if results.knn_top1.is_none() {
+            results.knn_top1 =
+                Some(self.knn_top1(config.knn_k, config.knn_temperature, classes)?);
+        }
+        if config.linear_probe_epochs > 0 {
+            results.linear_probe_top1 =
+                Some(self.linear_probe_top1(config.linear_probe_epochs, classes)?);
+        }
+        self.test_metrics(classes, seed, &mut results)?;
+        Ok(results)
+    }
+
     /// Retrieval (precision@1, MAP@R) and k-means (NMI, ARI, accuracy) on the held-out
     /// split's features, into `results`.
-    pub fn test_metrics(&self, classes: usize, seed: u64, results: &mut Evaluation) -> Result<()> {
+    fn test_metrics(&self, classes: usize, seed: u64, results: &mut Evaluation) -> Result<()> {
         let retrieval = retrieval_metrics(&self.test, &self.test_labels, Metric::Cosine, &[1])?;
         results.precision_at_1 = Some(retrieval.precision_at_1);
         results.map_at_r = Some(retrieval.map_at_r);

@@ -11,8 +11,8 @@ use contrastive_losses::momentum_update;
 use contrastive_models::{Backbone, EmbeddingModel, ModelConfig, Stem, save_model};
 use contrastive_samplers::{MultiView, PkSampler};
 use contrastive_tensor::{
-    Kind, ModuleT, Precision, Tensor, autocast, describe_device, nn::VarStore, parse_device,
-    seed_all, set_threads, var_store_to_channels_last,
+    Kind, ModuleT, Tensor, autocast, describe_device, nn::VarStore, seed_all, set_threads,
+    var_store_to_channels_last,
 };
 use serde::{Deserialize, Serialize};
 
@@ -165,12 +165,7 @@ impl Trainer {
             set_threads(config.run.threads)?;
         }
         seed_all(config.run.seed);
-        let device = parse_device(&config.run.device)?;
-        let precision = match config.run.precision.as_str() {
-            "auto" => Precision::fastest_for(device),
-            p => p.parse()?,
-        };
-        let channels_last = config.run.channels_last != "off";
+        let (device, precision, channels_last) = config.run.numerics()?;
 
         let data = data::load(&config.data)?;
         let batch_size = config.data.batch_size;
@@ -239,6 +234,21 @@ impl Trainer {
                 )
             })?;
             let k = config.method.per_class.unwrap_or(4);
+            let classes = labels
+                .iter()
+                .collect::<std::collections::HashSet<_>>()
+                .len();
+            if batch_size / k > classes {
+                return Err(invalid(
+                    "method.per_class",
+                    format!(
+                        "batches of {batch_size} with {k} per class need {} classes, the data \
+                         has {classes}; use per_class >= {}",
+                        batch_size / k,
+                        batch_size.div_ceil(classes)
+                    ),
+                ));
+            }
             Batches::ClassBalanced(PkSampler::new(labels, batch_size / k, k, seed)?)
         } else {
             Batches::Shuffled(MultiView::new(
@@ -574,24 +584,16 @@ impl Trainer {
     fn finish(&mut self, observer: &mut dyn Observer, knn: Option<f64>) -> Result<Report> {
         let model_path = self.run_dir.join("model.safetensors");
         save_model(&self.vs, &self.model.config(), &model_path)?;
-        let eval = &self.config.eval;
         let mut results = Evaluation {
             knn_top1: knn,
             ..Default::default()
         };
-        if eval.r#final {
+        if self.config.eval.r#final {
             observer.note("final evaluation");
             if let Some(features) = self.features()? {
                 let classes = self.data.classes.len();
-                if results.knn_top1.is_none() {
-                    results.knn_top1 =
-                        Some(features.knn_top1(eval.knn_k, eval.knn_temperature, classes)?);
-                }
-                if eval.linear_probe_epochs > 0 {
-                    results.linear_probe_top1 =
-                        Some(features.linear_probe_top1(eval.linear_probe_epochs, classes)?);
-                }
-                features.test_metrics(classes, self.config.run.seed, &mut results)?;
+                let seed = self.config.run.seed;
+                results = features.evaluate(&self.config.eval, classes, seed, knn)?;
             }
         }
         let mut report = self.report(false, results);

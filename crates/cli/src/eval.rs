@@ -1,0 +1,54 @@
+//! `contrastive eval`: the full evaluation of a trained model on its run's data.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use contrastive_trainer::{Evaluation, TrainConfig, evaluate_saved};
+
+/// Arguments of `contrastive eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// The run directory (its config.toml names the data and settings).
+    run: PathBuf,
+    /// The weights to evaluate (default: RUN/model.safetensors).
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Override any config key: --set section.key=value (repeatable), e.g. run.device.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
+}
+
+/// Runs `contrastive eval`: prints the figures and writes RUN/eval.json.
+pub fn run(args: EvalArgs) -> Result<()> {
+    let config_path = args.run.join("config.toml");
+    let config = TrainConfig::load(&config_path, &args.set)
+        .with_context(|| format!("reading {}", config_path.display()))?;
+    let model = args
+        .model
+        .unwrap_or_else(|| args.run.join("model.safetensors"));
+    let results = evaluate_saved(&config, &model)
+        .with_context(|| format!("evaluating {}", model.display()))?;
+    print_evaluation(&results);
+    let path = args.run.join("eval.json");
+    let json = serde_json::to_string_pretty(&results).expect("an evaluation serialises");
+    std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+    println!("written        {}", path.display());
+    Ok(())
+}
+
+/// The figures of an evaluation, one per line.
+pub fn print_evaluation(e: &Evaluation) {
+    let pct = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{:.2} %", v * 100.0));
+    let num = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.4}"));
+    println!("kNN top-1      {}", pct(e.knn_top1));
+    println!("linear probe   {}", pct(e.linear_probe_top1));
+    println!("precision@1    {}", pct(e.precision_at_1));
+    println!("MAP@R          {}", num(e.map_at_r));
+    println!(
+        "k-means        NMI {}, ARI {}, accuracy {}",
+        num(e.kmeans_nmi),
+        num(e.kmeans_ari),
+        pct(e.kmeans_accuracy)
+    );
+}
