@@ -6,10 +6,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use contrastive_e2e::write_shapes;
+use contrastive_retrieval::Metric;
+use contrastive_tensor::Device;
 use contrastive_tensor::{SafetensorsFile, Tensor};
 use contrastive_trainer::{
-    Error, Observer, Record, Report, TrainConfig, Trainer, checkpoint_path, evaluate_saved,
-    read_metrics,
+    Error, Observer, Record, Report, TrainConfig, Trainer, checkpoint_path, embed_dataset,
+    embed_query, evaluate_saved, read_metrics,
 };
 
 /// A folder dataset of the four shapes (24 x 24): `train/` and `test/`.
@@ -217,6 +219,46 @@ fn a_saved_model_evaluates_as_the_run_reported() {
     assert_eq!(again.knn_top1, report.evaluation.knn_top1);
     assert_eq!(again.precision_at_1, report.evaluation.precision_at_1);
     assert!(again.kmeans_nmi.is_some_and(|v| (0.0..=1.0).contains(&v)));
+
+    // An embedding store of the training images. A training image as the query, in colour,
+    // finds itself; saved twice as large, an image of its class (it is prepared as the
+    // store's images were: gray, 24 x 24).
+    let model = out.join("model.safetensors");
+    let store = embed_dataset(&cfg, &model).unwrap();
+    assert_eq!(store.len(), 128);
+    let id = &store.info().ids[37];
+    let top = |image: image::DynamicImage| {
+        let query = embed_query(&model, &store, image, Device::Cpu).unwrap();
+        let found = store.search(&query, 3, Metric::Cosine).unwrap();
+        store.info().ids[found.indices.int64_value(&[0, 0]) as usize].clone()
+    };
+    let colour = image::DynamicImage::ImageRgb8(image::open(id).unwrap().to_rgb8());
+    assert_eq!(&top(colour), id);
+    let larger =
+        image::open(id)
+            .unwrap()
+            .resize_exact(48, 48, image::imageops::FilterType::Nearest);
+    let class = |path: &str| std::path::Path::new(path).parent().unwrap().to_path_buf();
+    assert_eq!(class(&top(larger)), class(id));
+    // A store made by another model is refused.
+    let other = dir.path().join("other.safetensors");
+    std::fs::copy(&model, &other).unwrap();
+    let (vs, _) = contrastive_models::load_model(&other, Device::Cpu).unwrap();
+    contrastive_tensor::no_grad(|| {
+        for (_, mut t) in vs.variables() {
+            let _ = t.f_add_scalar_(0.5).unwrap();
+        }
+    });
+    let config = contrastive_models::load_model(&model, Device::Cpu)
+        .unwrap()
+        .1
+        .config();
+    contrastive_models::save_model(&vs, &config, &other).unwrap();
+    let image = image::open(id).unwrap();
+    let err = embed_query(&other, &store, image, Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("the store was made by model"), "{err}");
 }
 
 #[test]

@@ -4,12 +4,15 @@
 //!   into a run directory; `contrastive train --resume RUN_DIR` continues one.
 //! - `contrastive eval RUN_DIR` evaluates its model: kNN, linear probe, precision@1, MAP@R,
 //!   k-means NMI/ARI/accuracy.
+//! - `contrastive embed RUN_DIR` writes an embedding store of the run's training images;
+//!   `contrastive search --run RUN_DIR --image q.png -k 8` lists the nearest ones.
 //! - `contrastive info` reports the libtorch build, the devices and the precision training
 //!   would use on them.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod eval;
+mod search;
 mod train;
 
 use anyhow::{Context, Result};
@@ -31,6 +34,10 @@ enum Command {
     /// Evaluate a trained model on its run's held-out split (kNN, linear probe, retrieval,
     /// k-means).
     Eval(eval::EvalArgs),
+    /// Embed a run's training images into an embedding store (.safetensors, optional .npy).
+    Embed(search::EmbedArgs),
+    /// The stored images nearest to a query image.
+    Search(search::SearchArgs),
     /// Show the libtorch build, the devices and the default precision for a device.
     Info {
         /// Device to check: cpu, cuda, cuda:N, mps or auto.
@@ -43,6 +50,8 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Train(args) => train::run(*args),
         Command::Eval(args) => eval::run(args),
+        Command::Embed(args) => search::embed(args),
+        Command::Search(args) => search::search(args),
         Command::Info { device } => info(&device),
     }
 }

@@ -4,7 +4,9 @@
 //!   protocol of benchmark W1 (cosine similarity, `k = 200`, weights `exp(sim / 0.1)`).
 //! - [`LinearProbe`]: a linear classifier trained on frozen features, the standard
 //!   evaluation of self-supervised representations.
-//! - [`search`]: exact top-k by cosine, inner product or L2, in batched matrix products.
+//! - [`search`]: exact top-k by cosine, inner product or L2, in batched matrix products;
+//!   [`EmbeddingStore`]: vectors with ids and the model's identity, saved as
+//!   `.safetensors`, exported as `.npy`.
 //! - [`retrieval_metrics`] (precision@1, recall@k, R-precision, MAP@R), [`KMeans`]
 //!   (k-means++, seeded restarts), [`nmi`], [`ari`], [`clustering_accuracy`] (Hungarian
 //!   matching), [`alignment`] and [`uniformity`].
@@ -27,6 +29,7 @@ mod knn;
 mod linear_probe;
 mod metrics;
 mod search;
+mod store;
 
 pub use crate::error::{Error, Result};
 pub use crate::kmeans::{Clustering, KMeans};
@@ -37,3 +40,4 @@ pub use crate::metrics::{
     uniformity,
 };
 pub use crate::search::{Metric, Neighbours, normalize, search};
+pub use crate::store::{EmbeddingStore, Preprocess, StoreInfo};

@@ -20,6 +20,8 @@ pub struct SplitData {
     pub images: Arc<Vec<Image>>,
     /// One label per image, when the dataset has labels.
     pub labels: Option<Vec<usize>>,
+    /// One id per image: its file path, or `dataset:split:index`.
+    pub ids: Vec<String>,
 }
 
 /// Everything a run reads.
@@ -83,7 +85,7 @@ fn standard_dir(config: &DataConfig) -> Result<PathBuf> {
         })
 }
 
-fn from_memory(set: &InMemoryDataset) -> Result<SplitData> {
+fn from_memory(set: &InMemoryDataset, name: &str, split: &str) -> Result<SplitData> {
     let images = (0..set.len())
         .map(|i| Ok(set.image_view(i)?.to_owned()))
         .collect::<Result<Vec<_>>>()?;
@@ -92,6 +94,9 @@ fn from_memory(set: &InMemoryDataset) -> Result<SplitData> {
         labels: set
             .labels()
             .map(|l| l.iter().map(|&x| usize::from(x)).collect()),
+        ids: (0..set.len())
+            .map(|i| format!("{name}:{split}:{i}"))
+            .collect(),
     })
 }
 
@@ -115,11 +120,15 @@ fn from_folder(dir: &Path, size: Option<usize>) -> Result<(SplitData, Vec<String
     }
     let samples = folder.get_many(&(0..folder.len()).collect::<Vec<_>>())?;
     let labels = samples.iter().map(|s| s.label).collect::<Option<Vec<_>>>();
+    let ids = (0..folder.len())
+        .map(|i| Ok(folder.path(i)?.display().to_string()))
+        .collect::<Result<Vec<_>>>()?;
     let images = samples.into_iter().map(|s| s.image).collect();
     Ok((
         SplitData {
             images: Arc::new(images),
             labels,
+            ids,
         },
         folder.class_names().to_vec(),
     ))
@@ -175,8 +184,8 @@ pub fn load(config: &DataConfig) -> Result<RunData> {
             let train = read(Split::Train)?;
             let classes = train.class_names().to_vec();
             (
-                from_memory(&train)?,
-                Some(from_memory(&read(Split::Test)?)?),
+                from_memory(&train, name, "train")?,
+                Some(from_memory(&read(Split::Test)?, name, "test")?),
                 classes,
             )
         }

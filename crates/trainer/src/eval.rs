@@ -4,18 +4,21 @@
 use contrastive_augment::{BatchFormat, Image, to_batch};
 use std::path::Path;
 
+use contrastive_data::{Channels, Resize, conform};
 use contrastive_models::{EmbeddingModel, load_model};
 use contrastive_retrieval::{
-    KMeans, KnnClassifier, LinearProbe, Metric, accuracy, ari, clustering_accuracy, nmi, normalize,
-    retrieval_metrics,
+    EmbeddingStore, KMeans, KnnClassifier, LinearProbe, Metric, Preprocess, StoreInfo, accuracy,
+    ari, clustering_accuracy, nmi, normalize, retrieval_metrics,
 };
 use contrastive_tensor::{
-    Device, Kind, Normalize, Precision, Tensor, autocast, no_grad, var_store_to_channels_last,
+    Device, Kind, Normalize, Precision, Tensor, autocast, nn::VarStore, no_grad,
+    var_store_to_channels_last,
 };
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
 use crate::config::{EvalConfig, TrainConfig};
-use crate::data::SplitData;
+use crate::data::{RunData, SplitData};
 use crate::{Error, Result};
 
 /// What the final evaluation measured on the held-out split (fields are absent when not
@@ -64,12 +67,13 @@ impl Input {
     }
 }
 
-/// Evaluates a saved model (a run's `model.safetensors`) on the data `config` names, with
-/// the run's device, precision and evaluation settings: the same figures as the run's final
-/// report.
-pub fn evaluate_saved(config: &TrainConfig, model_path: &Path) -> Result<Evaluation> {
+/// A saved model loaded for inference with the run's numerics, and its input format.
+fn load_for_inference(
+    config: &TrainConfig,
+    data: &RunData,
+    model_path: &Path,
+) -> Result<(VarStore, EmbeddingModel, Input)> {
     let (device, precision, channels_last) = config.run.numerics()?;
-    let data = crate::data::load(&config.data)?;
     let (vs, model) = load_model(model_path, device)?;
     if channels_last {
         var_store_to_channels_last(&vs)?;
@@ -79,6 +83,15 @@ pub fn evaluate_saved(config: &TrainConfig, model_path: &Path) -> Result<Evaluat
         precision,
         format: Input::format(&data.mean, &data.std, channels_last)?,
     };
+    Ok((vs, model, input))
+}
+
+/// Evaluates a saved model (a run's `model.safetensors`) on the data `config` names, with
+/// the run's device, precision and evaluation settings: the same figures as the run's final
+/// report.
+pub fn evaluate_saved(config: &TrainConfig, model_path: &Path) -> Result<Evaluation> {
+    let data = crate::data::load(&config.data)?;
+    let (_vs, model, input) = load_for_inference(config, &data, model_path)?;
     let test = data.test.as_ref().ok_or_else(|| Error::MissingData {
         message: "the dataset has no labeled held-out split to evaluate on (data.test_dir)".into(),
     })?;
@@ -87,6 +100,63 @@ pub fn evaluate_saved(config: &TrainConfig, model_path: &Path) -> Result<Evaluat
             message: "evaluation needs labels on both splits".into(),
         })?;
     features.evaluate(&config.eval, data.classes.len(), config.run.seed, None)
+}
+
+/// The identity of a weights file: the hex SHA-256 of its bytes.
+pub fn model_identity(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Embeds the training split of `config`'s data with a saved model (backbone features):
+/// an [`EmbeddingStore`] with the items' ids, the model's identity and its preprocessing.
+pub fn embed_dataset(config: &TrainConfig, model_path: &Path) -> Result<EmbeddingStore> {
+    let data = crate::data::load(&config.data)?;
+    let (_vs, model, input) = load_for_inference(config, &data, model_path)?;
+    let features = embed(&model, &data.train.images, &input)?;
+    let info = StoreInfo {
+        model: model_identity(model_path)?,
+        ids: data.train.ids.clone(),
+        preprocess: Preprocess {
+            size: data.size,
+            channels: data.channels,
+            mean: data.mean.clone(),
+            std: data.std.clone(),
+        },
+    };
+    Ok(EmbeddingStore::new(&features, info)?)
+}
+
+/// The backbone features `[1, F]` of a query image of any size and channel count, prepared
+/// as `store`'s images were (channels, shorter side scaled and centre-cropped, normalised).
+/// The model file must be the one that made the store.
+pub fn embed_query(
+    model_path: &Path,
+    store: &EmbeddingStore,
+    image: image::DynamicImage,
+    device: Device,
+) -> Result<Tensor> {
+    store.check_model(&model_identity(model_path)?)?;
+    let pre = &store.info().preprocess;
+    let channels = match pre.channels {
+        1 => Channels::Gray,
+        4 => Channels::Rgba,
+        _ => Channels::Rgb,
+    };
+    let resize = Resize::ShorterSideThenCenterCrop {
+        size: pre.size as u32,
+    };
+    let query = conform(image, channels, resize);
+    let (_vs, model) = load_model(model_path, device)?;
+    let input = Input {
+        device,
+        precision: Precision::Fp32,
+        format: Input::format(&pre.mean, &pre.std, false)?,
+    };
+    embed(&model, &[query], &input)
 }
 
 /// Backbone features `[N, F]` (`f32`, on the CPU) of `images`, in evaluation mode.

@@ -43,7 +43,9 @@ pub use crate::config::{
 };
 pub use crate::data::{RunData, SplitData, load as load_data};
 pub use crate::error::{Error, Result};
-pub use crate::eval::{Evaluation, Features, Input, embed, evaluate_saved};
+pub use crate::eval::{
+    Evaluation, Features, Input, embed, embed_dataset, embed_query, evaluate_saved, model_identity,
+};
 pub use crate::method::Method;
 pub use crate::metrics::{MetricsLog, Record, read as read_metrics};
 pub use crate::optim::{Optimizer, learning_rate};
