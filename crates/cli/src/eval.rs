@@ -1,6 +1,6 @@
 //! `contrastive eval`: the full evaluation of a trained model on its run's data.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -19,14 +19,25 @@ pub struct EvalArgs {
     set: Vec<String>,
 }
 
+/// A run directory's config (with `overrides`) and the model to use: `model`, else the
+/// run's `model.safetensors`.
+pub fn open_run(
+    run: &Path,
+    overrides: &[String],
+    model: Option<PathBuf>,
+) -> Result<(TrainConfig, PathBuf)> {
+    let config_path = run.join("config.toml");
+    let config = TrainConfig::load(&config_path, overrides)
+        .with_context(|| format!("reading {}", config_path.display()))?;
+    Ok((
+        config,
+        model.unwrap_or_else(|| run.join("model.safetensors")),
+    ))
+}
+
 /// Runs `contrastive eval`: prints the figures and writes RUN/eval.json.
 pub fn run(args: EvalArgs) -> Result<()> {
-    let config_path = args.run.join("config.toml");
-    let config = TrainConfig::load(&config_path, &args.set)
-        .with_context(|| format!("reading {}", config_path.display()))?;
-    let model = args
-        .model
-        .unwrap_or_else(|| args.run.join("model.safetensors"));
+    let (config, model) = open_run(&args.run, &args.set, args.model)?;
     let results = evaluate_saved(&config, &model)
         .with_context(|| format!("evaluating {}", model.display()))?;
     print_evaluation(&results);

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use contrastive_retrieval::{EmbeddingStore, Metric};
 use contrastive_tensor::parse_device;
-use contrastive_trainer::{TrainConfig, embed_dataset, embed_query};
+use contrastive_trainer::{embed_dataset, embed_query};
 
 /// Arguments of `contrastive embed`.
 #[derive(Args, Debug)]
@@ -27,12 +27,7 @@ pub struct EmbedArgs {
 
 /// Runs `contrastive embed`.
 pub fn embed(args: EmbedArgs) -> Result<()> {
-    let config_path = args.run.join("config.toml");
-    let config = TrainConfig::load(&config_path, &[])
-        .with_context(|| format!("reading {}", config_path.display()))?;
-    let model = args
-        .model
-        .unwrap_or_else(|| args.run.join("model.safetensors"));
+    let (config, model) = crate::eval::open_run(&args.run, &[], args.model)?;
     let store = embed_dataset(&config, &model)
         .with_context(|| format!("embedding with {}", model.display()))?;
     let out = args
