@@ -5,9 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use contrastive_data::{Channels, Resize, conform};
 use contrastive_retrieval::{EmbeddingStore, Metric};
 use contrastive_tensor::parse_device;
-use contrastive_trainer::{embed_dataset, embed_query};
+use contrastive_trainer::{contact_sheet, embed_dataset, embed_query, images_for_ids};
 
 /// Arguments of `contrastive embed`.
 #[derive(Args, Debug)]
@@ -75,6 +76,9 @@ pub struct SearchArgs {
     /// Device for the query's forward pass.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// The contact sheet to write: the query and its neighbours with their scores.
+    #[arg(long, default_value = "search.png")]
+    sheet: PathBuf,
 }
 
 /// Runs `contrastive search`.
@@ -103,7 +107,7 @@ pub fn search(args: SearchArgs) -> Result<()> {
     }
     let image = image::open(&args.image)
         .with_context(|| format!("reading the query image {}", args.image.display()))?;
-    let query = embed_query(&model_path, &store, image, device)
+    let query = embed_query(&model_path, &store, image.clone(), device)
         .with_context(|| format!("embedding the query with {}", model_path.display()))?;
     if args.k > store.len() {
         eprintln!(
@@ -115,13 +119,27 @@ pub fn search(args: SearchArgs) -> Result<()> {
     let found = store.search(&query, args.k, metric)?;
     let scores = Vec::<f32>::try_from(&found.scores.get(0))?;
     let indices = Vec::<i64>::try_from(&found.indices.get(0))?;
+    let ids: Vec<String> = indices
+        .iter()
+        .map(|&i| store.info().ids[i as usize].clone())
+        .collect();
     println!("rank  score    id");
-    for (rank, (score, index)) in scores.iter().zip(&indices).enumerate() {
-        println!(
-            "{:>4}  {score:>7.4}  {}",
-            rank + 1,
-            store.info().ids[*index as usize]
-        );
+    for (rank, (score, id)) in scores.iter().zip(&ids).enumerate() {
+        println!("{:>4}  {score:>7.4}  {id}", rank + 1);
     }
+
+    let config = match &args.run {
+        Some(run) => Some(crate::eval::open_run(run, &[], None)?.0),
+        None => None,
+    };
+    let neighbours = images_for_ids(config.as_ref(), &ids)
+        .context("reading the neighbours' images for the contact sheet")?;
+    let query_image = conform(image, Channels::Keep, Resize::Keep);
+    let scored: Vec<_> = neighbours
+        .into_iter()
+        .zip(scores.iter().map(|&s| f64::from(s)))
+        .collect();
+    contact_sheet(&args.sheet, &query_image, &scored)?;
+    println!("contact sheet  {}", args.sheet.display());
     Ok(())
 }

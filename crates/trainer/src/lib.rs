@@ -36,6 +36,7 @@ mod metrics;
 mod optim;
 mod plot;
 mod run;
+mod sheet;
 
 pub use crate::checkpoint::{Checkpoint, Position, checkpoint_path};
 pub use crate::config::{
@@ -51,3 +52,4 @@ pub use crate::metrics::{MetricsLog, Record, read as read_metrics};
 pub use crate::optim::{Optimizer, learning_rate};
 pub use crate::plot::{Series, line_chart, plot_run};
 pub use crate::run::{Observer, Plan, Report, Trainer};
+pub use crate::sheet::{contact_sheet, images_for_ids};

@@ -37,7 +37,7 @@ const FONT_PATHS: &[&str] = &[
     "C:\\Windows\\Fonts\\arial.ttf",
 ];
 
-fn font() -> Option<FontVec> {
+pub(crate) fn font() -> Option<FontVec> {
     let from_env = std::env::var_os("CONTRASTIVE_FONT").map(std::path::PathBuf::from);
     from_env
         .into_iter()

@@ -1,0 +1,159 @@
+//! Contact sheets: a query image and its neighbours in one PNG, with ranks and scores.
+
+use std::path::Path;
+
+use ab_glyph::PxScale;
+use contrastive_augment::Image;
+use contrastive_data::{Channels, Resize, conform};
+use image::{Rgb, RgbImage, imageops};
+use imageproc::drawing::{draw_hollow_rect_mut, draw_text_mut};
+use imageproc::rect::Rect;
+
+use crate::config::TrainConfig;
+use crate::plot::font;
+use crate::{Error, Result};
+
+const TILE: u32 = 96;
+const GAP: u32 = 10;
+const LABEL: u32 = 22;
+const PER_ROW: u32 = 9;
+
+/// An RGB copy of `image` (gray replicated, alpha dropped) scaled to `TILE` pixels on its
+/// longer side (nearest neighbour, so small images stay sharp).
+fn tile(image: &Image) -> RgbImage {
+    let (h, w, c) = image.dim();
+    let rgb = RgbImage::from_fn(w as u32, h as u32, |x, y| {
+        let (x, y) = (x as usize, y as usize);
+        let channel = |k: usize| image[[y, x, k.min(c - 1)]];
+        Rgb([channel(0), channel(1), channel(2)])
+    });
+    let scale = f64::from(TILE) / w.max(h) as f64;
+    let (tw, th) = (
+        ((w as f64 * scale).round() as u32).max(1),
+        ((h as f64 * scale).round() as u32).max(1),
+    );
+    imageops::resize(&rgb, tw, th, imageops::FilterType::Nearest)
+}
+
+/// Writes a sheet to `path`: `query` first (framed), then each `(image, score)` neighbour
+/// with its rank and score beneath, nine tiles to a row.
+pub fn contact_sheet(path: &Path, query: &Image, neighbours: &[(Image, f64)]) -> Result<()> {
+    let count = neighbours.len() as u32 + 1;
+    let columns = count.min(PER_ROW);
+    let rows = count.div_ceil(PER_ROW);
+    let mut sheet = RgbImage::from_pixel(
+        columns * (TILE + GAP) + GAP,
+        rows * (TILE + GAP + LABEL) + GAP,
+        Rgb([255, 255, 255]),
+    );
+    let font = font();
+    let ink = Rgb([20, 20, 20]);
+    let cells = std::iter::once((query, "query".to_owned())).chain(
+        neighbours
+            .iter()
+            .enumerate()
+            .map(|(rank, (image, score))| (image, format!("#{} {score:.3}", rank + 1))),
+    );
+    for (i, (image, label)) in cells.enumerate() {
+        let (col, row) = (i as u32 % PER_ROW, i as u32 / PER_ROW);
+        let (x, y) = (GAP + col * (TILE + GAP), GAP + row * (TILE + GAP + LABEL));
+        imageops::overlay(&mut sheet, &tile(image), i64::from(x), i64::from(y));
+        if i == 0 {
+            let frame = Rect::at(x as i32 - 3, y as i32 - 3).of_size(TILE + 6, TILE + 6);
+            draw_hollow_rect_mut(&mut sheet, frame, Rgb([200, 70, 30]));
+        }
+        if let Some(font) = &font {
+            draw_text_mut(
+                &mut sheet,
+                ink,
+                x as i32,
+                (y + TILE + 4) as i32,
+                PxScale::from(14.0),
+                font,
+                &label,
+            );
+        }
+    }
+    sheet
+        .save(path)
+        .map_err(|e| Error::Run(format!("{}: {e}", path.display())))
+}
+
+/// The images behind store ids: file paths are read from disk; `dataset:split:index` ids
+/// come from the dataset `config` names (read once).
+pub fn images_for_ids(config: Option<&TrainConfig>, ids: &[String]) -> Result<Vec<Image>> {
+    let mut data = None;
+    ids.iter()
+        .map(|id| {
+            let parts: Vec<&str> = id.split(':').collect();
+            if let [_, split @ ("train" | "test"), index] = parts[..]
+                && let Ok(index) = index.parse::<usize>()
+            {
+                let config = config.ok_or_else(|| Error::MissingData {
+                    message: format!("{id} is a dataset item; give the run (--run) to show it"),
+                })?;
+                if data.is_none() {
+                    data = Some(crate::data::load(&config.data)?);
+                }
+                let loaded = data.as_ref().expect("loaded above");
+                let set = if split == "train" {
+                    Some(&loaded.train)
+                } else {
+                    loaded.test.as_ref()
+                };
+                return set
+                    .and_then(|s| s.images.get(index).cloned())
+                    .ok_or_else(|| Error::MissingData {
+                        message: format!("{id} is not in the dataset"),
+                    });
+            }
+            let image = image::open(id).map_err(|e| Error::MissingData {
+                message: format!("{id}: {e}"),
+            })?;
+            Ok(conform(image, Channels::Keep, Resize::Keep))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sheet_holds_the_query_and_every_neighbour() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sheet.png");
+        let gray = Image::from_elem((28, 28, 1), 40);
+        let colour = Image::from_shape_fn((32, 32, 3), |(y, x, c)| (x * 8 + y + c * 50) as u8);
+        let neighbours: Vec<(Image, f64)> = (0..10)
+            .map(|i| (colour.clone(), 1.0 - 0.01 * f64::from(i)))
+            .collect();
+        contact_sheet(&path, &gray, &neighbours).unwrap();
+        let sheet = image::open(&path).unwrap().to_rgb8();
+        // 11 tiles: a full row of 9 and a second row.
+        assert_eq!(sheet.width(), 9 * (TILE + GAP) + GAP);
+        assert_eq!(sheet.height(), 2 * (TILE + GAP + LABEL) + GAP);
+        // The query tile is the gray image, scaled up.
+        assert_eq!(sheet.get_pixel(GAP + 10, GAP + 10), &Rgb([40, 40, 40]));
+    }
+
+    #[test]
+    fn file_ids_are_read_and_dataset_ids_need_a_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.png");
+        image::GrayImage::from_pixel(5, 4, image::Luma([9]))
+            .save(&path)
+            .unwrap();
+        let images = images_for_ids(None, &[path.display().to_string()]).unwrap();
+        assert_eq!(images[0].dim(), (4, 5, 1));
+        let err = images_for_ids(None, &["fashion-mnist:train:3".into()]).unwrap_err();
+        assert!(err.to_string().contains("--run"), "{err}");
+        assert!(
+            images_for_ids(
+                None,
+                &[dir.path().join("missing.png").display().to_string()]
+            )
+            .is_err()
+        );
+    }
+}
