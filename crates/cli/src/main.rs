@@ -5,12 +5,14 @@
 //! - `contrastive eval RUN_DIR` evaluates its model: kNN, linear probe, precision@1, MAP@R,
 //!   k-means NMI/ARI/accuracy.
 //! - `contrastive embed RUN_DIR` writes an embedding store of the run's training images;
-//!   `contrastive search --run RUN_DIR --image q.png -k 8` lists the nearest ones.
+//!   `contrastive search --run RUN_DIR --image q.png -k 8` lists the nearest ones and draws
+//!   them; `contrastive cluster --run RUN_DIR` groups them with k-means and draws the groups.
 //! - `contrastive info` reports the libtorch build, the devices and the precision training
 //!   would use on them.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod cluster;
 mod eval;
 mod search;
 mod train;
@@ -38,6 +40,8 @@ enum Command {
     Embed(search::EmbedArgs),
     /// The stored images nearest to a query image.
     Search(search::SearchArgs),
+    /// k-means over an embedding store: a grid of images per cluster and a 2-D map.
+    Cluster(cluster::ClusterArgs),
     /// Show the libtorch build, the devices and the default precision for a device.
     Info {
         /// Device to check: cpu, cuda, cuda:N, mps or auto.
@@ -52,6 +56,7 @@ fn main() -> Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Embed(args) => search::embed(args),
         Command::Search(args) => search::search(args),
+        Command::Cluster(args) => cluster::run(args),
         Command::Info { device } => info(&device),
     }
 }

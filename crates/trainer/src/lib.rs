@@ -50,6 +50,6 @@ pub use crate::eval::{
 pub use crate::method::Method;
 pub use crate::metrics::{MetricsLog, Record, read as read_metrics};
 pub use crate::optim::{Optimizer, learning_rate};
-pub use crate::plot::{Series, line_chart, plot_run};
+pub use crate::plot::{PALETTE, Series, line_chart, plot_run, scatter};
 pub use crate::run::{Observer, Plan, Report, Trainer};
-pub use crate::sheet::{contact_sheet, images_for_ids};
+pub use crate::sheet::{cluster_grid, contact_sheet, images_for_ids};

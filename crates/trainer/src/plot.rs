@@ -210,6 +210,51 @@ pub fn line_chart(
         .map_err(|e| Error::Run(format!("{}: {e}", path.display())))
 }
 
+/// Colours of categories (Tableau 10), cycled beyond ten.
+pub const PALETTE: [[u8; 3]; 10] = [
+    [31, 119, 180],
+    [255, 127, 14],
+    [44, 160, 44],
+    [214, 39, 40],
+    [148, 103, 189],
+    [140, 86, 75],
+    [227, 119, 194],
+    [127, 127, 127],
+    [188, 189, 34],
+    [23, 190, 207],
+];
+
+/// A scatter plot of `(x, y, category)` points, each category in its colour, at `path`.
+pub fn scatter(path: &Path, title: &str, points: &[(f64, f64, usize)]) -> Result<()> {
+    let mut canvas = RgbImage::from_pixel(WIDTH, WIDTH, Rgb([255, 255, 255]));
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y, _) in points {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    let span = (x1 - x0).max(y1 - y0).max(1e-12);
+    let (side, margin) = (WIDTH as f64 - 2.0 * f64::from(TOP), f64::from(TOP));
+    for &(x, y, category) in points {
+        let px = margin + (x - x0) / span * side;
+        let py = margin + side - (y - y0) / span * side;
+        let rect = imageproc::rect::Rect::at(px as i32 - 1, py as i32 - 1).of_size(3, 3);
+        draw_filled_rect_mut(&mut canvas, rect, Rgb(PALETTE[category % PALETTE.len()]));
+    }
+    if let Some(font) = &font() {
+        draw_text_mut(
+            &mut canvas,
+            Rgb([20, 20, 20]),
+            10,
+            10,
+            PxScale::from(18.0),
+            font,
+            title,
+        );
+    }
+    canvas
+        .save(path)
+        .map_err(|e| Error::Run(format!("{}: {e}", path.display())))
+}
+
 /// Writes `loss.png` (every step's loss and its moving average) and, when the run measured
 /// it, `knn.png` (kNN top-1 per epoch) into `run_dir`.
 pub fn plot_run(run_dir: &Path, records: &[Record]) -> Result<()> {
@@ -292,6 +337,23 @@ mod tests {
         );
         assert_eq!(label(0.25), "0.25");
         assert_eq!(label(1200.0), "1200");
+    }
+
+    #[test]
+    fn a_scatter_colours_each_category() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("map.png");
+        let points: Vec<(f64, f64, usize)> = (0..200)
+            .map(|i| ((i % 20) as f64, (i / 20) as f64, i % 3))
+            .collect();
+        scatter(&path, "map", &points).unwrap();
+        let image = image::open(&path).unwrap().to_rgb8();
+        for colour in &PALETTE[..3] {
+            assert!(
+                image.pixels().any(|p| p.0 == *colour),
+                "{colour:?} is drawn"
+            );
+        }
     }
 
     #[test]

@@ -79,6 +79,47 @@ pub fn contact_sheet(path: &Path, query: &Image, neighbours: &[(Image, f64)]) ->
         .map_err(|e| Error::Run(format!("{}: {e}", path.display())))
 }
 
+/// Writes a grid to `path`: one row per cluster (`rows[c]` its sample images), the row
+/// labelled with the cluster's number and size.
+pub fn cluster_grid(path: &Path, rows: &[(Vec<Image>, usize)]) -> Result<()> {
+    const SMALL: u32 = 56;
+    let label_width = 90;
+    let columns = rows.iter().map(|(r, _)| r.len() as u32).max().unwrap_or(0);
+    let mut grid = RgbImage::from_pixel(
+        label_width + columns * (SMALL + 4) + GAP,
+        rows.len() as u32 * (SMALL + 4) + 2 * GAP,
+        Rgb([255, 255, 255]),
+    );
+    let font = font();
+    for (r, (images, size)) in rows.iter().enumerate() {
+        let y = GAP + r as u32 * (SMALL + 4);
+        if let Some(font) = &font {
+            let text = format!("{r}: {size}");
+            draw_text_mut(
+                &mut grid,
+                Rgb([20, 20, 20]),
+                6,
+                (y + SMALL / 2 - 8) as i32,
+                PxScale::from(14.0),
+                font,
+                &text,
+            );
+        }
+        for (c, image) in images.iter().enumerate() {
+            let small =
+                imageops::resize(&tile(image), SMALL, SMALL, imageops::FilterType::Triangle);
+            imageops::overlay(
+                &mut grid,
+                &small,
+                i64::from(label_width + c as u32 * (SMALL + 4)),
+                i64::from(y),
+            );
+        }
+    }
+    grid.save(path)
+        .map_err(|e| Error::Run(format!("{}: {e}", path.display())))
+}
+
 /// The images behind store ids: file paths are read from disk; `dataset:split:index` ids
 /// come from the dataset `config` names (read once).
 pub fn images_for_ids(config: Option<&TrainConfig>, ids: &[String]) -> Result<Vec<Image>> {

@@ -1,0 +1,127 @@
+//! `contrastive cluster`: k-means over an embedding store, a grid of sample images per
+//! cluster and a 2-D map of the embeddings.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use contrastive_retrieval::{EmbeddingStore, KMeans, normalize};
+use contrastive_tensor::{Kind, Tensor};
+use contrastive_trainer::{cluster_grid, images_for_ids, scatter};
+
+/// Arguments of `contrastive cluster`.
+#[derive(Args, Debug)]
+pub struct ClusterArgs {
+    /// The run directory holding store.safetensors (from `contrastive embed`).
+    #[arg(long, required_unless_present = "store")]
+    run: Option<PathBuf>,
+    /// The store (default: RUN/store.safetensors).
+    #[arg(long)]
+    store: Option<PathBuf>,
+    /// Clusters.
+    #[arg(short, long, default_value_t = 10)]
+    k: usize,
+    /// Seed of k-means++.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Images shown per cluster (those nearest its centre).
+    #[arg(long, default_value_t = 10)]
+    per_cluster: usize,
+    /// The grid of sample images to write.
+    #[arg(long, default_value = "clusters.png")]
+    grid: PathBuf,
+    /// The 2-D map (PCA) to write, points coloured by cluster.
+    #[arg(long, default_value = "map.png")]
+    map: PathBuf,
+    /// Points drawn on the map at most (evenly spaced through the store).
+    #[arg(long, default_value_t = 6000)]
+    map_points: usize,
+}
+
+/// Runs `contrastive cluster`.
+pub fn run(args: ClusterArgs) -> Result<()> {
+    let store_path = args
+        .store
+        .clone()
+        .or_else(|| args.run.as_ref().map(|r| r.join("store.safetensors")))
+        .context("give --run or --store")?;
+    let store = EmbeddingStore::load(&store_path).with_context(|| {
+        format!(
+            "reading {} (make it with `contrastive embed`)",
+            store_path.display()
+        )
+    })?;
+    if store.len() < args.k {
+        bail!(
+            "{} holds {} embeddings, fewer than k = {}",
+            store_path.display(),
+            store.len(),
+            args.k
+        );
+    }
+    let x = normalize(store.embeddings());
+    let clustering = KMeans::new(args.k, args.seed).fit(&x)?;
+    let labels = &clustering.labels;
+
+    // Distance of each item to its centre, to pick the most typical members.
+    let index = Tensor::from_slice(&labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
+    let distance = Vec::<f32>::try_from(
+        &(&x - clustering.centroids.index_select(0, &index))
+            .square()
+            .sum_dim_intlist(1, false, Kind::Float),
+    )?;
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); args.k];
+    for (item, &cluster) in labels.iter().enumerate() {
+        members[cluster].push(item);
+    }
+    println!("cluster  size");
+    let config = match &args.run {
+        Some(run) => Some(crate::eval::open_run(run, &[], None)?.0),
+        None => None,
+    };
+    let mut rows = Vec::new();
+    for (cluster, items) in members.iter_mut().enumerate() {
+        println!("{cluster:>7}  {}", items.len());
+        items.sort_by(|&a, &b| distance[a].total_cmp(&distance[b]));
+        let ids: Vec<String> = items
+            .iter()
+            .take(args.per_cluster)
+            .map(|&i| store.info().ids[i].clone())
+            .collect();
+        let images = images_for_ids(config.as_ref(), &ids)
+            .context("reading sample images for the cluster grid")?;
+        rows.push((images, items.len()));
+    }
+    cluster_grid(&args.grid, &rows)?;
+    println!("grid     {}", args.grid.display());
+
+    // PCA to two dimensions on an evenly spaced sample.
+    let step = store.len().div_ceil(args.map_points.max(1));
+    let sample: Vec<i64> = (0..store.len()).step_by(step).map(|i| i as i64).collect();
+    let points = x.index_select(0, &Tensor::from_slice(&sample));
+    let centred = &points - points.mean_dim(0, true, Kind::Float);
+    // The two leading eigenvectors of the covariance (eigh sorts eigenvalues ascending).
+    let covariance = centred.tr().matmul(&centred) / sample.len() as f64;
+    let (_, vectors) = Tensor::linalg_eigh(&covariance, "L");
+    let width = vectors.size()[1];
+    let projected = centred.matmul(&vectors.narrow(1, width - 2, 2).flip([1]));
+    let coords = Vec::<f32>::try_from(&projected.flatten(0, -1))?;
+    let drawn: Vec<(f64, f64, usize)> = sample
+        .iter()
+        .enumerate()
+        .map(|(j, &i)| {
+            (
+                f64::from(coords[2 * j]),
+                f64::from(coords[2 * j + 1]),
+                labels[i as usize],
+            )
+        })
+        .collect();
+    scatter(
+        &args.map,
+        "PCA of the embeddings, coloured by k-means cluster",
+        &drawn,
+    )?;
+    println!("map      {}", args.map.display());
+    Ok(())
+}
