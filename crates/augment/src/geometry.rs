@@ -243,7 +243,19 @@ fn resample_axis(
     }
 }
 
-/// An affine warp of the image about its centre, with nearest-neighbour sampling (the default
+/// How a warp ([`affine_with`], [`rotate_with`]) reads the source image between pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Sampling {
+    /// The nearest source pixel (torchvision's default for `affine` and `rotate`).
+    #[default]
+    Nearest,
+    /// Bilinear between the four nearest source pixels, as torchvision's
+    /// `InterpolationMode.BILINEAR` (`grid_sample`, zeros outside, then blended with the
+    /// fill by the in-image weight).
+    Bilinear,
+}
+
+/// An affine warp of the image about its centre with nearest-neighbour sampling (the default
 /// interpolation of torchvision's `affine`, `RandomAffine` and `RandomRotation`): rotation by
 /// `angle` degrees (counter-clockwise, as torchvision's `affine`), translation by
 /// `translate` pixels `(x, y)`, `scale`, and shear `(x, y)` in degrees. Pixels that come from
@@ -255,6 +267,27 @@ pub fn affine(
     scale: f64,
     shear: (f64, f64),
     fill: &[u8],
+) -> Result<Image> {
+    affine_with(
+        image,
+        angle,
+        translate,
+        scale,
+        shear,
+        fill,
+        Sampling::Nearest,
+    )
+}
+
+/// [`affine`] with a choice of [`Sampling`].
+pub fn affine_with(
+    image: &Image,
+    angle: f64,
+    translate: (f64, f64),
+    scale: f64,
+    shear: (f64, f64),
+    fill: &[u8],
+    sampling: Sampling,
 ) -> Result<Image> {
     let (h, w, c) = check_size("affine", image)?;
     if !(scale.is_finite() && scale > 0.0) {
@@ -269,6 +302,7 @@ pub fn affine(
             format!("fill needs 1 or {c} values, got {}", fill.len()),
         ));
     }
+    let fill_of = |ch: usize| fill[ch.min(fill.len() - 1)];
     let m = inverse_affine_matrix(angle, translate, scale, shear);
     let source = image.as_standard_layout();
     let (half_w, half_h) = (w as f64 * 0.5, h as f64 * 0.5);
@@ -277,14 +311,50 @@ pub fn affine(
         let y = yo as f64 - half_h + 0.5;
         for xo in 0..w {
             let x = xo as f64 - half_w + 0.5;
-            // Source pixel coordinates (grid_sample, align_corners=False), nearest rounding
-            // half to even as libtorch's nearbyint does.
-            let ix = (m[0] * x + m[1] * y + m[2] + half_w - 0.5).round_ties_even();
-            let iy = (m[3] * x + m[4] * y + m[5] + half_h - 0.5).round_ties_even();
-            if ix >= 0.0 && iy >= 0.0 && (ix as usize) < w && (iy as usize) < h {
-                out.extend(source.slice(s![iy as usize, ix as usize, ..]).iter());
-            } else {
-                out.extend((0..c).map(|ch| fill[ch.min(fill.len() - 1)]));
+            // Source pixel coordinates (grid_sample, align_corners=False).
+            let sx = m[0] * x + m[1] * y + m[2] + half_w - 0.5;
+            let sy = m[3] * x + m[4] * y + m[5] + half_h - 0.5;
+            match sampling {
+                Sampling::Nearest => {
+                    // Rounding half to even, as libtorch's nearbyint does.
+                    let (ix, iy) = (sx.round_ties_even(), sy.round_ties_even());
+                    if ix >= 0.0 && iy >= 0.0 && (ix as usize) < w && (iy as usize) < h {
+                        out.extend(source.slice(s![iy as usize, ix as usize, ..]).iter());
+                    } else {
+                        out.extend((0..c).map(fill_of));
+                    }
+                }
+                Sampling::Bilinear => {
+                    let (x0, y0) = (sx.floor(), sy.floor());
+                    let (fx, fy) = (sx - x0, sy - y0);
+                    let corners = [
+                        (x0, y0, (1.0 - fx) * (1.0 - fy)),
+                        (x0 + 1.0, y0, fx * (1.0 - fy)),
+                        (x0, y0 + 1.0, (1.0 - fx) * fy),
+                        (x0 + 1.0, y0 + 1.0, fx * fy),
+                    ];
+                    let inside = |cx: f64, cy: f64| {
+                        cx >= 0.0 && cy >= 0.0 && (cx as usize) < w && (cy as usize) < h
+                    };
+                    // The in-image weight: what torchvision's sampled mask channel holds.
+                    let mask: f64 = corners
+                        .iter()
+                        .filter(|(cx, cy, _)| inside(*cx, *cy))
+                        .map(|(_, _, wgt)| wgt)
+                        .sum();
+                    for ch in 0..c {
+                        let sampled: f64 = corners
+                            .iter()
+                            .filter(|(cx, cy, _)| inside(*cx, *cy))
+                            .map(|(cx, cy, wgt)| {
+                                wgt * f64::from(source[[*cy as usize, *cx as usize, ch]])
+                            })
+                            .sum();
+                        let f = f64::from(fill_of(ch));
+                        let v = mask * (sampled - f) + f;
+                        out.push(v.round_ties_even().clamp(0.0, 255.0) as u8);
+                    }
+                }
             }
         }
     }
@@ -294,8 +364,13 @@ pub fn affine(
 /// Rotates by `angle` degrees counter-clockwise about the centre, keeping the size (as
 /// torchvision's `rotate` with `expand=False`, nearest).
 pub fn rotate(image: &Image, angle: f64, fill: &[u8]) -> Result<Image> {
+    rotate_with(image, angle, fill, Sampling::Nearest)
+}
+
+/// [`rotate`] with a choice of [`Sampling`].
+pub fn rotate_with(image: &Image, angle: f64, fill: &[u8], sampling: Sampling) -> Result<Image> {
     // torchvision's rotate builds its matrix from -angle where affine uses angle.
-    affine(image, -angle, (0.0, 0.0), 1.0, (0.0, 0.0), fill).map_err(|e| match e {
+    affine_with(image, -angle, (0.0, 0.0), 1.0, (0.0, 0.0), fill, sampling).map_err(|e| match e {
         crate::Error::BadImage { message, .. } => bad_image("rotate", message),
         other => other,
     })

@@ -17,8 +17,8 @@
 //!   normalised float tensor, NCHW or channels-last; [`Prefetcher`] prepares the next batches
 //!   while the model trains.
 //!
-//! Still to come (issue #4): bilinear warps (rotation and affine are nearest, torchvision's
-//! default), batched GPU versions.
+//! Warps sample nearest (torchvision's default) or bilinear ([`Sampling`]). Still to come
+//! (issue #4): batched GPU versions.
 //!
 //! ```
 //! use contrastive_augment::{adjust_brightness, hflip, resized_crop};
@@ -48,8 +48,8 @@ pub use crate::color::{
 };
 pub use crate::error::{Error, Result};
 pub use crate::geometry::{
-    Interpolation, affine, center_crop, crop, hflip, resize, resize_with, resized_crop,
-    resized_crop_with, rotate, vflip,
+    Interpolation, Sampling, affine, affine_with, center_crop, crop, hflip, resize, resize_with,
+    resized_crop, resized_crop_with, rotate, rotate_with, vflip,
 };
 pub use crate::pipeline::MultiViewPipeline;
 pub use crate::transforms::{

@@ -10,8 +10,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::error::invalid;
 use crate::{
-    Image, Interpolation, Result, adjust_brightness, adjust_contrast, adjust_hue,
-    adjust_saturation, affine, gaussian_blur, hflip, resized_crop_with, rotate, solarize,
+    Image, Interpolation, Result, Sampling, adjust_brightness, adjust_contrast, adjust_hue,
+    adjust_saturation, affine_with, gaussian_blur, hflip, resized_crop_with, rotate_with, solarize,
     to_grayscale,
 };
 
@@ -328,25 +328,35 @@ impl Transform for RandomSolarize {
 }
 
 /// Rotation by an angle drawn from `[-degrees, degrees]` (torchvision's `RandomRotation`,
-/// nearest, same size).
+/// same size; nearest sampling unless [`RandomRotation::with_sampling`] says otherwise).
 #[derive(Debug, Clone)]
 pub struct RandomRotation {
     degrees: f64,
     fill: Vec<u8>,
+    sampling: Sampling,
 }
 
 impl RandomRotation {
     /// Angles in `[-degrees, degrees]` (`degrees` >= 0); uncovered pixels take `fill`.
     pub fn new(degrees: f64, fill: Vec<u8>) -> Result<Self> {
         check_warp("RandomRotation", degrees, &fill)?;
-        Ok(Self { degrees, fill })
+        Ok(Self {
+            degrees,
+            fill,
+            sampling: Sampling::Nearest,
+        })
+    }
+
+    /// Samples the source with `sampling` (torchvision's `interpolation`).
+    pub fn with_sampling(self, sampling: Sampling) -> Self {
+        Self { sampling, ..self }
     }
 }
 
 impl Transform for RandomRotation {
     fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
         let angle = rng.gen_range(-self.degrees..=self.degrees);
-        rotate(image, angle, &self.fill)
+        rotate_with(image, angle, &self.fill, self.sampling)
     }
 }
 
@@ -360,9 +370,15 @@ pub struct RandomAffine {
     scale: (f64, f64),
     shear: (f64, f64),
     fill: Vec<u8>,
+    sampling: Sampling,
 }
 
 impl RandomAffine {
+    /// Samples the source with `sampling` (torchvision's `interpolation`).
+    pub fn with_sampling(self, sampling: Sampling) -> Self {
+        Self { sampling, ..self }
+    }
+
     /// `translate` fractions in `[0, 1]`, `scale` with `0 < min <= max`, `shear` in degrees
     /// with `min <= max`.
     pub fn new(
@@ -389,6 +405,7 @@ impl RandomAffine {
             scale,
             shear,
             fill,
+            sampling: Sampling::Nearest,
         })
     }
 }
@@ -402,7 +419,15 @@ impl Transform for RandomAffine {
         let ty = rng.gen_range(-max_dy..=max_dy).round();
         let scale = rng.gen_range(self.scale.0..=self.scale.1);
         let shear = rng.gen_range(self.shear.0..=self.shear.1);
-        affine(image, angle, (tx, ty), scale, (shear, 0.0), &self.fill)
+        affine_with(
+            image,
+            angle,
+            (tx, ty),
+            scale,
+            (shear, 0.0),
+            &self.fill,
+            self.sampling,
+        )
     }
 }
 

@@ -2,9 +2,9 @@
 //! (`fixtures/torchvision.json`, made by `fixtures/make_fixtures.py`).
 
 use contrastive_augment::{
-    Image, Interpolation, adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation,
-    affine, center_crop, crop, gaussian_blur, hflip, resize, resize_with, resized_crop, rotate,
-    solarize, to_grayscale, vflip,
+    Image, Interpolation, Sampling, adjust_brightness, adjust_contrast, adjust_hue,
+    adjust_saturation, affine_with, center_crop, crop, gaussian_blur, hflip, resize, resize_with,
+    resized_crop, rotate_with, solarize, to_grayscale, vflip,
 };
 use serde_json::Value;
 
@@ -73,27 +73,33 @@ fn ours(name: &str, image: &Image, p: &Value) -> Image {
             let sigma = p["sigma"].as_array().unwrap()[0].as_f64().unwrap() as f32;
             gaussian_blur(image, pair("kernel_size").0, sigma)
         }
-        "rotate" | "affine" => {
+        "rotate" | "affine" | "rotate_bilinear" | "affine_bilinear" => {
+            let sampling = if name.ends_with("_bilinear") {
+                Sampling::Bilinear
+            } else {
+                Sampling::Nearest
+            };
             let fill: Vec<u8> = p["fill"]
                 .as_array()
                 .unwrap()
                 .iter()
                 .map(|v| v.as_u64().unwrap() as u8)
                 .collect();
-            if name == "rotate" {
-                rotate(image, p["angle"].as_f64().unwrap(), &fill)
+            if name.starts_with("rotate") {
+                rotate_with(image, p["angle"].as_f64().unwrap(), &fill, sampling)
             } else {
                 let t = p["translate"].as_array().unwrap();
                 let sh = p["shear"].as_array().unwrap();
                 let translate = (t[0].as_f64().unwrap(), t[1].as_f64().unwrap());
                 let shear = (sh[0].as_f64().unwrap(), sh[1].as_f64().unwrap());
-                affine(
+                affine_with(
                     image,
                     p["angle"].as_f64().unwrap(),
                     translate,
                     p["scale"].as_f64().unwrap(),
                     shear,
                     &fill,
+                    sampling,
                 )
             }
         }
@@ -114,7 +120,7 @@ fn every_operation_matches_torchvision() {
     let rgb = Image::from_shape_vec((h, w, 3), bytes(&fx["rgb"])).unwrap();
     let gray = Image::from_shape_vec((h, w, 1), bytes(&fx["gray"])).unwrap();
     let cases = fx["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 61);
+    assert_eq!(cases.len(), 65);
     // Per operation: (values one level off, values compared).
     let mut per_op = std::collections::BTreeMap::new();
     for case in cases {
