@@ -22,7 +22,7 @@
 //! let config = TrainConfig::load("configs/fmnist-simclr.toml".as_ref(), &["run.epochs=1".into()])?;
 //! let mut trainer = Trainer::new(config, false)?;
 //! let report = trainer.run(&mut (), &AtomicBool::new(false))?;
-//! println!("kNN top-1 {:?}", report.knn_top1);
+//! println!("kNN top-1 {:?}", report.evaluation.knn_top1);
 //! # Ok::<(), contrastive_trainer::Error>(())
 //! ```
 
