@@ -3,6 +3,7 @@
 use contrastive_tensor::{Kind, Tensor, no_grad};
 
 use crate::error::invalid;
+use crate::search::normalize;
 use crate::{Error, Result};
 
 /// Cosine-similarity kNN with a weighted vote (Wu et al., 2018, "Unsupervised feature
@@ -48,8 +49,8 @@ impl KnnClassifier {
     ) -> Result<Tensor> {
         check_inputs(train, labels, queries)?;
         no_grad(|| {
-            let train = normalize(train);
-            let queries = normalize(&queries.to_device(train.device()));
+            let train = normalize(&train.to_kind(Kind::Float));
+            let queries = normalize(&queries.to_kind(Kind::Float).to_device(train.device()));
             let labels = labels.to_device(train.device()).to_kind(Kind::Int64);
             let k = (self.k as i64).min(train.size()[0]);
             let m = queries.size()[0];
@@ -85,11 +86,6 @@ pub fn accuracy(predicted: &Tensor, truth: &Tensor) -> f64 {
         .to_kind(Kind::Double)
         .mean(Kind::Double)
         .double_value(&[])
-}
-
-fn normalize(x: &Tensor) -> Tensor {
-    let x = x.to_kind(Kind::Float);
-    &x / x.norm_scalaropt_dim(2.0, [1], true).clamp_min(1e-12)
 }
 
 pub(crate) fn check_inputs(train: &Tensor, labels: &Tensor, queries: &Tensor) -> Result<()> {

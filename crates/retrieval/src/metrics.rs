@@ -4,7 +4,7 @@
 
 use contrastive_tensor::{Kind, Tensor, no_grad};
 
-use crate::search::{Metric, similarity};
+use crate::search::{Metric, Scorer};
 use crate::{Error, Result};
 
 /// Retrieval quality of a labeled set searched against itself (each item a query, the
@@ -60,10 +60,11 @@ pub fn retrieval_metrics(
     let mut neighbours: Vec<i64> = Vec::with_capacity((n * k) as usize);
     no_grad(|| -> Result<()> {
         let chunk = (32 * 1024 * 1024 / n).clamp(1, 4096);
+        let scorer = Scorer::new(&x, metric);
         let mut start = 0;
         while start < n {
             let len = chunk.min(n - start);
-            let mut sim = similarity(&x.narrow(0, start, len), &x, metric);
+            let mut sim = scorer.similarity(&x.narrow(0, start, len));
             // Leave each query out of its own neighbours.
             let own =
                 Tensor::arange_start(start, start + len, (Kind::Int64, x.device())).unsqueeze(1);

@@ -41,16 +41,44 @@ pub struct Neighbours {
     pub indices: Tensor,
 }
 
-/// Similarities `[M, N]` of `queries` to `database` (for L2: negated squared distances, so
-/// larger is closer in every case).
-pub(crate) fn similarity(queries: &Tensor, database: &Tensor, metric: Metric) -> Tensor {
-    match metric {
-        Metric::InnerProduct => queries.matmul(&database.tr()),
-        Metric::Cosine => normalize(queries).matmul(&normalize(database).tr()),
-        Metric::L2 => {
-            let q2 = queries.square().sum_dim_intlist(1, true, Kind::Float);
-            let d2 = database.square().sum_dim_intlist(1, false, Kind::Float);
-            queries.matmul(&database.tr()) * 2.0 - q2 - d2.unsqueeze(0)
+/// A database prepared once for scoring many query chunks against it: normalised for
+/// cosine, with its squared norms for L2.
+pub(crate) struct Scorer {
+    database: Tensor,
+    squared_norms: Option<Tensor>,
+    metric: Metric,
+}
+
+impl Scorer {
+    /// Prepares `database` (`f32`) for `metric`.
+    pub(crate) fn new(database: &Tensor, metric: Metric) -> Self {
+        let database = match metric {
+            Metric::Cosine => normalize(database),
+            _ => database.shallow_clone(),
+        };
+        let squared_norms = (metric == Metric::L2).then(|| {
+            database
+                .square()
+                .sum_dim_intlist(1, false, Kind::Float)
+                .unsqueeze(0)
+        });
+        Self {
+            database,
+            squared_norms,
+            metric,
+        }
+    }
+
+    /// Similarities `[M, N]` of `queries` to the database (for L2: negated squared
+    /// distances, so larger is closer in every case).
+    pub(crate) fn similarity(&self, queries: &Tensor) -> Tensor {
+        match (self.metric, &self.squared_norms) {
+            (Metric::Cosine, _) => normalize(queries).matmul(&self.database.tr()),
+            (Metric::L2, Some(d2)) => {
+                let q2 = queries.square().sum_dim_intlist(1, true, Kind::Float);
+                queries.matmul(&self.database.tr()) * 2.0 - q2 - d2
+            }
+            _ => queries.matmul(&self.database.tr()),
         }
     }
 }
@@ -86,11 +114,12 @@ pub fn search(database: &Tensor, queries: &Tensor, k: usize, metric: Metric) -> 
     no_grad(|| {
         let database = database.to_kind(Kind::Float);
         let queries = queries.to_kind(Kind::Float).to_device(database.device());
+        let scorer = Scorer::new(&database, metric);
         let (mut scores, mut indices) = (Vec::new(), Vec::new());
         let mut start = 0;
         while start < q[0] {
             let len = chunk.min(q[0] - start);
-            let sim = similarity(&queries.narrow(0, start, len), &database, metric);
+            let sim = scorer.similarity(&queries.narrow(0, start, len));
             let (top, index) = sim.topk(k, 1, true, true);
             scores.push(if metric == Metric::L2 {
                 (-top).clamp_min(0.0).sqrt()
