@@ -262,6 +262,20 @@ fn a_saved_model_evaluates_as_the_run_reported() {
 }
 
 #[test]
+fn the_final_knn_is_of_the_final_weights() {
+    // The monitor measures after epoch 1 (step 4); two more steps follow, so the report must
+    // not carry that measurement as the final one.
+    let dir = tempfile::tempdir().unwrap();
+    let data = shapes(&dir.path().join("data"));
+    let out = dir.path().join("run");
+    let mut cfg = config(&data, &out, METHODS[0].1, "max_steps = 6");
+    cfg.eval.every_epochs = 1;
+    let (_, report) = run(cfg.clone(), false);
+    let again = evaluate_saved(&cfg, &out.join("model.safetensors")).unwrap();
+    assert_eq!(report.evaluation.knn_top1, again.knn_top1);
+}
+
+#[test]
 fn a_run_directory_is_never_overwritten_or_resumed_by_accident() {
     let dir = tempfile::tempdir().unwrap();
     let data = shapes(&dir.path().join("data"));

@@ -355,7 +355,9 @@ impl Trainer {
                 }
             ),
         });
-        let mut last_knn = None;
+        // The last kNN monitor's features and top-1, with the step they were taken at: the
+        // final evaluation reuses them only when no step came after.
+        let mut measured: Option<(u64, Features, f64)> = None;
         while self.position.step < total {
             let epoch = self.position.epoch;
             let order = self.batches.epoch(epoch);
@@ -411,12 +413,15 @@ impl Trainer {
                 let (knn, eval_s) = if (every > 0 && done.is_multiple_of(every)) || last_epoch {
                     observer.note("kNN monitor");
                     let start = Instant::now();
-                    let knn = self.knn()?;
+                    let monitored = self.knn()?;
+                    let knn = monitored.as_ref().map(|(_, k)| *k);
+                    if let Some((features, k)) = monitored {
+                        measured = Some((self.position.step, features, k));
+                    }
                     (knn, Some(start.elapsed().as_secs_f64()))
                 } else {
                     (None, None)
                 };
-                last_knn = knn.or(last_knn);
                 let record = Record::Epoch {
                     step: self.position.step,
                     epochs_done: done,
@@ -433,7 +438,10 @@ impl Trainer {
         }
         self.save_checkpoint()?;
         self.plot(observer);
-        self.finish(observer, last_knn)
+        let current = measured
+            .filter(|(step, _, _)| *step == self.position.step)
+            .map(|(_, features, knn)| (features, knn));
+        self.finish(observer, current)
     }
 
     /// Redraws the charts; a failure is reported, never fatal to the run.
@@ -573,24 +581,38 @@ impl Trainer {
         }
     }
 
-    /// kNN top-1 of the current backbone, when the data has a labeled held-out split.
-    fn knn(&self) -> Result<Option<f64>> {
+    /// The current backbone's features and their kNN top-1, when the data has a labeled
+    /// held-out split.
+    fn knn(&self) -> Result<Option<(Features, f64)>> {
         let eval = &self.config.eval;
-        self.features()?
-            .map(|f| f.knn_top1(eval.knn_k, eval.knn_temperature, self.data.classes.len()))
-            .transpose()
+        let Some(features) = self.features()? else {
+            return Ok(None);
+        };
+        let knn = features.knn_top1(eval.knn_k, eval.knn_temperature, self.data.classes.len())?;
+        Ok(Some((features, knn)))
     }
 
-    fn finish(&mut self, observer: &mut dyn Observer, knn: Option<f64>) -> Result<Report> {
+    /// Saves the model and runs the final evaluation; `current` holds the features and kNN
+    /// the monitor took at this very step, when it did (they are not computed again).
+    fn finish(
+        &mut self,
+        observer: &mut dyn Observer,
+        current: Option<(Features, f64)>,
+    ) -> Result<Report> {
         let model_path = self.run_dir.join("model.safetensors");
         save_model(&self.vs, &self.model.config(), &model_path)?;
+        let knn = current.as_ref().map(|(_, k)| *k);
         let mut results = Evaluation {
             knn_top1: knn,
             ..Default::default()
         };
         if self.config.eval.r#final {
             observer.note("final evaluation");
-            if let Some(features) = self.features()? {
+            let features = match current {
+                Some((features, _)) => Some(features),
+                None => self.features()?,
+            };
+            if let Some(features) = features {
                 let classes = self.data.classes.len();
                 let seed = self.config.run.seed;
                 results = features.evaluate(&self.config.eval, classes, seed, knn)?;
