@@ -79,19 +79,28 @@ pub fn run(args: ClusterArgs) -> Result<()> {
         Some(run) => Some(crate::eval::open_run(run, &[], None)?.0),
         None => None,
     };
-    let mut rows = Vec::new();
+    // The most typical members of every cluster, read in one pass (a dataset is loaded once).
+    let mut ids = Vec::new();
+    let mut shown = Vec::new();
     for (cluster, items) in members.iter_mut().enumerate() {
         println!("{cluster:>7}  {}", items.len());
         items.sort_by(|&a, &b| distance[a].total_cmp(&distance[b]));
-        let ids: Vec<String> = items
+        let typical: Vec<String> = items
             .iter()
             .take(args.per_cluster)
             .map(|&i| store.info().ids[i].clone())
             .collect();
-        let images = images_for_ids(config.as_ref(), &ids)
-            .context("reading sample images for the cluster grid")?;
-        rows.push((images, items.len()));
+        shown.push(typical.len());
+        ids.extend(typical);
     }
+    let mut images = images_for_ids(config.as_ref(), &ids)
+        .context("reading sample images for the cluster grid")?
+        .into_iter();
+    let rows: Vec<_> = shown
+        .iter()
+        .zip(&members)
+        .map(|(&count, items)| (images.by_ref().take(count).collect(), items.len()))
+        .collect();
     cluster_grid(&args.grid, &rows)?;
     println!("grid     {}", args.grid.display());
 
