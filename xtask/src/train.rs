@@ -11,7 +11,8 @@ use crate::{download, libtorch, run_command};
 /// The config `cargo xtask train` runs when none is given (W1).
 pub const DEFAULT_CONFIG: &str = "configs/fmnist-simclr.toml";
 
-/// The standard dataset a config trains on, unless it names its own folder.
+/// The standard dataset a config trains on, unless it names its own folder; for the video
+/// demo set, Fashion-MNIST (the set is generated from it on first use).
 pub fn dataset_to_fetch(config_text: &str) -> Result<Option<String>> {
     let table: toml::Table = config_text
         .parse()
@@ -22,7 +23,11 @@ pub fn dataset_to_fetch(config_text: &str) -> Result<Option<String>> {
         .and_then(|v| v.as_str())
         .context("the config has no data.dataset")?;
     let has_dir = data.is_some_and(|d| d.contains_key("dir"));
-    Ok((dataset != "folder" && !has_dir).then(|| dataset.to_owned()))
+    Ok(match dataset {
+        "video-demo" => Some("fashion-mnist".to_owned()),
+        "folder" | "video" => None,
+        _ => (!has_dir).then(|| dataset.to_owned()),
+    })
 }
 
 /// Runs the whole chain; `args` go to `contrastive train` unchanged.
@@ -68,6 +73,13 @@ mod tests {
         assert_eq!(dataset_to_fetch(own_dir).unwrap(), None);
         let folder = "[data]\ndataset = \"folder\"\ndir = \"x\"";
         assert_eq!(dataset_to_fetch(folder).unwrap(), None);
+        let videos = "[data]\ndataset = \"video\"\ndir = \"v\"";
+        assert_eq!(dataset_to_fetch(videos).unwrap(), None);
+        let demo = "[data]\ndataset = \"video-demo\"\ndir = \"d\"";
+        assert_eq!(
+            dataset_to_fetch(demo).unwrap().as_deref(),
+            Some("fashion-mnist")
+        );
         assert!(dataset_to_fetch("[data]\n").is_err());
         assert!(dataset_to_fetch("not toml [").is_err());
     }

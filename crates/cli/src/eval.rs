@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use contrastive_trainer::{Evaluation, TrainConfig, evaluate_saved};
+use contrastive_trainer::{Evaluation, TrainConfig, evaluate_raw_pixels, evaluate_saved};
 
 /// Arguments of `contrastive eval`.
 #[derive(Args, Debug)]
@@ -17,6 +17,10 @@ pub struct EvalArgs {
     /// Override any config key: --set section.key=value (repeatable), e.g. run.device.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// Evaluate the normalised pixels themselves instead of a model (the baseline a model
+    /// has to beat); writes RUN/eval-raw-pixels.json.
+    #[arg(long, conflicts_with = "model")]
+    raw_pixels: bool,
 }
 
 /// A run directory's config (with `overrides`) and the model to use: `model`, else the
@@ -35,23 +39,42 @@ pub fn open_run(
     ))
 }
 
-/// Runs `contrastive eval`: prints the figures and writes RUN/eval.json.
+/// Runs `contrastive eval`: prints the figures and writes RUN/eval.json (or, for raw
+/// pixels, RUN/eval-raw-pixels.json).
 pub fn run(args: EvalArgs) -> Result<()> {
     let (config, model) = open_run(&args.run, &args.set, args.model)?;
-    let results = evaluate_saved(&config, &model)
-        .with_context(|| format!("evaluating {}", model.display()))?;
+    let (results, file) = if args.raw_pixels {
+        let results = evaluate_raw_pixels(&config).context("evaluating raw pixels")?;
+        (results, "eval-raw-pixels.json")
+    } else {
+        let results = evaluate_saved(&config, &model)
+            .with_context(|| format!("evaluating {}", model.display()))?;
+        (results, "eval.json")
+    };
     print_evaluation(&results);
-    let path = args.run.join("eval.json");
+    let path = args.run.join(file);
     let json = serde_json::to_string_pretty(&results).expect("an evaluation serialises");
     std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
     println!("written        {}", path.display());
     Ok(())
 }
 
-/// The figures of an evaluation, one per line.
+/// The figures of an evaluation, one per line: the video figures for video data, the
+/// image figures otherwise.
 pub fn print_evaluation(e: &Evaluation) {
     let pct = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{:.2} %", v * 100.0));
     let num = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.4}"));
+    if e.video_recall_at_1.is_some() || e.video_nmi.is_some() {
+        println!(
+            "same video     recall@1 {}, recall@10 {} (own scene left out)",
+            pct(e.video_recall_at_1),
+            pct(e.video_recall_at_10)
+        );
+        println!("same scene     recall@1 {}", pct(e.scene_recall_at_1));
+        println!("clip -> video  recall@1 {}", pct(e.clip_recall_at_1));
+        println!("video k-means  NMI {}", num(e.video_nmi));
+        return;
+    }
     println!("kNN top-1      {}", pct(e.knn_top1));
     println!("linear probe   {}", pct(e.linear_probe_top1));
     println!("precision@1    {}", pct(e.precision_at_1));

@@ -7,6 +7,9 @@
 //! - `contrastive embed RUN_DIR` writes an embedding store of the run's training images;
 //!   `contrastive search --run RUN_DIR --image q.png -k 8` lists the nearest ones and draws
 //!   them; `contrastive cluster --run RUN_DIR` groups them with k-means and draws the groups.
+//! - `contrastive video demo --out DIR` generates the demo video set; `contrastive video
+//!   search --run RUN_DIR --image frame.png` answers which video shows the frame and when
+//!   (`--clip video.mp4`: which videos are most like a clip).
 //! - `contrastive info` reports the libtorch build, the devices and the precision training
 //!   would use on them.
 
@@ -16,6 +19,7 @@ mod cluster;
 mod eval;
 mod search;
 mod train;
+mod video;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -42,6 +46,8 @@ enum Command {
     Search(search::SearchArgs),
     /// k-means over an embedding store: a grid of images per cluster and a 2-D map.
     Cluster(cluster::ClusterArgs),
+    /// Video: generate the demo set; search videos by a frame (which video, when) or a clip.
+    Video(video::VideoArgs),
     /// Show the libtorch build, the devices and the default precision for a device.
     Info {
         /// Device to check: cpu, cuda, cuda:N, mps or auto.
@@ -57,6 +63,7 @@ fn main() -> Result<()> {
         Command::Embed(args) => search::embed(args),
         Command::Search(args) => search::search(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::Video(args) => video::run(args),
         Command::Info { device } => info(&device),
     }
 }

@@ -226,11 +226,15 @@ impl Observer for Progress {
                 mean_loss,
                 train_s,
                 knn_top1,
+                video_recall_at_1,
                 eval_s,
                 ..
             } => {
-                let knn = match (knn_top1, eval_s) {
-                    (Some(k), Some(s)) => format!("  kNN top-1 {:.2} % ({s:.1} s)", k * 100.0),
+                let knn = match (knn_top1, video_recall_at_1, eval_s) {
+                    (Some(k), _, Some(s)) => format!("  kNN top-1 {:.2} % ({s:.1} s)", k * 100.0),
+                    (_, Some(r), Some(s)) => {
+                        format!("  same-video recall@1 {:.2} % ({s:.1} s)", r * 100.0)
+                    }
                     _ => String::new(),
                 };
                 self.say(&format!(
@@ -241,8 +245,9 @@ impl Observer for Progress {
     }
 
     fn note(&mut self, message: &str) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(message.to_owned());
+        match &self.bar {
+            Some(bar) => bar.set_message(message.to_owned()),
+            None => self.say(message),
         }
     }
 }

@@ -75,3 +75,19 @@ fn resuming_nothing_is_an_error() {
     assert!(!ok);
     assert!(stderr.contains("config.toml"), "{stderr}");
 }
+
+#[test]
+fn video_search_needs_a_run_trained_on_video() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(CONFIG, dir.path().join("config.toml")).unwrap();
+    let run = dir.path().display().to_string();
+    let (ok, stderr) = contrastive(
+        &["video", "search", "--run", &run, "--image", "frame.png"],
+        &[],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("not on video"), "{stderr}");
+    let (ok, stderr) = contrastive(&["video", "search", "--run", &run], &[]);
+    assert!(!ok, "a query is required");
+    assert!(stderr.contains("--image"), "{stderr}");
+}

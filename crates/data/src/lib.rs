@@ -7,7 +7,8 @@
 //!   CIFAR-10/100 binary ([`cifar10`], [`cifar100`]), STL-10 binary ([`Stl10`], read
 //!   lazily), folders of images of any format and size ([`ImageFolder`] with [`Channels`]
 //!   and [`Resize`] policies), and video ([`FrameReader`] streams frames out of `ffmpeg`;
-//!   [`FrameFolders`] and [`VideoFiles`] are frame datasets).
+//!   [`FrameFolders`] and [`VideoFiles`] are frame datasets; [`write_demo_videos`] makes
+//!   a demo set for temporal learning).
 //! - Downloads ([`download`]): official URLs and mirrors, SHA-256 checked, resumable.
 //!
 //! ```no_run
@@ -29,6 +30,7 @@ mod idx;
 mod image_io;
 mod stl10;
 mod video;
+mod video_demo;
 
 pub use crate::cifar::{CIFAR10_CLASSES, Cifar100Label, cifar10, cifar100, read_cifar_files};
 pub use crate::dataset::{Dataset, Image, InMemoryDataset, Sample, Source};
@@ -43,6 +45,7 @@ pub use crate::video::{
     FrameFolders, FrameOptions, FrameReader, VIDEO_EXTENSIONS, VideoChannels, VideoFiles,
     VideoInfo, check_ffmpeg, probe,
 };
+pub use crate::video_demo::{DemoSpec, DemoVideo, SCENES_FILE, read_scenes, write_demo_videos};
 
 /// Which part of a standard dataset to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -82,7 +82,7 @@ pub fn check_ffmpeg(program: &'static str) -> Result<()> {
     }
 }
 
-/// Width, height and duration of a video's first video stream, from `ffprobe`.
+/// Width, height, frame rate and duration of a video's first video stream, from `ffprobe`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct VideoInfo {
     /// Frame width in pixels.
@@ -91,6 +91,8 @@ pub struct VideoInfo {
     pub height: u32,
     /// Duration in seconds, when the container says.
     pub duration: Option<f64>,
+    /// Frames per second (the stream's base rate), when the stream says.
+    pub fps: Option<f64>,
 }
 
 /// Reads a video's size and duration with `ffprobe`. An empty, unreadable or corrupt file,
@@ -102,7 +104,7 @@ pub fn probe(path: impl AsRef<Path>) -> Result<VideoInfo> {
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", "v:0", "-show_entries"])
         .args([
-            "stream=width,height:format=duration",
+            "stream=width,height,r_frame_rate:format=duration",
             "-of",
             "default=noprint_wrappers=1",
         ])
@@ -127,6 +129,11 @@ pub fn probe(path: impl AsRef<Path>) -> Result<VideoInfo> {
             width,
             height,
             duration: field("duration").and_then(|v| v.parse().ok()),
+            fps: field("r_frame_rate").and_then(|v| {
+                let (num, den) = v.split_once('/').unwrap_or((&v, "1"));
+                let rate = num.parse::<f64>().ok()? / den.parse::<f64>().ok()?;
+                (rate.is_finite() && rate > 0.0).then_some(rate)
+            }),
         }),
         _ => Err(video_error(
             path,

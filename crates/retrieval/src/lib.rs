@@ -10,6 +10,8 @@
 //! - [`retrieval_metrics`] (precision@1, recall@k, R-precision, MAP@R), [`KMeans`]
 //!   (k-means++, seeded restarts), [`nmi`], [`ari`], [`clustering_accuracy`] (Hungarian
 //!   matching), [`alignment`] and [`uniformity`].
+//! - [`frame_retrieval`]: for video, same-video recall@k outside the query's scene,
+//!   same-scene recall@1 outside its moment, and clip-to-video recall@1.
 //!
 //! ```
 //! use contrastive_retrieval::KnnClassifier;
@@ -30,6 +32,7 @@ mod linear_probe;
 mod metrics;
 mod search;
 mod store;
+mod video;
 
 pub use crate::error::{Error, Result};
 pub use crate::kmeans::{Clustering, KMeans};
@@ -41,3 +44,4 @@ pub use crate::metrics::{
 };
 pub use crate::search::{Metric, Neighbours, normalize, search};
 pub use crate::store::{EmbeddingStore, Preprocess, StoreInfo};
+pub use crate::video::{FrameLabels, FrameRetrieval, frame_retrieval};

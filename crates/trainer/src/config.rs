@@ -63,18 +63,23 @@ pub struct RunConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// `fashion-mnist`, `mnist`, `cifar10`, `cifar100` or `folder`.
+    /// `fashion-mnist`, `mnist`, `cifar10`, `cifar100`, `folder` (images), `video` (video
+    /// files) or `video-demo` (the generated demo videos, made on first use).
     pub dataset: String,
     /// The dataset's folder (default: where `cargo xtask download` puts it; required for
-    /// `folder`).
+    /// `folder` and `video`). A video folder holds the videos, or `train/` and `test/`
+    /// folders of them.
     #[serde(default)]
     pub dir: Option<PathBuf>,
     /// For `folder`: a folder of held-out images for the kNN monitor (class sub-folders).
     #[serde(default)]
     pub test_dir: Option<PathBuf>,
-    /// For `folder`: the side every image is resized to.
+    /// For `folder` and video: the side every image (frame) is resized to.
     #[serde(default)]
     pub image_size: Option<usize>,
+    /// For video: frames per second taken from each video (default: every frame).
+    #[serde(default)]
+    pub fps: Option<f64>,
     /// Images per batch (each gives one view per view of the method).
     pub batch_size: usize,
     /// The view recipe: `w1`, `simclr`, `simclr-blur`, `moco-v2`, `byol` or `none`.
@@ -109,9 +114,9 @@ pub struct ModelSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MethodConfig {
-    /// `simclr`, `moco-v2`, `supcon`, `triplet` or `pairs`.
+    /// `simclr`, `moco-v2`, `supcon`, `triplet`, `pairs` or `temporal` (video).
     pub name: String,
-    /// Softmax temperature (simclr, moco-v2, supcon).
+    /// Softmax temperature (simclr, moco-v2, supcon, temporal).
     #[serde(default)]
     pub temperature: Option<f64>,
     /// Keys in the MoCo queue (moco-v2).
@@ -132,6 +137,16 @@ pub struct MethodConfig {
     /// Images per class in a batch (supcon, triplet, pairs: P x K batches, K = this).
     #[serde(default)]
     pub per_class: Option<usize>,
+    /// Frames per video in a batch (temporal; the batch holds batch_size / this videos).
+    #[serde(default)]
+    pub per_video: Option<usize>,
+    /// Frames at most this far apart in one video are positives (temporal).
+    #[serde(default)]
+    pub window: Option<usize>,
+    /// Frames of one video farther apart than this are negatives too (temporal; larger
+    /// than the window; default: only other videos are negatives).
+    #[serde(default)]
+    pub gap: Option<usize>,
 }
 
 /// `[optimizer]`: optimiser, learning-rate schedule, clipping.
@@ -263,6 +278,18 @@ impl RunConfig {
     }
 }
 
+/// Frames per video in a temporal batch when `method.per_video` is not given.
+pub const DEFAULT_PER_VIDEO: usize = 4;
+/// The temporal positive window when `method.window` is not given.
+pub const DEFAULT_WINDOW: usize = 4;
+
+impl DataConfig {
+    /// Whether the dataset is made of videos (`video` or `video-demo`).
+    pub fn is_video(&self) -> bool {
+        matches!(self.dataset.as_str(), "video" | "video-demo")
+    }
+}
+
 /// The methods and the `[method]` keys each accepts.
 const METHOD_KEYS: &[(&str, &[&str])] = &[
     ("simclr", &["temperature"]),
@@ -270,6 +297,7 @@ const METHOD_KEYS: &[(&str, &[&str])] = &[
     ("supcon", &["temperature", "per_class"]),
     ("triplet", &["margin", "mining", "per_class"]),
     ("pairs", &["margin", "pos_margin", "per_class"]),
+    ("temporal", &["temperature", "per_video", "window", "gap"]),
 ];
 
 fn choice(field: &'static str, value: &str, allowed: &[&str]) -> Result<()> {
@@ -373,16 +401,30 @@ impl TrainConfig {
         choice(
             "data.dataset",
             &data.dataset,
-            &["fashion-mnist", "mnist", "cifar10", "cifar100", "folder"],
+            &[
+                "fashion-mnist",
+                "mnist",
+                "cifar10",
+                "cifar100",
+                "folder",
+                "video",
+                "video-demo",
+            ],
         )?;
-        if data.dataset == "folder" && data.dir.is_none() {
+        if matches!(data.dataset.as_str(), "folder" | "video") && data.dir.is_none() {
             return Err(invalid(
                 "data.dir",
-                "is required when data.dataset = \"folder\"",
+                format!("is required when data.dataset = {:?}", data.dataset),
             ));
         }
         if let Some(size) = data.image_size {
             at_least("data.image_size", size, 8)?;
+        }
+        if let Some(fps) = data.fps {
+            positive("data.fps", fps)?;
+            if !data.is_video() {
+                return Err(invalid("data.fps", "applies to video datasets only"));
+            }
         }
         at_least("data.batch_size", data.batch_size, 2)?;
         choice(
@@ -431,6 +473,9 @@ impl TrainConfig {
             ("pos_margin", method.pos_margin.is_some()),
             ("mining", method.mining.is_some()),
             ("per_class", method.per_class.is_some()),
+            ("per_video", method.per_video.is_some()),
+            ("window", method.window.is_some()),
+            ("gap", method.gap.is_some()),
         ];
         if let Some((key, _)) = given.iter().find(|(k, set)| *set && !accepted.contains(k)) {
             return Err(invalid(
@@ -479,6 +524,42 @@ impl TrainConfig {
                 return Err(invalid(
                     "method.per_class",
                     format!("must divide data.batch_size ({})", data.batch_size),
+                ));
+            }
+        }
+        if method.name == "temporal" {
+            if !data.is_video() {
+                return Err(invalid(
+                    "method.name",
+                    "temporal learns from video; set data.dataset to video or video-demo",
+                ));
+            }
+            let per_video = method.per_video.unwrap_or(DEFAULT_PER_VIDEO);
+            at_least("method.per_video", per_video, 2)?;
+            if data.batch_size % per_video != 0 || data.batch_size / per_video < 2 {
+                return Err(invalid(
+                    "method.per_video",
+                    format!(
+                        "must divide data.batch_size ({}) into at least 2 videos",
+                        data.batch_size
+                    ),
+                ));
+            }
+            let window = method.window.unwrap_or(DEFAULT_WINDOW);
+            if window + 1 < per_video {
+                return Err(invalid(
+                    "method.window",
+                    format!(
+                        "{per_video} frames per video cannot all lie within {window} frames; \
+                         use window >= {}",
+                        per_video - 1
+                    ),
+                ));
+            }
+            if let Some(gap) = method.gap.filter(|&g| g <= window) {
+                return Err(invalid(
+                    "method.gap",
+                    format!("must be larger than the window ({window}), got {gap}"),
                 ));
             }
         }

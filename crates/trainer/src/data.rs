@@ -11,6 +11,7 @@ use contrastive_data::{
 };
 
 use crate::config::DataConfig;
+use crate::video::{self, VideoIndex};
 use crate::{Error, Result};
 
 /// Images and labels of one split.
@@ -22,6 +23,8 @@ pub struct SplitData {
     pub labels: Option<Vec<usize>>,
     /// One id per image: its file path, or `dataset:split:index`.
     pub ids: Vec<String>,
+    /// For video: each frame's video, index, time and scene.
+    pub video: Option<Arc<VideoIndex>>,
 }
 
 /// Everything a run reads.
@@ -41,6 +44,8 @@ pub struct RunData {
     pub mean: Vec<f32>,
     /// Per-channel standard deviation.
     pub std: Vec<f32>,
+    /// What was skipped while reading (unreadable videos), one line each.
+    pub warnings: Vec<String>,
 }
 
 /// Published channel statistics of the standard sets.
@@ -61,28 +66,57 @@ fn standard_dir(config: &DataConfig) -> Result<PathBuf> {
     if let Some(dir) = &config.dir {
         return Ok(dir.clone());
     }
-    let spec = download::dataset_spec(&config.dataset)?;
+    find_standard(&config.dataset)
+}
+
+/// A verified copy of the standard dataset `name` where `cargo xtask download` puts it (or
+/// a system package's folder).
+pub(crate) fn find_standard(name: &str) -> Result<PathBuf> {
+    let spec = download::dataset_spec(name)?;
     let root = download::data_root(&|k| std::env::var_os(k));
     root.as_deref()
         .and_then(|root| download::find_existing(&spec, root))
         .map(|(dir, _)| dir)
         .ok_or_else(|| Error::MissingData {
             message: format!(
-                "{} is not downloaded (looked in {} and {}); run `cargo xtask download {}` \
+                "{name} is not downloaded (looked in {} and {}); run `cargo xtask download {name}` \
                  or set data.dir",
-                config.dataset,
                 root.map_or_else(
                     || "the data folder".into(),
-                    |r| r.join(&config.dataset).display().to_string()
+                    |r| r.join(name).display().to_string()
                 ),
                 spec.local_dirs
                     .iter()
                     .map(|d| d.display().to_string())
                     .collect::<Vec<_>>()
                     .join(", "),
-                config.dataset
             ),
         })
+}
+
+/// The folder of a video dataset; the demo set is generated there first when absent (by
+/// default under the data folder, from Fashion-MNIST).
+pub(crate) fn video_dir(config: &DataConfig) -> Result<PathBuf> {
+    if config.dataset == "video" {
+        return Ok(config.dir.clone().expect("validated: video has a dir"));
+    }
+    let dir = match &config.dir {
+        Some(dir) => dir.clone(),
+        None => download::data_root(&|k| std::env::var_os(k))
+            .ok_or_else(|| Error::MissingData {
+                message: "no data folder (set HOME, CONTRASTIVE_DATA_DIR or data.dir)".into(),
+            })?
+            .join("video-demo"),
+    };
+    let whole = ["train", "test"].iter().all(|split| {
+        dir.join(split)
+            .join(contrastive_data::SCENES_FILE)
+            .is_file()
+    });
+    if !whole {
+        video::ensure_demo(&dir)?;
+    }
+    Ok(dir)
 }
 
 fn from_memory(set: &InMemoryDataset, name: &str, split: &str) -> Result<SplitData> {
@@ -97,6 +131,7 @@ fn from_memory(set: &InMemoryDataset, name: &str, split: &str) -> Result<SplitDa
         ids: (0..set.len())
             .map(|i| format!("{name}:{split}:{i}"))
             .collect(),
+        video: None,
     })
 }
 
@@ -129,6 +164,7 @@ fn from_folder(dir: &Path, size: Option<usize>) -> Result<(SplitData, Vec<String
             images: Arc::new(images),
             labels,
             ids,
+            video: None,
         },
         folder.class_names().to_vec(),
     ))
@@ -161,7 +197,29 @@ fn measured_stats(images: &[Image]) -> (Vec<f32>, Vec<f32>) {
 
 /// Reads the dataset `config` names.
 pub fn load(config: &DataConfig) -> Result<RunData> {
+    let mut warnings = Vec::new();
     let (train, test, classes) = match config.dataset.as_str() {
+        "video" | "video-demo" => {
+            let size = config.image_size.unwrap_or(video::DEMO_SIZE);
+            let (train_dir, test_dir) = video::split_dirs(&video_dir(config)?);
+            let train = video::load_split(&train_dir, config, size, "train", &mut warnings)?;
+            let test = match test_dir {
+                Some(dir) => Some(video::load_split(
+                    &dir,
+                    config,
+                    size,
+                    "test",
+                    &mut warnings,
+                )?),
+                None => None,
+            };
+            let names = train
+                .video
+                .as_ref()
+                .map(|v| v.names.clone())
+                .unwrap_or_default();
+            (train, test, names)
+        }
         "folder" => {
             let dir = config.dir.as_deref().expect("validated: folder has a dir");
             let (train, classes) = from_folder(dir, config.image_size)?;
@@ -223,6 +281,7 @@ pub fn load(config: &DataConfig) -> Result<RunData> {
         size: h.min(w),
         mean,
         std,
+        warnings,
     })
 }
 

@@ -3,12 +3,14 @@
 
 use contrastive_augment::{BatchFormat, Image, to_batch};
 use std::path::Path;
+use std::sync::Arc;
 
 use contrastive_data::{Channels, Resize, conform};
 use contrastive_models::{EmbeddingModel, load_model};
 use contrastive_retrieval::{
-    EmbeddingStore, KMeans, KnnClassifier, LinearProbe, Metric, Preprocess, StoreInfo, accuracy,
-    ari, clustering_accuracy, nmi, normalize, retrieval_metrics,
+    EmbeddingStore, FrameLabels, FrameRetrieval, KMeans, KnnClassifier, LinearProbe, Metric,
+    Preprocess, StoreInfo, accuracy, ari, clustering_accuracy, frame_retrieval, nmi, normalize,
+    retrieval_metrics,
 };
 use contrastive_tensor::{
     Device, Kind, Normalize, Precision, Tensor, autocast, nn::VarStore, no_grad,
@@ -19,6 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{EvalConfig, TrainConfig};
 use crate::data::{RunData, SplitData};
+use crate::video::VideoIndex;
 use crate::{Error, Result};
 
 /// What the final evaluation measured on the held-out split (fields are absent when not
@@ -39,7 +42,23 @@ pub struct Evaluation {
     pub kmeans_ari: Option<f64>,
     /// Accuracy of the same clustering under the best cluster-to-class matching.
     pub kmeans_accuracy: Option<f64>,
+    /// Video: fraction of held-out frames whose nearest frame outside their own scene is of
+    /// their own video.
+    pub video_recall_at_1: Option<f64>,
+    /// Video: the same with any of the 10 nearest.
+    pub video_recall_at_10: Option<f64>,
+    /// Video: fraction of frames whose nearest frame, outside the `SCENE_EXCLUDE` frames
+    /// around them, is of their own scene.
+    pub scene_recall_at_1: Option<f64>,
+    /// Video: fraction of scene clips (mean frame embedding) whose nearest clip is of their
+    /// own video.
+    pub clip_recall_at_1: Option<f64>,
+    /// Video: NMI of k-means over the frames (k = number of videos) against the videos.
+    pub video_nmi: Option<f64>,
 }
+
+/// Frames this close to a query (in the same video) are left out of its same-scene search.
+pub const SCENE_EXCLUDE: usize = 5;
 
 /// How images become model input.
 #[derive(Debug, Clone)]
@@ -67,12 +86,25 @@ impl Input {
     }
 }
 
-/// A saved model loaded for inference with the run's numerics, and its input format.
-fn load_for_inference(
+/// A saved model loaded for inference with the run's numerics, its input format and the
+/// side of its input images.
+pub(crate) struct LoadedModel {
+    /// Owns the weights `model` computes with.
+    _vs: VarStore,
+    /// The network.
+    pub(crate) model: EmbeddingModel,
+    /// How images become its input.
+    pub(crate) input: Input,
+    /// Side of the square images of the run's data.
+    pub(crate) size: usize,
+}
+
+/// Loads `model_path` for inference on `data` with `config`'s numerics.
+pub(crate) fn load_for_inference(
     config: &TrainConfig,
     data: &RunData,
     model_path: &Path,
-) -> Result<(VarStore, EmbeddingModel, Input)> {
+) -> Result<LoadedModel> {
     let (device, precision, channels_last) = config.run.numerics()?;
     let (vs, model) = load_model(model_path, device)?;
     if channels_last {
@@ -83,7 +115,12 @@ fn load_for_inference(
         precision,
         format: Input::format(&data.mean, &data.std, channels_last)?,
     };
-    Ok((vs, model, input))
+    Ok(LoadedModel {
+        _vs: vs,
+        model,
+        input,
+        size: data.size,
+    })
 }
 
 /// Evaluates a saved model (a run's `model.safetensors`) on the data `config` names, with
@@ -91,15 +128,36 @@ fn load_for_inference(
 /// report.
 pub fn evaluate_saved(config: &TrainConfig, model_path: &Path) -> Result<Evaluation> {
     let data = crate::data::load(&config.data)?;
-    let (_vs, model, input) = load_for_inference(config, &data, model_path)?;
-    let test = data.test.as_ref().ok_or_else(|| Error::MissingData {
-        message: "the dataset has no labeled held-out split to evaluate on (data.test_dir)".into(),
+    let loaded = load_for_inference(config, &data, model_path)?;
+    let test = held_out(&data)?;
+    let features = Features::labeled(&data.train, test, &|images| {
+        embed(&loaded.model, images, &loaded.input)
     })?;
-    let features =
-        Features::of(&model, &data.train, test, &input)?.ok_or_else(|| Error::MissingData {
-            message: "evaluation needs labels on both splits".into(),
-        })?;
     features.evaluate(&config.eval, data.classes.len(), config.run.seed, None)
+}
+
+/// The same evaluation as [`evaluate_saved`] with the normalised pixels themselves as
+/// features: the baseline a learned embedding has to beat.
+pub fn evaluate_raw_pixels(config: &TrainConfig) -> Result<Evaluation> {
+    let data = crate::data::load(&config.data)?;
+    let format = Input::format(&data.mean, &data.std, false)?;
+    let pixels = |images: &[Image]| -> Result<Tensor> {
+        let parts = images
+            .chunks(1024)
+            .map(|chunk| Ok(to_batch(chunk, &format)?.flatten(1, -1)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&parts, 0))
+    };
+    let test = held_out(&data)?;
+    let features = Features::labeled(&data.train, test, &pixels)?;
+    features.evaluate(&config.eval, data.classes.len(), config.run.seed, None)
+}
+
+/// The labeled held-out split an evaluation tests on.
+fn held_out(data: &RunData) -> Result<&SplitData> {
+    data.test.as_ref().ok_or_else(|| Error::MissingData {
+        message: "the dataset has no labeled held-out split to evaluate on (data.test_dir)".into(),
+    })
 }
 
 /// The identity of a weights file: the hex SHA-256 of its bytes.
@@ -115,8 +173,8 @@ pub fn model_identity(path: &Path) -> Result<String> {
 /// an [`EmbeddingStore`] with the items' ids, the model's identity and its preprocessing.
 pub fn embed_dataset(config: &TrainConfig, model_path: &Path) -> Result<EmbeddingStore> {
     let data = crate::data::load(&config.data)?;
-    let (_vs, model, input) = load_for_inference(config, &data, model_path)?;
-    let features = embed(&model, &data.train.images, &input)?;
+    let loaded = load_for_inference(config, &data, model_path)?;
+    let features = embed(&loaded.model, &data.train.images, &loaded.input)?;
     let info = StoreInfo {
         model: model_identity(model_path)?,
         ids: data.train.ids.clone(),
@@ -176,14 +234,16 @@ pub fn embed(model: &EmbeddingModel, images: &[Image], input: &Input) -> Result<
 /// Features and labels of the training and held-out splits.
 #[derive(Debug)]
 pub struct Features {
-    /// Training features `[N, F]`.
+    /// Training features `[N, F]` (none for video, judged within the held-out videos).
     pub train: Tensor,
     /// Training labels `[N]`.
     pub train_labels: Tensor,
     /// Held-out features `[M, F]`.
     pub test: Tensor,
-    /// Held-out labels `[M]`.
+    /// Held-out labels `[M]` (for video, each frame's video).
     pub test_labels: Tensor,
+    /// For video: where each held-out frame comes from.
+    pub test_video: Option<Arc<VideoIndex>>,
 }
 
 fn labels_tensor(labels: &[usize]) -> Tensor {
@@ -198,15 +258,69 @@ impl Features {
         test: &SplitData,
         input: &Input,
     ) -> Result<Option<Self>> {
-        let (Some(train_labels), Some(test_labels)) = (&train.labels, &test.labels) else {
+        if train.labels.is_none() || test.labels.is_none() {
             return Ok(None);
+        }
+        Self::labeled(train, test, &|images| embed(model, images, input)).map(Some)
+    }
+
+    /// The features (by `features`) of two labeled splits, with their labels. Video is
+    /// judged within the held-out videos alone, so its training frames are left out.
+    fn labeled(
+        train: &SplitData,
+        test: &SplitData,
+        features: &dyn Fn(&[Image]) -> Result<Tensor>,
+    ) -> Result<Self> {
+        let (Some(train_labels), Some(test_labels)) = (&train.labels, &test.labels) else {
+            return Err(Error::MissingData {
+                message: "evaluation needs labels on both splits".into(),
+            });
         };
-        Ok(Some(Self {
-            train: embed(model, &train.images, input)?,
+        let test_x = features(&test.images)?;
+        let train_x = match test.video {
+            Some(_) => test_x.narrow(0, 0, 0),
+            None => features(&train.images)?,
+        };
+        Ok(Self {
+            train: train_x,
             train_labels: labels_tensor(train_labels),
-            test: embed(model, &test.images, input)?,
+            test: test_x,
             test_labels: labels_tensor(test_labels),
-        }))
+            test_video: test.video.clone(),
+        })
+    }
+
+    /// The figure the trainer watches each epoch: kNN top-1 for images, same-video
+    /// recall@1 for video (whose held-out videos are not the training ones).
+    pub fn monitor(&self, config: &EvalConfig, classes: usize) -> Result<f64> {
+        match &self.test_video {
+            Some(index) => Ok(self.frame_retrieval(index, &[1])?.video_recall_at_k[0].1),
+            None => self.knn_top1(config.knn_k, config.knn_temperature, classes),
+        }
+    }
+
+    fn frame_retrieval(&self, index: &VideoIndex, ks: &[usize]) -> Result<FrameRetrieval> {
+        let labels = FrameLabels {
+            video: &index.video,
+            scene: &index.scene,
+            frame: &index.frame,
+        };
+        Ok(frame_retrieval(&self.test, labels, ks, SCENE_EXCLUDE)?)
+    }
+
+    /// The video evaluation of the held-out frames: frame and clip retrieval, and k-means
+    /// over videos.
+    fn video_metrics(&self, index: &VideoIndex, seed: u64) -> Result<Evaluation> {
+        let retrieval = self.frame_retrieval(index, &[1, 10])?;
+        let clustering = KMeans::new(index.names.len(), seed).fit(&normalize(&self.test))?;
+        Ok(Evaluation {
+            video_recall_at_1: Some(retrieval.video_recall_at_k[0].1),
+            video_recall_at_10: Some(retrieval.video_recall_at_k[1].1),
+            scene_recall_at_1: Some(retrieval.scene_recall_at_1),
+            clip_recall_at_1: retrieval.clip_recall_at_1,
+            video_nmi: Some(nmi(&index.video, &clustering.labels)),
+            ..Default::default()
+        })
     }
 
     /// Weighted kNN top-1 of the held-out split against the training split.
@@ -217,7 +331,8 @@ impl Features {
     }
 
     /// The whole final evaluation: kNN (unless `knn` was measured already), the linear
-    /// probe (when `config.linear_probe_epochs > 0`), retrieval and k-means.
+    /// probe (when `config.linear_probe_epochs > 0`), retrieval and k-means; for video, the
+    /// video metrics instead.
     pub fn evaluate(
         &self,
         config: &EvalConfig,
@@ -225,6 +340,9 @@ impl Features {
         seed: u64,
         knn: Option<f64>,
     ) -> Result<Evaluation> {
+        if let Some(index) = &self.test_video {
+            return self.video_metrics(index, seed);
+        }
         let mut results = Evaluation {
             knn_top1: knn,
             ..Default::default()

@@ -2,7 +2,10 @@
 //!
 //! - Methods ([`Method`]): SimCLR, MoCo v2 (momentum encoder and queue), SupCon, triplet
 //!   (with a miner) and margin-contrastive pairs; the last three on P x K class-balanced
-//!   batches.
+//!   batches; and temporal contrast for video (frames close in time are positives).
+//! - Data: the standard image sets, image folders, and video (files decoded by ffmpeg,
+//!   folders of frames, or the generated demo set: [`ensure_demo`]), with [`VideoIndex`]
+//!   saying where each frame comes from.
 //! - [`Optimizer`]: SGD (momentum, Nesterov), LARS and AdamW, weight decay with batch-norm
 //!   and biases optionally excluded, gradient clipping; [`learning_rate`]: linear warm-up
 //!   and cosine decay.
@@ -13,7 +16,9 @@
 //!   model, optimiser, MoCo queue and position: a resumed run continues exactly),
 //!   `model.safetensors` with its config, `report.json`, `report.md`, and PNG charts of the
 //!   loss (`loss.png`) and kNN (`knn.png`) curves.
-//! - The kNN monitor each epoch and a final linear probe on the held-out split.
+//! - The kNN monitor each epoch and a final linear probe on the held-out split; for video,
+//!   same-video recall outside the query's scene, clip recall and video-clustering NMI, and
+//!   [`VideoCollection`] to find which video shows a frame, and when.
 //!
 //! ```no_run
 //! use std::sync::atomic::AtomicBool;
@@ -37,6 +42,8 @@ mod optim;
 mod plot;
 mod run;
 mod sheet;
+mod video;
+mod video_search;
 
 pub use crate::checkpoint::{Checkpoint, Position, checkpoint_path};
 pub use crate::config::{
@@ -45,7 +52,8 @@ pub use crate::config::{
 pub use crate::data::{RunData, SplitData, load as load_data};
 pub use crate::error::{Error, Result};
 pub use crate::eval::{
-    Evaluation, Features, Input, embed, embed_dataset, embed_query, evaluate_saved, model_identity,
+    Evaluation, Features, Input, embed, embed_dataset, embed_query, evaluate_raw_pixels,
+    evaluate_saved, model_identity,
 };
 pub use crate::method::Method;
 pub use crate::metrics::{MetricsLog, Record, read as read_metrics};
@@ -53,3 +61,5 @@ pub use crate::optim::{Optimizer, learning_rate};
 pub use crate::plot::{PALETTE, Series, line_chart, plot_run, scatter};
 pub use crate::run::{Observer, Plan, Report, Trainer};
 pub use crate::sheet::{cluster_grid, contact_sheet, images_for_ids};
+pub use crate::video::{VideoIndex, ensure_demo};
+pub use crate::video_search::{VideoCollection, VideoHit};

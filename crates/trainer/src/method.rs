@@ -6,10 +6,10 @@ use contrastive_losses::{
     MocoQueue, SupCon, SupConConfig, TripletConfig, TripletLoss,
 };
 use contrastive_models::{EmbeddingModel, HeadKind};
-use contrastive_tensor::{Device, Tensor, no_grad};
+use contrastive_tensor::{Device, Kind, Tensor, no_grad};
 
 use crate::Result;
-use crate::config::MethodConfig;
+use crate::config::{DEFAULT_WINDOW, MethodConfig};
 use crate::error::invalid;
 
 /// A configured method with its loss (and, for MoCo, its queue).
@@ -31,6 +31,17 @@ pub enum Method {
     Triplet(TripletLoss),
     /// Margin contrastive loss (Hadsell et al., 2006) over every pair of a P x K batch.
     Pairs(ContrastiveLoss),
+    /// Temporal contrast for video: frames of one video at most `window` apart are
+    /// positives (multi-positive InfoNCE), frames of other videos negatives, and with a
+    /// `gap`, frames of the same video farther apart than it too.
+    Temporal {
+        /// The masked InfoNCE loss.
+        loss: InfoNce,
+        /// Largest distance, in frames, of a positive pair.
+        window: usize,
+        /// Smallest distance, in frames, beyond which frames of one video are negatives.
+        gap: Option<usize>,
+    },
 }
 
 impl Method {
@@ -71,6 +82,11 @@ impl Method {
                     TripletConfig::new(config.margin.unwrap_or(0.2)).with_mining(mining),
                 )?)
             }
+            "temporal" => Method::Temporal {
+                loss: InfoNce::new(InfoNceConfig::new(config.temperature.unwrap_or(0.2)))?,
+                window: config.window.unwrap_or(DEFAULT_WINDOW),
+                gap: config.gap,
+            },
             "pairs" => Method::Pairs(ContrastiveLoss::new(
                 ContrastiveConfig::new(config.margin.unwrap_or(0.5))
                     .with_pos_margin(config.pos_margin.unwrap_or(0.0)),
@@ -82,7 +98,7 @@ impl Method {
     /// Views per image in a batch.
     pub fn views(&self) -> usize {
         match self {
-            Method::Triplet(_) | Method::Pairs(_) => 1,
+            Method::Triplet(_) | Method::Pairs(_) | Method::Temporal { .. } => 1,
             _ => 2,
         }
     }
@@ -95,6 +111,12 @@ impl Method {
         )
     }
 
+    /// Whether batches are frames of a few videos, and the loss reads each frame's video
+    /// (as its label) and index.
+    pub fn needs_frames(&self) -> bool {
+        matches!(self, Method::Temporal { .. })
+    }
+
     /// The projection head this method trains with.
     pub fn head(&self) -> HeadKind {
         match self {
@@ -104,7 +126,8 @@ impl Method {
     }
 
     /// The loss of one batch: `views` is `[V * B, C, H, W]`, view-major; `labels` `[V * B]`
-    /// when the method needs them; `key` is MoCo's momentum encoder. `embed` runs a model
+    /// when the method needs them (for video, each frame's video) and `frames` each frame's
+    /// index in its video; `key` is MoCo's momentum encoder. `embed` runs a model
     /// in training mode (under autocast) and returns `f32` embeddings, so the loss itself is
     /// computed in full precision. Returns the loss and, for MoCo, the keys to enqueue after
     /// the update.
@@ -115,6 +138,7 @@ impl Method {
         key: Option<&EmbeddingModel>,
         views: &Tensor,
         labels: Option<&Tensor>,
+        frames: Option<&Tensor>,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let labels = || labels.expect("labeled methods get labels");
         Ok(match self {
@@ -136,6 +160,81 @@ impl Method {
             Method::SupCon(loss) => (loss.loss(&embed(model, views)?, labels())?, None),
             Method::Triplet(loss) => (loss.loss(&embed(model, views)?, labels())?, None),
             Method::Pairs(loss) => (loss.loss(&embed(model, views)?, labels())?, None),
+            Method::Temporal { loss, window, gap } => {
+                let frames = frames.expect("temporal batches carry frame indices");
+                let (positive, negative) = temporal_masks(labels(), frames, *window, *gap);
+                (
+                    loss.masked(&embed(model, views)?, &positive, &negative)?,
+                    None,
+                )
+            }
         })
+    }
+}
+
+/// The `[N, N]` positive and negative masks of a batch of frames of `videos` `[N]` at
+/// `frames` `[N]`: positives are other frames of the same video at most `window` apart,
+/// negatives frames of other videos and, with a `gap`, frames of the same video more than
+/// `gap` apart (as `contrastive_samplers::temporal_relation` decides pair by pair).
+pub fn temporal_masks(
+    videos: &Tensor,
+    frames: &Tensor,
+    window: usize,
+    gap: Option<usize>,
+) -> (Tensor, Tensor) {
+    let n = videos.size()[0];
+    let same = videos.unsqueeze(1).eq_tensor(&videos.unsqueeze(0));
+    let distance = (frames.unsqueeze(1) - frames.unsqueeze(0)).abs();
+    let own = Tensor::eye(n, (Kind::Bool, videos.device()));
+    let positive = same
+        .logical_and(&distance.le(window as i64))
+        .logical_and(&own.logical_not());
+    let mut negative = same.logical_not();
+    if let Some(gap) = gap {
+        negative = negative.logical_or(&same.logical_and(&distance.gt(gap as i64)));
+    }
+    (positive, negative)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use contrastive_samplers::{FrameRef, Relation, temporal_relation};
+
+    #[test]
+    fn temporal_masks_agree_with_the_samplers_relation() {
+        let refs: Vec<(usize, usize)> =
+            vec![(0, 0), (0, 1), (0, 3), (0, 9), (1, 2), (1, 2), (1, 30)];
+        let videos = Tensor::from_slice(&refs.iter().map(|r| r.0 as i64).collect::<Vec<_>>());
+        let frames = Tensor::from_slice(&refs.iter().map(|r| r.1 as i64).collect::<Vec<_>>());
+        for gap in [None, Some(5)] {
+            let (pos, neg) = temporal_masks(&videos, &frames, 2, gap);
+            for (a, &(va, fa)) in refs.iter().enumerate() {
+                for (b, &(vb, fb)) in refs.iter().enumerate() {
+                    let p = pos.int64_value(&[a as i64, b as i64]) == 1;
+                    let q = neg.int64_value(&[a as i64, b as i64]) == 1;
+                    let relation = temporal_relation(
+                        FrameRef {
+                            video: va,
+                            frame: fa,
+                        },
+                        FrameRef {
+                            video: vb,
+                            frame: fb,
+                        },
+                        2,
+                        gap,
+                    );
+                    // Two views of one frame (a != b, same frame) are positives here.
+                    let expected = match relation {
+                        Relation::Ignored if a != b && fa == fb && va == vb => (true, false),
+                        Relation::Positive => (true, false),
+                        Relation::Negative => (false, true),
+                        Relation::Ignored => (false, false),
+                    };
+                    assert_eq!((p, q), expected, "{a} {b} gap {gap:?}");
+                }
+            }
+        }
     }
 }

@@ -37,6 +37,9 @@ pub enum Record {
         train_s: f64,
         /// kNN top-1 on the held-out split, when measured.
         knn_top1: Option<f64>,
+        /// For video: same-video recall@1 of the held-out frames, when measured.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        video_recall_at_1: Option<f64>,
         /// Seconds the kNN evaluation took.
         eval_s: Option<f64>,
     },

@@ -256,7 +256,8 @@ pub fn scatter(path: &Path, title: &str, points: &[(f64, f64, usize)]) -> Result
 }
 
 /// Writes `loss.png` (every step's loss and its moving average) and, when the run measured
-/// it, `knn.png` (kNN top-1 per epoch) into `run_dir`.
+/// them, `knn.png` (kNN top-1 per epoch) and `recall.png` (video: same-video recall@1 per
+/// epoch) into `run_dir`.
 pub fn plot_run(run_dir: &Path, records: &[Record]) -> Result<()> {
     let losses: Vec<(f64, f64)> = records
         .iter()
@@ -296,29 +297,53 @@ pub fn plot_run(run_dir: &Path, records: &[Record]) -> Result<()> {
             },
         ],
     )?;
-    let knn: Vec<(f64, f64)> = records
+    // (epoch, kNN top-1, same-video recall@1) of every epoch record.
+    let epochs: Vec<[Option<f64>; 3]> = records
         .iter()
         .filter_map(|r| match r {
             Record::Epoch {
                 epochs_done,
-                knn_top1: Some(k),
+                knn_top1,
+                video_recall_at_1,
                 ..
-            } => Some((*epochs_done as f64, k * 100.0)),
-            _ => None,
+            } => Some([Some(*epochs_done as f64), *knn_top1, *video_recall_at_1]),
+            Record::Step { .. } => None,
         })
         .collect();
-    if !knn.is_empty() {
-        line_chart(
-            &run_dir.join("knn.png"),
+    let percent = |column: usize| -> Vec<(f64, f64)> {
+        epochs
+            .iter()
+            .filter_map(|e| Some((e[0]?, e[column]? * 100.0)))
+            .collect()
+    };
+    let charts = [
+        (
+            "knn.png",
             "kNN top-1 on the held-out split",
-            "epoch",
-            "top-1 %",
-            &[Series {
-                label: "kNN top-1".into(),
-                color: [200, 70, 30],
-                points: knn,
-            }],
-        )?;
+            "kNN top-1",
+            percent(1),
+        ),
+        (
+            "recall.png",
+            "Same-video recall@1 on held-out videos",
+            "recall@1",
+            percent(2),
+        ),
+    ];
+    for (file, title, label, points) in charts {
+        if !points.is_empty() {
+            line_chart(
+                &run_dir.join(file),
+                title,
+                "epoch",
+                "%",
+                &[Series {
+                    label: label.into(),
+                    color: [200, 70, 30],
+                    points,
+                }],
+            )?;
+        }
     }
     Ok(())
 }
@@ -374,6 +399,7 @@ mod tests {
             mean_loss: 1.0,
             train_s: 1.0,
             knn_top1: Some(0.7),
+            video_recall_at_1: Some(0.3),
             eval_s: Some(1.0),
         });
         records.push(Record::Epoch {
@@ -382,10 +408,11 @@ mod tests {
             mean_loss: 0.5,
             train_s: 1.0,
             knn_top1: Some(0.8),
+            video_recall_at_1: Some(0.4),
             eval_s: Some(1.0),
         });
         plot_run(dir.path(), &records).unwrap();
-        for name in ["loss.png", "knn.png"] {
+        for name in ["loss.png", "knn.png", "recall.png"] {
             let image = image::open(dir.path().join(name)).unwrap().to_rgb8();
             assert_eq!(image.dimensions(), (WIDTH, HEIGHT));
             // Something besides the white background was drawn in the plot area.

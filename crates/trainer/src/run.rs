@@ -9,7 +9,7 @@ use std::time::Instant;
 use contrastive_augment::{Image, MultiViewPipeline, Prefetcher, to_batch};
 use contrastive_losses::momentum_update;
 use contrastive_models::{Backbone, EmbeddingModel, ModelConfig, Stem, save_model};
-use contrastive_samplers::{MultiView, PkSampler};
+use contrastive_samplers::{MultiView, PkSampler, TemporalSampler};
 use contrastive_tensor::{
     Kind, ModuleT, Tensor, autocast, describe_device, nn::VarStore, seed_all, set_threads,
     var_store_to_channels_last,
@@ -17,7 +17,7 @@ use contrastive_tensor::{
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{self, Checkpoint, Position, checkpoint_path};
-use crate::config::TrainConfig;
+use crate::config::{DEFAULT_PER_VIDEO, DEFAULT_WINDOW, TrainConfig};
 use crate::data::{self, RunData};
 use crate::error::invalid;
 use crate::eval::{Evaluation, Features, Input};
@@ -82,6 +82,14 @@ enum Batches {
     Shuffled(MultiView),
     /// P classes x K images (label-based methods).
     ClassBalanced(PkSampler),
+    /// A few frames close in time from each of a few videos (temporal methods); `starts`
+    /// maps a video's frames to dataset indices.
+    Temporal {
+        /// The sampler of (video, frame) pairs.
+        sampler: TemporalSampler,
+        /// The dataset index of each video's first frame.
+        starts: Vec<usize>,
+    },
 }
 
 impl Batches {
@@ -89,6 +97,11 @@ impl Batches {
         match self {
             Batches::Shuffled(s) => s.epoch(epoch),
             Batches::ClassBalanced(s) => s.epoch(epoch),
+            Batches::Temporal { sampler, starts } => sampler
+                .epoch(epoch)
+                .into_iter()
+                .map(|batch| batch.iter().map(|f| starts[f.video] + f.frame).collect())
+                .collect(),
         }
     }
 
@@ -96,14 +109,17 @@ impl Batches {
         match self {
             Batches::Shuffled(s) => s.batches_per_epoch(),
             Batches::ClassBalanced(s) => s.batches_per_epoch(),
+            Batches::Temporal { sampler, .. } => sampler.batches_per_epoch(),
         }
     }
 }
 
-/// One prepared batch: all views, view-major, and their labels when the method reads them.
+/// One prepared batch: all views, view-major, their labels when the method reads them and,
+/// for video, each frame's index in its video.
 struct Batch {
     views: Tensor,
     labels: Option<Tensor>,
+    frames: Option<Tensor>,
 }
 
 /// The momentum (key) encoder of MoCo: a copy of the model that follows it slowly.
@@ -126,6 +142,7 @@ pub struct Trainer {
     batches: Batches,
     pipeline: Arc<MultiViewPipeline>,
     position: Position,
+    warnings: Vec<String>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -226,7 +243,33 @@ impl Trainer {
         }
         let mut optimizer = Optimizer::new(&vs, &config.optimizer);
         let seed = config.run.seed;
-        let batches = if method.needs_labels() {
+        let mut warnings = data.warnings.clone();
+        let batches = if method.needs_frames() {
+            let index = data.train.video.as_ref().ok_or_else(|| {
+                invalid(
+                    "method.name",
+                    "temporal learns from video; the data has none",
+                )
+            })?;
+            let per_video = config.method.per_video.unwrap_or(DEFAULT_PER_VIDEO);
+            let sampler = TemporalSampler::new(
+                &index.counts,
+                batch_size / per_video,
+                per_video,
+                config.method.window.unwrap_or(DEFAULT_WINDOW),
+                seed,
+            )?;
+            for &v in sampler.skipped() {
+                warnings.push(format!(
+                    "skipped video {}: {} frames, fewer than method.per_video ({per_video})",
+                    index.names[v], index.counts[v]
+                ));
+            }
+            Batches::Temporal {
+                sampler,
+                starts: index.starts(),
+            }
+        } else if method.needs_labels() {
             let labels = data.train.labels.as_ref().ok_or_else(|| {
                 invalid(
                     "method.name",
@@ -301,6 +344,7 @@ impl Trainer {
             batches,
             pipeline,
             position,
+            warnings,
         })
     }
 
@@ -355,6 +399,9 @@ impl Trainer {
                 }
             ),
         });
+        for warning in &self.warnings {
+            observer.note(warning);
+        }
         // The last kNN monitor's features and top-1, with the step they were taken at: the
         // final evaluation reuses them only when no step came after.
         let mut measured: Option<(u64, Features, f64)> = None;
@@ -410,24 +457,26 @@ impl Trainer {
                 let done = self.position.epoch;
                 let every = self.config.eval.every_epochs as u64;
                 let last_epoch = done == self.config.run.epochs as u64;
-                let (knn, eval_s) = if (every > 0 && done.is_multiple_of(every)) || last_epoch {
-                    observer.note("kNN monitor");
+                let (watched, eval_s) = if (every > 0 && done.is_multiple_of(every)) || last_epoch {
+                    observer.note("monitor");
                     let start = Instant::now();
-                    let monitored = self.knn()?;
-                    let knn = monitored.as_ref().map(|(_, k)| *k);
+                    let monitored = self.monitor()?;
+                    let value = monitored.as_ref().map(|(_, k)| *k);
                     if let Some((features, k)) = monitored {
                         measured = Some((self.position.step, features, k));
                     }
-                    (knn, Some(start.elapsed().as_secs_f64()))
+                    (value, Some(start.elapsed().as_secs_f64()))
                 } else {
                     (None, None)
                 };
+                let (knn, video_recall) = self.split_monitored(watched);
                 let record = Record::Epoch {
                     step: self.position.step,
                     epochs_done: done,
                     mean_loss: losses.iter().sum::<f64>() / losses.len().max(1) as f64,
                     train_s,
                     knn_top1: knn,
+                    video_recall_at_1: video_recall,
                     eval_s,
                 };
                 self.save_checkpoint()?;
@@ -462,10 +511,13 @@ impl Trainer {
         epoch: u64,
     ) -> Prefetcher<Batch> {
         let images: Arc<Vec<Image>> = Arc::clone(&self.data.train.images);
-        let labels = self
-            .method
-            .needs_labels()
+        let labels = (self.method.needs_labels() || self.method.needs_frames())
             .then(|| self.data.train.labels.clone())
+            .flatten();
+        let frames = self
+            .method
+            .needs_frames()
+            .then(|| self.data.train.video.as_ref().map(Arc::clone))
             .flatten();
         let pipeline = Arc::clone(&self.pipeline);
         let input = self.input.clone();
@@ -478,15 +530,16 @@ impl Trainer {
                 .flatten()
                 .collect();
             let views_tensor = to_batch(&views, &input.format)?.to_device(input.device);
-            let labels = labels.as_ref().map(|l| {
-                let one: Vec<i64> = items.iter().map(|&j| l[j] as i64).collect();
+            let per_view = |value: &dyn Fn(usize) -> usize| {
+                let one: Vec<i64> = items.iter().map(|&j| value(j) as i64).collect();
                 Tensor::from_slice(&one)
                     .repeat([pipeline.view_count() as i64])
                     .to_device(input.device)
-            });
+            };
             Ok(Batch {
                 views: views_tensor,
-                labels,
+                labels: labels.as_ref().map(|l| per_view(&|j| l[j])),
+                frames: frames.as_ref().map(|v| per_view(&|j| v.frame[j])),
             })
         })
     }
@@ -516,6 +569,7 @@ impl Trainer {
                 self.key.as_ref().map(|k| &k.model),
                 &batch.views,
                 batch.labels.as_ref(),
+                batch.frames.as_ref(),
             )?
         };
         let value = loss.double_value(&[]);
@@ -581,15 +635,24 @@ impl Trainer {
         }
     }
 
-    /// The current backbone's features and their kNN top-1, when the data has a labeled
-    /// held-out split.
-    fn knn(&self) -> Result<Option<(Features, f64)>> {
-        let eval = &self.config.eval;
+    /// A monitored figure as `(kNN top-1, same-video recall@1)`: the first for images, the
+    /// second for video.
+    fn split_monitored(&self, value: Option<f64>) -> (Option<f64>, Option<f64>) {
+        if self.data.test.as_ref().is_some_and(|t| t.video.is_some()) {
+            (None, value)
+        } else {
+            (value, None)
+        }
+    }
+
+    /// The current backbone's features and the monitored figure (kNN top-1, or for video
+    /// same-video recall@1), when the data has a labeled held-out split.
+    fn monitor(&self) -> Result<Option<(Features, f64)>> {
         let Some(features) = self.features()? else {
             return Ok(None);
         };
-        let knn = features.knn_top1(eval.knn_k, eval.knn_temperature, self.data.classes.len())?;
-        Ok(Some((features, knn)))
+        let value = features.monitor(&self.config.eval, self.data.classes.len())?;
+        Ok(Some((features, value)))
     }
 
     /// Saves the model and runs the final evaluation; `current` holds the features and kNN
@@ -601,9 +664,11 @@ impl Trainer {
     ) -> Result<Report> {
         let model_path = self.run_dir.join("model.safetensors");
         save_model(&self.vs, &self.model.config(), &model_path)?;
-        let knn = current.as_ref().map(|(_, k)| *k);
+        let watched = current.as_ref().map(|(_, k)| *k);
+        let (knn, video_recall) = self.split_monitored(watched);
         let mut results = Evaluation {
             knn_top1: knn,
+            video_recall_at_1: video_recall,
             ..Default::default()
         };
         if self.config.eval.r#final {
@@ -640,32 +705,39 @@ impl Trainer {
     }
 }
 
-/// `report.json` and a short `report.md` in the run directory.
+/// `report.json` and a short `report.md` in the run directory (the figures measured).
 fn write_report(report: &Report) -> Result<()> {
     let json = serde_json::to_string_pretty(report).expect("a report serialises");
     let path = report.run_dir.join("report.json");
     std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
-    let pct =
-        |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{:.2} %", v * 100.0));
-    let num = |v: Option<f64>| v.map_or_else(|| "n/a".to_owned(), |v| format!("{v:.4}"));
     let e = &report.evaluation;
-    let md = format!(
-        "# Run report\n\n| | |\n|---|---|\n| steps | {} |\n| epochs | {} |\n| training time | {:.1} s |\n\
-         | throughput | {:.0} views/s |\n| kNN top-1 | {} |\n| linear-probe top-1 | {} |\n\
-         | precision@1 | {} |\n| MAP@R | {} |\n| k-means NMI | {} |\n| k-means ARI | {} |\n\
-         | k-means accuracy | {} |\n",
-        report.steps,
-        report.epochs_done,
-        report.train_s,
-        report.views_per_s,
-        pct(e.knn_top1),
-        pct(e.linear_probe_top1),
-        pct(e.precision_at_1),
-        num(e.map_at_r),
-        num(e.kmeans_nmi),
-        num(e.kmeans_ari),
-        pct(e.kmeans_accuracy),
+    // (name, value, shown as a percentage)
+    let figures = [
+        ("kNN top-1", e.knn_top1, true),
+        ("linear-probe top-1", e.linear_probe_top1, true),
+        ("precision@1", e.precision_at_1, true),
+        ("MAP@R", e.map_at_r, false),
+        ("k-means NMI", e.kmeans_nmi, false),
+        ("k-means ARI", e.kmeans_ari, false),
+        ("k-means accuracy", e.kmeans_accuracy, true),
+        ("same-video recall@1", e.video_recall_at_1, true),
+        ("same-video recall@10", e.video_recall_at_10, true),
+        ("same-scene recall@1", e.scene_recall_at_1, true),
+        ("clip-to-video recall@1", e.clip_recall_at_1, true),
+        ("video k-means NMI", e.video_nmi, false),
+    ];
+    let mut md = format!(
+        "# Run report\n\n| | |\n|---|---|\n| steps | {} |\n| epochs | {} |\n\
+         | training time | {:.1} s |\n| throughput | {:.0} views/s |\n",
+        report.steps, report.epochs_done, report.train_s, report.views_per_s,
     );
+    for (name, value, percent) in figures {
+        match value {
+            Some(v) if percent => md.push_str(&format!("| {name} | {:.2} % |\n", v * 100.0)),
+            Some(v) => md.push_str(&format!("| {name} | {v:.4} |\n")),
+            None => {}
+        }
+    }
     let path = report.run_dir.join("report.md");
     std::fs::write(&path, md).map_err(|e| Error::io(&path, e))
 }
