@@ -1,12 +1,16 @@
-"""PyTorch + pytorch-metric-learning peer of crates/losses/examples/w3.rs (benchmark W3).
+"""PyTorch + pytorch-metric-learning peer of W3 (crates/bench/src/w3.rs).
 
-Same workloads, 2 threads: median of 5 timed runs after a warm-up, and the peak resident
-memory one run adds, measured in a fresh child process per workload.
+Same workloads, 2 threads: median of --runs timed runs after a warm-up, and the peak
+resident memory one run adds, measured in a fresh child process per workload. Prints one
+JSON row per workload, named as ours (`simclr_ce_N`, plain PyTorch's cross-entropy form
+that lightly uses, is reported against our `nt_xent_N`). `cargo xtask bench --peers` runs
+it; by hand:
 
-    ~/.cache/contrastive/torch-2.13.0/bin/pip install pytorch-metric-learning
-    ~/.cache/contrastive/torch-2.13.0/bin/python bench/peers/losses_w3.py
+    python bench/peers/losses_w3.py [--small] [--runs 5]
 """
 
+import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -44,21 +48,23 @@ def workload(name):
             a, b = z1.clone().requires_grad_(), z2.clone().requires_grad_()
             loss(torch.cat([a, b]), labels).backward()
         return run
-    if name == "triplet_batch_hard_256":
+    if name.startswith("triplet_batch_hard_"):
+        n = int(name.split("_")[3])
         loss, miner = losses.TripletMarginLoss(margin=0.2), miners.BatchHardMiner()
-        x, labels = torch.randn(256, D), torch.arange(256) // 8
+        x, labels = torch.randn(n, D), torch.arange(n) // 8
 
         def run():
             e = x.clone().requires_grad_()
             loss(e, labels, miner(e, labels)).backward()
         return run
-    if name == "contrastive_pairs_4096":
+    if name.startswith("contrastive_pairs_"):
+        n = int(name.split("_")[2])
         loss = losses.ContrastiveLoss(pos_margin=0.0, neg_margin=1.0)
-        a, b = torch.randn(4096, D), torch.randn(4096, D)
-        idx = torch.arange(4096)
+        a, b = torch.randn(n, D), torch.randn(n, D)
+        idx = torch.arange(n)
         pos, neg = idx[idx % 2 == 1], idx[idx % 2 == 0]
-        tuple4 = (pos, pos + 4096, neg, neg + 4096)
-        labels = torch.arange(8192)
+        tuple4 = (pos, pos + n, neg, neg + n)
+        labels = torch.arange(2 * n)
 
         def run():
             e = torch.cat([a.clone().requires_grad_(), b])
@@ -67,8 +73,21 @@ def workload(name):
     raise ValueError(name)
 
 
-WORKLOADS = ["nt_xent_256", "nt_xent_1024", "nt_xent_4096", "simclr_ce_256", "simclr_ce_1024",
-             "simclr_ce_4096", "triplet_batch_hard_256", "contrastive_pairs_4096"]
+def workloads(small):
+    sizes = [32, 64] if small else [256, 1024, 4096]
+    return ([f"nt_xent_{n}" for n in sizes] + [f"simclr_ce_{n}" for n in sizes]
+            + [f"triplet_batch_hard_{32 if small else 256}", f"contrastive_pairs_{256 if small else 4096}"])
+
+
+def row(name, value, peak_mib=None, note=None):
+    peer = "plain PyTorch (CE form)" if name.startswith("simclr_ce_") else "pytorch-metric-learning"
+    out = {"workload": "W3", "name": name.replace("simclr_ce_", "nt_xent_"), "unit": "ms",
+           "value": value, "higher_is_better": False, "peer": peer}
+    if peak_mib is not None:
+        out["peak_mib"] = peak_mib
+    if note:
+        out["note"] = note
+    print(json.dumps(out), flush=True)
 
 
 def rss_kib(field):
@@ -86,22 +105,25 @@ def main():
         run()
         print(rss_kib("VmHWM:") - before)
         return
-    print("workload,median_ms,peak_mib")
-    for name in WORKLOADS:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--small", action="store_true")
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    for name in workloads(args.small):
         run = workload(name)
         try:
             run()
         except RuntimeError as e:  # pml's NT-Xent is cubic in memory: it fails past N=256
-            print(f"{name},failed,{str(e).splitlines()[0][:80]}")
+            row(name, None, note="failed: " + str(e).splitlines()[0][:80])
             continue
         times = []
-        for _ in range(5):
+        for _ in range(args.runs):
             start = time.perf_counter()
             run()
             times.append((time.perf_counter() - start) * 1e3)
         kib = int(subprocess.run([sys.executable, __file__, "--memory", name], capture_output=True,
                                  text=True).stdout.strip() or "0")
-        print(f"{name},{statistics.median(times):.1f},{kib / 1024:.0f}")
+        row(name, statistics.median(times), peak_mib=kib / 1024)
 
 
 if __name__ == "__main__":

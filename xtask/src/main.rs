@@ -5,12 +5,15 @@
 //! - `cargo xtask preview`: a PNG grid of augmented views for a preset;
 //! - `cargo xtask train [--config FILE] [overrides]`: setup, download, release build and a
 //!   training run (default `configs/fmnist-simclr.toml`);
+//! - `cargo xtask bench [--peers] [--full]`: the benchmarks, side by side with the Python
+//!   peers, written into `docs/benchmarks.md`;
 //! - `cargo xtask test`: formatting, lints and every test of the workspace.
 //!
 //! xtask never links libtorch, so it builds in seconds on a machine without it.
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
 mod download;
 mod libtorch;
 mod preview;
@@ -76,6 +79,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Run the benchmarks (W1-W4, the ceiling, criterion), with --peers beside the Python
+    /// peers, and write the report into docs/benchmarks.md.
+    Bench(bench::Options),
     /// Run `cargo fmt --check`, `cargo clippy -D warnings` and every test of the workspace.
     Test {
         /// Extra arguments passed to `cargo test` (after `--`, e.g. a test name filter).
@@ -98,6 +104,7 @@ fn main() -> Result<()> {
             dir,
         } => preview::run(&preset, image.as_deref(), rows, views, &out, dir),
         Task::Train { config, args } => train::run(&root, config, &args),
+        Task::Bench(options) => bench::run(&root, &options),
         Task::Test { cargo_test_args } => test::run(&root, &cargo_test_args),
     }
 }

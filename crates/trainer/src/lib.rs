@@ -58,7 +58,7 @@ pub use crate::eval::{
 pub use crate::method::Method;
 pub use crate::metrics::{MetricsLog, Record, read as read_metrics};
 pub use crate::optim::{Optimizer, learning_rate};
-pub use crate::plot::{PALETTE, Series, line_chart, plot_run, scatter};
+pub use crate::plot::{PALETTE, Series, factor_chart, line_chart, plot_run, scatter};
 pub use crate::run::{Observer, Plan, Report, Trainer};
 pub use crate::sheet::{cluster_grid, contact_sheet, images_for_ids};
 pub use crate::video::{VideoIndex, ensure_demo};

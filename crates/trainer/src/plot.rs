@@ -255,6 +255,101 @@ pub fn scatter(path: &Path, title: &str, points: &[(f64, f64, usize)]) -> Result
         .map_err(|e| Error::Run(format!("{}: {e}", path.display())))
 }
 
+/// Draws horizontal bars of factors (`(label, factor)`, e.g. how many times faster ours is
+/// than a peer) on a log scale around 1x into a PNG at `path`: bars right of the 1x line
+/// (green) are factors above 1, bars left of it (red) below 1.
+pub fn factor_chart(path: &Path, title: &str, bars: &[(String, f64)]) -> Result<()> {
+    const ROW: u32 = 24;
+    const NAMES: f32 = 330.0;
+    let height = TOP as u32 + BOTTOM as u32 + ROW * bars.len().max(1) as u32;
+    let mut canvas = RgbImage::from_pixel(WIDTH, height, Rgb([255, 255, 255]));
+    let finite = bars
+        .iter()
+        .map(|b| b.1)
+        .filter(|f| f.is_finite() && *f > 0.0);
+    let reach = finite.fold(2.0f64, |m, f| m.max(f.log2().abs().ceil()));
+    let (left, w) = (NAMES, WIDTH as f32 - NAMES - RIGHT - 60.0);
+    let px = |log2: f64| left + ((log2 + reach) / (2.0 * reach)) as f32 * w;
+    let font = font();
+    let (grid, ink) = (Rgb([225, 225, 225]), Rgb([20, 20, 20]));
+    let small = PxScale::from(13.0);
+    let plot_bottom = (height as f32 - BOTTOM) as i32;
+    // A tick per doubling, or per quadrupling when the range is wide.
+    let step = if reach > 4.0 { 2 } else { 1 };
+    for tick in ((-(reach as i32))..=(reach as i32)).filter(|t| t % step == 0) {
+        let x = px(f64::from(tick));
+        let colour = if tick == 0 { Rgb([60, 60, 60]) } else { grid };
+        draw_line_segment_mut(&mut canvas, (x, TOP), (x, plot_bottom as f32), colour);
+        if let Some(font) = &font {
+            let text = if tick >= 0 {
+                format!("{}x", 1u64 << tick)
+            } else {
+                format!("1/{}", 1u64 << -tick)
+            };
+            let (tw, _) = text_size(small, font, &text);
+            draw_text_mut(
+                &mut canvas,
+                ink,
+                x as i32 - tw as i32 / 2,
+                plot_bottom + 6,
+                small,
+                font,
+                &text,
+            );
+        }
+    }
+    for (i, (name, factor)) in bars.iter().enumerate() {
+        let y = TOP as i32 + (i as u32 * ROW) as i32;
+        if factor.is_finite() && *factor > 0.0 {
+            let (a, b) = (px(0.0), px(factor.log2().clamp(-reach, reach)));
+            let colour = if *factor >= 1.0 {
+                Rgb([60, 150, 80])
+            } else {
+                Rgb([200, 70, 50])
+            };
+            let (x, width) = (a.min(b) as i32, ((a - b).abs() as u32).max(1));
+            draw_filled_rect_mut(
+                &mut canvas,
+                imageproc::rect::Rect::at(x, y + 4).of_size(width, ROW - 8),
+                colour,
+            );
+        }
+        if let Some(font) = &font {
+            let (_, th) = text_size(small, font, name);
+            let middle = y + (ROW as i32 - th as i32) / 2;
+            draw_text_mut(&mut canvas, ink, 8, middle, small, font, name);
+            let value = if factor.is_finite() {
+                format!("{factor:.2}x")
+            } else {
+                "n/a".into()
+            };
+            draw_text_mut(
+                &mut canvas,
+                ink,
+                (left + w) as i32 + 8,
+                middle,
+                small,
+                font,
+                &value,
+            );
+        }
+    }
+    if let Some(font) = &font {
+        draw_text_mut(
+            &mut canvas,
+            ink,
+            LEFT as i32,
+            10,
+            PxScale::from(18.0),
+            font,
+            title,
+        );
+    }
+    canvas
+        .save(path)
+        .map_err(|e| Error::Run(format!("{}: {e}", path.display())))
+}
+
 /// Writes `loss.png` (every step's loss and its moving average) and, when the run measured
 /// them, `knn.png` (kNN top-1 per epoch) and `recall.png` (video: same-video recall@1 per
 /// epoch) into `run_dir`.
@@ -379,6 +474,23 @@ mod tests {
                 "{colour:?} is drawn"
             );
         }
+    }
+
+    #[test]
+    fn factors_are_drawn_either_side_of_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.png");
+        let bars = vec![
+            ("faster".to_owned(), 3.0),
+            ("slower".to_owned(), 0.4),
+            ("none".to_owned(), f64::NAN),
+        ];
+        factor_chart(&path, "Ours vs peers", &bars).unwrap();
+        let image = image::open(&path).unwrap().to_rgb8();
+        assert_eq!(image.width(), WIDTH);
+        let green = image.pixels().filter(|p| p.0 == [60, 150, 80]).count();
+        let red = image.pixels().filter(|p| p.0 == [200, 70, 50]).count();
+        assert!(green > 100 && red > 100, "green {green}, red {red}");
     }
 
     #[test]

@@ -1,0 +1,92 @@
+//! W2: augmentation throughput in views per second, two views per image, on 1 and 2
+//! threads: the W1 pipeline on 28 x 28 gray images, SimCLR (with blur) on 32 x 32 RGB and
+//! on 224 x 224 RGB cut from 256 x 256. The peer is `bench/peers/augment_w2.py`
+//! (torchvision v2 and lightly's `SimCLRTransform`, image by image on 1 thread).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use contrastive_augment::{Image, MultiViewPipeline, Transform, presets};
+
+use crate::{Row, Scale, median};
+
+/// `n` deterministic `side` x `side` images of `channels` channels.
+fn images(n: usize, side: usize, channels: usize) -> Vec<Image> {
+    (0..n)
+        .map(|i| {
+            Image::from_shape_fn((side, side, channels), |(y, x, c)| {
+                ((y * 31 + x * 17 + c * 71 + i * 13) % 256) as u8
+            })
+        })
+        .collect()
+}
+
+/// Median views per second of `pipeline` over `batch` on `threads` threads.
+fn views_per_second(
+    pipeline: &MultiViewPipeline,
+    batch: &[Image],
+    threads: usize,
+    runs: usize,
+) -> anyhow::Result<f64> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()?;
+    let items: Vec<usize> = (0..batch.len()).collect();
+    pool.install(|| pipeline.apply(batch, &items, 0))?;
+    let rates = (1..=runs.max(1) as u64)
+        .map(|epoch| {
+            let start = Instant::now();
+            pool.install(|| pipeline.apply(batch, &items, epoch))?;
+            Ok((batch.len() * pipeline.view_count()) as f64 / start.elapsed().as_secs_f64())
+        })
+        .collect::<anyhow::Result<Vec<f64>>>()?;
+    Ok(median(&rates))
+}
+
+/// The W2 rows: `<pipeline>_<threads>t` in views/s.
+pub fn rows(scale: Scale, runs: usize) -> anyhow::Result<Vec<Row>> {
+    let workloads: Vec<(&str, Arc<dyn Transform>, Vec<Image>)> = vec![
+        (
+            "w1_28x28_gray",
+            Arc::new(presets::w1()?),
+            images(scale.pick(2048, 32), 28, 1),
+        ),
+        (
+            "simclr_32x32_rgb_blur",
+            Arc::new(presets::simclr(32, 1.0, true)?),
+            images(scale.pick(1024, 16), 32, 3),
+        ),
+        (
+            "simclr_224_from_256_rgb_blur",
+            Arc::new(presets::simclr(224, 1.0, true)?),
+            images(scale.pick(32, 2), 256, 3),
+        ),
+    ];
+    let mut rows = Vec::new();
+    for (name, transform, batch) in workloads {
+        let pipeline = MultiViewPipeline::new(vec![transform.clone(), transform], 0);
+        for threads in [1, 2] {
+            let rate = views_per_second(&pipeline, &batch, threads, runs)?;
+            rows.push(Row::rate(
+                "W2",
+                &format!("{name}_{threads}t"),
+                "views/s",
+                rate,
+            ));
+        }
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_small_pipelines_run_on_one_and_two_threads() {
+        let rows = rows(Scale::Small, 1).unwrap();
+        assert_eq!(rows.len(), 6);
+        assert!(rows.iter().all(|r| r.value > 0.0 && r.higher_is_better));
+        assert!(rows.iter().any(|r| r.name == "w1_28x28_gray_2t"));
+    }
+}

@@ -1,0 +1,158 @@
+//! W1 training throughput, ours (`contrastive train` on `configs/fmnist-simclr.toml`,
+//! stopped after a few steps) and lightly's (`bench/peers/w1_lightly.py`), as rows:
+//! `train_fp32` (fp32, NCHW on both sides) and `train_bf16_cl` (bf16 autocast and
+//! channels-last: our default, and the peer's fastest setting).
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use super::report::Row;
+
+/// Steps timed after the warm-up.
+const WARMUP: usize = 5;
+/// Views in a W1 step (256 images, two views each).
+const VIEWS_PER_STEP: f64 = 512.0;
+
+fn views_row(name: &str, views_per_s: f64, peer: Option<&str>) -> Row {
+    Row {
+        workload: "W1".into(),
+        name: name.into(),
+        unit: "views/s".into(),
+        value: Some(views_per_s),
+        higher_is_better: true,
+        peak_mib: None,
+        note: None,
+        peer: peer.map(Into::into),
+    }
+}
+
+/// One interleaved round: ours fp32, the peer fp32, ours default, the peer's best.
+pub fn round(
+    root: &Path,
+    binary: &Path,
+    python: Option<&Path>,
+    data: &Path,
+    steps: usize,
+) -> Result<Vec<Row>> {
+    let mut rows = vec![views_row(
+        "train_fp32",
+        ours(root, binary, data, "fp32", "off", steps)?,
+        None,
+    )];
+    if let Some(python) = python {
+        rows.push(views_row(
+            "train_fp32",
+            peer(root, python, data, "fp32", steps)?,
+            Some("lightly (fp32)"),
+        ));
+    }
+    rows.push(views_row(
+        "train_bf16_cl",
+        ours(root, binary, data, "bf16", "on", steps)?,
+        None,
+    ));
+    if let Some(python) = python {
+        rows.push(views_row(
+            "train_bf16_cl",
+            peer(root, python, data, "bf16-cl", steps)?,
+            Some("lightly (bf16 + channels-last)"),
+        ));
+    }
+    Ok(rows)
+}
+
+/// Our views/s over `steps` steps after the warm-up.
+fn ours(
+    root: &Path,
+    binary: &Path,
+    data: &Path,
+    precision: &str,
+    channels_last: &str,
+    steps: usize,
+) -> Result<f64> {
+    let out = tempfile::tempdir()?;
+    let run = out.path().join("run");
+    let status = Command::new(binary)
+        .current_dir(root)
+        .args(["train", "--config", "configs/fmnist-simclr.toml", "--quiet"])
+        .arg("--out")
+        .arg(&run)
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--set", &format!("run.max_steps={}", steps + WARMUP)])
+        .args(["--set", &format!("run.precision=\"{precision}\"")])
+        .args(["--set", &format!("run.channels_last=\"{channels_last}\"")])
+        .args(["--set", "eval.every_epochs=0", "--set", "eval.final=false"])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("running contrastive train")?;
+    if !status.success() {
+        bail!("contrastive train ({precision}) failed ({status})");
+    }
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl"))?;
+    views_per_second(&metrics)
+}
+
+/// Views/s over the steps of `metrics.jsonl` after the warm-up: views over the summed step
+/// times.
+pub fn views_per_second(metrics: &str) -> Result<f64> {
+    let rates: Vec<f64> = metrics
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["kind"] == "step")
+        .filter_map(|r| r["views_per_s"].as_f64())
+        .skip(WARMUP)
+        .collect();
+    if rates.is_empty() {
+        bail!("no timed steps in metrics.jsonl");
+    }
+    let seconds: f64 = rates.iter().map(|r| VIEWS_PER_STEP / r).sum();
+    Ok(rates.len() as f64 * VIEWS_PER_STEP / seconds)
+}
+
+/// The peer's views/s over `steps` steps after its warm-up.
+fn peer(root: &Path, python: &Path, data: &Path, precision: &str, steps: usize) -> Result<f64> {
+    let out = Command::new(python)
+        .current_dir(root)
+        .arg("bench/peers/w1_lightly.py")
+        .arg("--data")
+        .arg(data)
+        .args(["--precision", precision, "--steps", &steps.to_string()])
+        .output()
+        .context("running bench/peers/w1_lightly.py")?;
+    if !out.status.success() {
+        bail!(
+            "w1_lightly.py failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .last()
+        .context("w1_lightly.py printed nothing")?;
+    let result: serde_json::Value = serde_json::from_str(line)?;
+    result["views_per_s"]
+        .as_f64()
+        .context("w1_lightly.py printed no views_per_s")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_per_second_skips_the_warm_up_and_weighs_by_time() {
+        let mut lines: Vec<String> = (0..WARMUP)
+            .map(|_| r#"{"kind":"step","views_per_s":1.0}"#.to_owned())
+            .collect();
+        lines.push(r#"{"kind":"step","views_per_s":512.0}"#.into()); // 1 s
+        lines.push(r#"{"kind":"epoch","views_per_s":9.0}"#.into());
+        lines.push(r#"{"kind":"step","views_per_s":256.0}"#.into()); // 2 s
+        let rate = views_per_second(&lines.join("\n")).unwrap();
+        assert!((rate - 1024.0 / 3.0).abs() < 1e-9, "{rate}");
+        assert!(views_per_second(r#"{"kind":"step","views_per_s":5.0}"#).is_err());
+    }
+}
