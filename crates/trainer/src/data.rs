@@ -96,7 +96,7 @@ pub(crate) fn find_standard(name: &str) -> Result<PathBuf> {
 
 /// The folder of a video dataset; the demo set is generated there first when absent (by
 /// default under the data folder, from Fashion-MNIST).
-pub(crate) fn video_dir(config: &DataConfig) -> Result<PathBuf> {
+fn video_dir(config: &DataConfig) -> Result<PathBuf> {
     if config.dataset == "video" {
         return Ok(config.dir.clone().expect("validated: video has a dir"));
     }
@@ -203,22 +203,17 @@ pub fn load(config: &DataConfig) -> Result<RunData> {
             let size = config.image_size.unwrap_or(video::DEMO_SIZE);
             let (train_dir, test_dir) = video::split_dirs(&video_dir(config)?);
             let train = video::load_split(&train_dir, config, size, "train", &mut warnings)?;
+            // Without held-out videos, the figures are measured on the training videos.
             let test = match test_dir {
-                Some(dir) => Some(video::load_split(
-                    &dir,
-                    config,
-                    size,
-                    "test",
-                    &mut warnings,
-                )?),
-                None => None,
+                Some(dir) => video::load_split(&dir, config, size, "test", &mut warnings)?,
+                None => train.clone(),
             };
             let names = train
                 .video
                 .as_ref()
                 .map(|v| v.names.clone())
                 .unwrap_or_default();
-            (train, test, names)
+            (train, Some(test), names)
         }
         "folder" => {
             let dir = config.dir.as_deref().expect("validated: folder has a dir");

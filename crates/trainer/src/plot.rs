@@ -165,15 +165,6 @@ pub fn line_chart(
         }
     }
     if let Some(font) = &font {
-        draw_text_mut(
-            &mut canvas,
-            ink,
-            LEFT as i32,
-            10,
-            PxScale::from(18.0),
-            font,
-            title,
-        );
         let (tw, _) = text_size(small, font, x_label);
         draw_text_mut(
             &mut canvas,
@@ -204,6 +195,21 @@ pub fn line_chart(
                 &s.label,
             );
         }
+    }
+    save_titled(canvas, font.as_ref(), title, LEFT as i32, path)
+}
+
+/// Writes `canvas` to `path`, with `title` at `x` along its top when a font was found.
+fn save_titled(
+    mut canvas: RgbImage,
+    font: Option<&FontVec>,
+    title: &str,
+    x: i32,
+    path: &Path,
+) -> Result<()> {
+    if let Some(font) = font {
+        let ink = Rgb([20, 20, 20]);
+        draw_text_mut(&mut canvas, ink, x, 10, PxScale::from(18.0), font, title);
     }
     canvas
         .save(path)
@@ -239,20 +245,7 @@ pub fn scatter(path: &Path, title: &str, points: &[(f64, f64, usize)]) -> Result
         let rect = imageproc::rect::Rect::at(px as i32 - 1, py as i32 - 1).of_size(3, 3);
         draw_filled_rect_mut(&mut canvas, rect, Rgb(PALETTE[category % PALETTE.len()]));
     }
-    if let Some(font) = &font() {
-        draw_text_mut(
-            &mut canvas,
-            Rgb([20, 20, 20]),
-            10,
-            10,
-            PxScale::from(18.0),
-            font,
-            title,
-        );
-    }
-    canvas
-        .save(path)
-        .map_err(|e| Error::Run(format!("{}: {e}", path.display())))
+    save_titled(canvas, font().as_ref(), title, 10, path)
 }
 
 /// Draws horizontal bars of factors (`(label, factor)`, e.g. how many times faster ours is
@@ -334,20 +327,7 @@ pub fn factor_chart(path: &Path, title: &str, bars: &[(String, f64)]) -> Result<
             );
         }
     }
-    if let Some(font) = &font {
-        draw_text_mut(
-            &mut canvas,
-            ink,
-            LEFT as i32,
-            10,
-            PxScale::from(18.0),
-            font,
-            title,
-        );
-    }
-    canvas
-        .save(path)
-        .map_err(|e| Error::Run(format!("{}: {e}", path.display())))
+    save_titled(canvas, font.as_ref(), title, LEFT as i32, path)
 }
 
 /// Writes `loss.png` (every step's loss and its moving average) and, when the run measured

@@ -54,7 +54,7 @@ pub struct VideoHit {
 
 impl VideoCollection {
     /// Decodes and embeds the videos in `folders` (each a folder of videos, or of `train/`
-    /// and `test/` folders of them; none: the run's own video folder) with the model at
+    /// and `test/` folders of them; none: the run's own videos) with the model at
     /// `model_path`; `config` is its run's (frame size, rate and normalisation).
     pub fn embed(config: &TrainConfig, model_path: &Path, folders: &[PathBuf]) -> Result<Self> {
         if !config.data.is_video() {
@@ -68,21 +68,25 @@ impl VideoCollection {
         }
         let data = crate::data::load(&config.data)?;
         let model = load_for_inference(config, &data, model_path)?;
-        let mut warnings = Vec::new();
+        let mut warnings = data.warnings.clone();
         let mut splits = Vec::new();
-        let own = [crate::data::video_dir(&config.data)?];
-        let folders = if folders.is_empty() {
-            &own[..]
-        } else {
-            folders
-        };
+        let size = data.size;
+        if folders.is_empty() {
+            // The run's own videos, as the run read them (the held-out ones too, unless they
+            // are the training ones again).
+            let test = data
+                .test
+                .filter(|t| !std::sync::Arc::ptr_eq(&t.images, &data.train.images));
+            splits.push(data.train);
+            splits.extend(test);
+        }
         for folder in folders {
             let (train, test) = split_dirs(folder);
             for dir in std::iter::once(train).chain(test) {
                 splits.push(load_split(
                     &dir,
                     &config.data,
-                    data.size,
+                    size,
                     "search",
                     &mut warnings,
                 )?);

@@ -1,4 +1,4 @@
-//! The per-crate criterion benches: `cargo bench --workspace --benches` (with `--quick`
+//! The per-crate criterion benches: `cargo bench --workspace --bench '*'` (with `--quick`
 //! unless full), then their estimates read back from `target/criterion`.
 
 use std::path::Path;
@@ -11,7 +11,9 @@ use super::report::Row;
 /// Runs every criterion bench of the workspace and returns each benchmark's mean time.
 pub fn run(root: &Path, full: bool) -> Result<Vec<Row>> {
     let started = SystemTime::now();
-    let mut args = vec!["bench", "--workspace", "--benches", "--quiet"];
+    // `--bench '*'`: the bench targets only (`--benches` would also pass the flags to the
+    // libraries' own test harnesses, which refuse them).
+    let mut args = vec!["bench", "--workspace", "--bench", "*", "--quiet"];
     if !full {
         args.extend(["--", "--quick"]);
     }

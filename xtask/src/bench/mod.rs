@@ -141,7 +141,13 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         }
     }
     if options.wants("criterion") && !options.small {
-        rows.extend(criterion::run(root, options.full)?);
+        // The rounds' figures are kept whatever happens to the criterion benches.
+        match criterion::run(root, options.full) {
+            Ok(found) => rows.extend(found),
+            Err(e) => {
+                eprintln!("bench: the criterion benches failed, reported without them: {e:#}")
+            }
+        }
     }
 
     let summaries = report::summarise(&rows);
