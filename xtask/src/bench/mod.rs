@@ -150,6 +150,9 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         }
     }
 
+    let saved = root.join("target").join("bench-rows.json");
+    std::fs::write(&saved, serde_json::to_string_pretty(&rows)?)
+        .with_context(|| format!("writing {}", saved.display()))?;
     let summaries = report::summarise(&rows);
     let comparisons = report::compare(&summaries);
     println!("{}", report::table(&comparisons));
@@ -311,11 +314,15 @@ fn render(
         options.command(),
         machine()
     );
-    if let Some(noise) = report::noise(summaries) {
+    let spreads = report::spreads(summaries);
+    if let Some((largest, row)) = spreads.first() {
+        let middle = spreads[spreads.len() / 2].0;
         md.push_str(&format!(
-            "- Noise: figures moved by up to {:.0} % between rounds of this run; ratios that \
-             differ by less between runs are noise.\n",
-            noise * 100.0
+            "- Noise: between the rounds of this run a figure moved by {:.0} % (median over \
+             rows; the most: {:.0} %, {row}). Ratios of two runs that differ by less than \
+             that are noise.\n",
+            middle * 100.0,
+            largest * 100.0
         ));
     }
     md.push('\n');

@@ -200,17 +200,21 @@ pub fn table(comparisons: &[Comparison]) -> String {
     md
 }
 
-/// The largest relative spread ((max - min) / median) of any summary with two or more
-/// rounds: the noise the report states.
-pub fn noise(summaries: &[Summary]) -> Option<f64> {
-    summaries
+/// The relative spread ((max - min) / median over the rounds) of every summary measured
+/// more than once, with its row, largest first: the noise the report states.
+pub fn spreads(summaries: &[Summary]) -> Vec<(f64, String)> {
+    let mut spreads: Vec<(f64, String)> = summaries
         .iter()
         .filter_map(|s| {
             let (lo, hi) = s.range?;
             let m = s.median?;
-            (m != 0.0 && hi > lo).then(|| (hi - lo) / m.abs())
+            let who = s.row.peer.as_deref().unwrap_or("ours");
+            let name = format!("{} {} ({who})", s.row.workload, s.row.name);
+            (m != 0.0 && hi > lo).then(|| ((hi - lo) / m.abs(), name))
         })
-        .max_by(f64::total_cmp)
+        .collect();
+    spreads.sort_by(|a, b| b.0.total_cmp(&a.0));
+    spreads
 }
 
 /// `document` with the text between `BEGIN` and `END` replaced by `section` (the markers
@@ -285,8 +289,13 @@ mod tests {
         );
         assert!(md.contains("| torch | 4.00 | 0.62"), "{md}");
         assert!(md.contains("| rate | views/s | 50.0 | — |"), "{md}");
-        let n = noise(&summaries).unwrap();
-        assert!((n - 0.4).abs() < 1e-9, "ours: (3 - 2) / 2.5 = {n}");
+        let spreads = spreads(&summaries);
+        assert!(
+            (spreads[0].0 - 0.4).abs() < 1e-9,
+            "ours: (3 - 2) / 2.5: {spreads:?}"
+        );
+        assert_eq!(spreads[0].1, "W3 loss (ours)");
+        assert_eq!(spreads.len(), 2, "torch's two equal values have no spread");
     }
 
     #[test]
