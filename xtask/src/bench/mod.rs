@@ -355,11 +355,12 @@ fn render(
         md.push_str("\n### Criterion benches (per crate)\n\n| bench | mean |\n|---|---|\n");
         for c in criterion {
             if let Some(v) = c.ours.median {
-                md.push_str(&format!(
-                    "| {} | {} µs |\n",
-                    c.ours.row.name,
-                    report::figure(v)
-                ));
+                let time = if v >= 1000.0 {
+                    format!("{} ms", report::figure(v / 1000.0))
+                } else {
+                    format!("{} µs", report::figure(v))
+                };
+                md.push_str(&format!("| {} | {time} |\n", c.ours.row.name));
             }
         }
     }
