@@ -89,6 +89,15 @@ impl InfoNce {
         let z = pairs::normalize(&x);
         if self.block(rows) >= rows {
             let s = z.matmul(&z.tr()) / self.config.temperature;
+            if !self.config.decoupled {
+                // Each row's own column out, then one fused cross-entropy (log-softmax and
+                // the positive's term) instead of separate masking, gather and log-sum-exp.
+                let own = Tensor::eye(rows, (Kind::Bool, x.device()));
+                return Ok(s
+                    .masked_fill(&own, f64::NEG_INFINITY)
+                    .log_softmax(-1, s.kind())
+                    .nll_loss(&partner));
+            }
             let (per_row, _, _) = self.view_rows(&s, 0, &partner);
             return Ok(per_row.mean(None::<Kind>));
         }
