@@ -97,6 +97,19 @@ pub fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
     times[times.len() / 2]
 }
 
+/// [`median_ms`] of a fallible `f`: the first error ends the timing and is returned.
+pub fn try_median_ms<E>(runs: usize, mut f: impl FnMut() -> Result<(), E>) -> Result<f64, E> {
+    let mut failure = None;
+    let ms = median_ms(runs, || {
+        if failure.is_none()
+            && let Err(e) = f()
+        {
+            failure = Some(e);
+        }
+    });
+    failure.map_or(Ok(ms), Err)
+}
+
 /// The median of `values` (the upper one of an even count); `NaN` for none.
 pub fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
@@ -130,6 +143,17 @@ mod tests {
         let t = median_ms(3, || calls += 1);
         assert_eq!(calls, 4, "a warm-up and three runs");
         assert!(t >= 0.0);
+        let mut tries = 0;
+        let failed = try_median_ms(3, || {
+            tries += 1;
+            if tries == 2 {
+                Err("second run failed")
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(failed, Err("second run failed"));
+        assert_eq!(tries, 2, "no run after the failure");
         let row = Row::ms("W3", "x", 1.5);
         let text = serde_json::to_string(&row).unwrap();
         assert_eq!(serde_json::from_str::<Row>(&text).unwrap(), row);

@@ -10,7 +10,7 @@
 use contrastive_retrieval::{KMeans, Metric, ari, nmi, normalize, search};
 use contrastive_tensor::{Device, Kind, Tensor, seed_all};
 
-use crate::{Row, Scale, median_ms};
+use crate::{Row, Scale, try_median_ms};
 
 /// Rows of `k`-blob clustered vectors `[n, d]` and their blobs, by the formula above.
 pub fn blobs(n: i64, d: i64, k: i64) -> (Tensor, Vec<usize>) {
@@ -32,28 +32,18 @@ pub fn rows(scale: Scale, runs: usize) -> anyhow::Result<Vec<Row>> {
     let (n_db, n_q) = scale.pick((60_000, 10_000), (600, 100));
     let database = normalize(&Tensor::randn([n_db, 128], cpu));
     let queries = normalize(&Tensor::randn([n_q, 128], cpu));
-    let mut failure = None;
-    let search_ms = median_ms(runs, || {
-        if let Err(e) = search(&database, &queries, 10, Metric::InnerProduct) {
-            failure = Some(e);
-        }
-    });
-    if let Some(e) = failure {
-        return Err(e.into());
-    }
+    let search_ms = try_median_ms(runs, || {
+        search(&database, &queries, 10, Metric::InnerProduct).map(|_| ())
+    })?;
     let name = format!("exact_ip_top10_{n_q}x{n_db}x128");
 
     let n = scale.pick(70_000, 700);
     let (x, truth) = blobs(n, 128, 10);
     let mut labels = Vec::new();
-    let mut failure = None;
-    let kmeans_ms = median_ms(runs, || match KMeans::new(10, 0).fit(&x) {
-        Ok(c) => labels = c.labels,
-        Err(e) => failure = Some(e),
-    });
-    if let Some(e) = failure {
-        return Err(e.into());
-    }
+    let kmeans_ms = try_median_ms(runs, || {
+        labels = KMeans::new(10, 0).fit(&x)?.labels;
+        Ok::<(), contrastive_retrieval::Error>(())
+    })?;
     let mut kmeans = Row::ms("W4", &format!("kmeans_k10_{n}x128"), kmeans_ms);
     kmeans.note = Some(format!(
         "NMI {:.3}, ARI {:.3}",

@@ -43,7 +43,7 @@ pub use crate::image_io::{Channels, Resize, conform, hwc_from_image, image_from_
 pub use crate::stl10::{STL10_CLASSES, Stl10};
 pub use crate::video::{
     FrameFolders, FrameOptions, FrameReader, VIDEO_EXTENSIONS, VideoChannels, VideoFiles,
-    VideoInfo, check_ffmpeg, probe,
+    VideoInfo, check_ffmpeg, is_video_file, probe,
 };
 pub use crate::video_demo::{DemoSpec, DemoVideo, SCENES_FILE, read_scenes, write_demo_videos};
 

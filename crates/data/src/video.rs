@@ -376,6 +376,12 @@ impl Dataset for FrameFolders {
 /// The file extensions taken as video files.
 pub const VIDEO_EXTENSIONS: [&str; 8] = ["mp4", "mkv", "avi", "mov", "webm", "m4v", "mpg", "mpeg"];
 
+/// Whether `path` is named as a video file (one of [`VIDEO_EXTENSIONS`], any case).
+pub fn is_video_file(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|x| VIDEO_EXTENSIONS.contains(&x.to_string_lossy().to_lowercase().as_str()))
+}
+
 /// Video files decoded once (streamed through [`FrameReader`]) into a raw frame cache on
 /// disk, then read frame by frame at random. Files that cannot be decoded are skipped and
 /// counted, or fail the open in strict mode.
@@ -419,11 +425,7 @@ impl VideoFiles {
         let mut paths: Vec<PathBuf> = fs::read_dir(root)
             .map_err(|e| Error::io(root, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension().is_some_and(|x| {
-                    VIDEO_EXTENSIONS.contains(&x.to_string_lossy().to_lowercase().as_str())
-                })
-            })
+            .filter(|p| is_video_file(p))
             .collect();
         paths.sort_by(|a, b| crate::natural_cmp(&a.to_string_lossy(), &b.to_string_lossy()));
 

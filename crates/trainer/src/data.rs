@@ -108,14 +108,8 @@ fn video_dir(config: &DataConfig) -> Result<PathBuf> {
             })?
             .join("video-demo"),
     };
-    let whole = ["train", "test"].iter().all(|split| {
-        dir.join(split)
-            .join(contrastive_data::SCENES_FILE)
-            .is_file()
-    });
-    if !whole {
-        video::ensure_demo(&dir)?;
-    }
+    // Generates only the splits that are not complete yet.
+    video::ensure_demo(&dir)?;
     Ok(dir)
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use contrastive_data::{
     Channels, Dataset, DemoSpec, FolderOptions, FrameFolders, FrameOptions, Resize, Source, Split,
-    VIDEO_EXTENSIONS, VideoChannels, VideoFiles, download, fashion_mnist, probe, read_scenes,
+    VideoChannels, VideoFiles, download, fashion_mnist, is_video_file, probe, read_scenes,
     write_demo_videos,
 };
 
@@ -108,18 +108,12 @@ pub fn split_dirs(dir: &Path) -> (PathBuf, Option<PathBuf>) {
     }
 }
 
-/// Whether `path` is named as a video file.
-fn holds_video_extension(path: &Path) -> bool {
-    path.extension()
-        .is_some_and(|x| VIDEO_EXTENSIONS.contains(&x.to_string_lossy().to_lowercase().as_str()))
-}
-
 /// Whether `dir` holds video files (else it is taken as folders of frame images).
 fn holds_videos(dir: &Path) -> Result<bool> {
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     Ok(entries
         .filter_map(|e| e.ok())
-        .any(|e| holds_video_extension(&e.path())))
+        .any(|e| is_video_file(&e.path())))
 }
 
 /// Decodes every video of `dir` into frames of `size` pixels (RGB) at `config.fps`, labeled
@@ -179,7 +173,7 @@ pub fn load_split(
             unreachable!("video datasets yield frames");
         };
         // A video file, or the folder of a video's frame files.
-        paths[v] = if path.is_dir() || holds_video_extension(&path) {
+        paths[v] = if path.is_dir() || is_video_file(&path) {
             path.to_path_buf()
         } else {
             path.parent().unwrap_or(&path).to_path_buf()

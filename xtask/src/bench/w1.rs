@@ -28,6 +28,19 @@ fn views_row(name: &str, views_per_s: f64, peer: Option<&str>) -> Row {
     }
 }
 
+/// The two W1 settings: row name, our precision and channels-last, the peer's precision
+/// flag and its label.
+const SETTINGS: [(&str, &str, &str, &str, &str); 2] = [
+    ("train_fp32", "fp32", "off", "fp32", "lightly (fp32)"),
+    (
+        "train_bf16_cl",
+        "bf16",
+        "on",
+        "bf16-cl",
+        "lightly (bf16 + channels-last)",
+    ),
+];
+
 /// One interleaved round: ours fp32, the peer fp32, ours default, the peer's best.
 pub fn round(
     root: &Path,
@@ -36,29 +49,14 @@ pub fn round(
     data: &Path,
     steps: usize,
 ) -> Result<Vec<Row>> {
-    let mut rows = vec![views_row(
-        "train_fp32",
-        ours(root, binary, data, "fp32", "off", steps)?,
-        None,
-    )];
-    if let Some(python) = python {
-        rows.push(views_row(
-            "train_fp32",
-            peer(root, python, data, "fp32", steps)?,
-            Some("lightly (fp32)"),
-        ));
-    }
-    rows.push(views_row(
-        "train_bf16_cl",
-        ours(root, binary, data, "bf16", "on", steps)?,
-        None,
-    ));
-    if let Some(python) = python {
-        rows.push(views_row(
-            "train_bf16_cl",
-            peer(root, python, data, "bf16-cl", steps)?,
-            Some("lightly (bf16 + channels-last)"),
-        ));
+    let mut rows = Vec::new();
+    for (name, precision, channels_last, peer_precision, label) in SETTINGS {
+        let views = ours(root, binary, data, precision, channels_last, steps)?;
+        rows.push(views_row(name, views, None));
+        if let Some(python) = python {
+            let views = peer(root, python, data, peer_precision, steps)?;
+            rows.push(views_row(name, views, Some(label)));
+        }
     }
     Ok(rows)
 }
