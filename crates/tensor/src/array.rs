@@ -65,3 +65,36 @@ pub fn array_from_tensor_dim<T: Element, D: Dimension>(tensor: &Tensor) -> Resul
             actual,
         })
 }
+
+/// Lends the values of a contiguous CPU `f32` tensor as a slice, without copying, for the
+/// length of `f`. Panics (naming the op and the tensor) when the tensor is not contiguous
+/// `f32` on the CPU. The tensor must not be written through another handle meanwhile.
+///
+/// ```
+/// use contrastive_tensor::{Tensor, with_f32_slice};
+/// let t = Tensor::from_slice(&[1.0f32, 2.0, 3.0]);
+/// assert_eq!(with_f32_slice(&t, |v| v.iter().sum::<f32>()), 6.0);
+/// ```
+pub fn with_f32_slice<R>(tensor: &Tensor, f: impl FnOnce(&[f32]) -> R) -> R {
+    assert!(
+        tensor.kind() == tch::Kind::Float
+            && tensor.device() == Device::Cpu
+            && tensor.is_contiguous(),
+        "with_f32_slice: needs a contiguous f32 CPU tensor, got {:?} {:?} of shape {:?} \
+         (contiguous: {})",
+        tensor.kind(),
+        tensor.device(),
+        tensor.size(),
+        tensor.is_contiguous()
+    );
+    let len = tensor.numel();
+    if len == 0 {
+        return f(&[]);
+    }
+    // SAFETY: the tensor is a contiguous f32 CPU tensor of `len` elements, so its data
+    // pointer addresses `len` initialised, aligned f32 values; `tensor` is borrowed for the
+    // whole call, so its storage outlives the slice, and the contract above rules out
+    // writes through other handles while `f` runs.
+    let values = unsafe { std::slice::from_raw_parts(tensor.data_ptr() as *const f32, len) };
+    f(values)
+}

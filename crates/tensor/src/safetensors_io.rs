@@ -60,6 +60,63 @@ impl SafetensorsFile {
         })
     }
 
+    /// Like [`SafetensorsFile::read`], but the tensors are views of the file mapped into
+    /// memory (libtorch's `from_file`, a private copy-on-write mapping): opening is
+    /// immediate whatever the size, pages are read when first touched, and the operating
+    /// system may drop them again under memory pressure. A tensor whose data is not aligned
+    /// for its kind is copied instead. The file must not be truncated while the tensors
+    /// live (our writers replace files by renaming, which is safe).
+    pub fn map(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let invalid = |message: String| Error::InvalidCheckpoint {
+            path: path.clone(),
+            message,
+        };
+        let len = fs::metadata(&path).map_err(|e| Error::io(&path, e))?.len() as usize;
+        if len < 8 {
+            return Err(invalid(format!("{len} bytes is too short for a header")));
+        }
+        let name = path
+            .to_str()
+            .ok_or_else(|| invalid("the path is not UTF-8".into()))?;
+        let bytes = Tensor::f_from_file(name, false, len as i64, (Kind::Uint8, Device::Cpu))?;
+        // SAFETY: `bytes` is a contiguous u8 CPU tensor of `len` elements mapping the file;
+        // it outlives `buffer`, which is only read during this call.
+        let buffer = unsafe { std::slice::from_raw_parts(bytes.data_ptr() as *const u8, len) };
+        let (header_len, header) =
+            SafeTensors::read_metadata(buffer).map_err(|e| invalid(e.to_string()))?;
+        let data_start = 8 + header_len;
+        let mut tensors = BTreeMap::new();
+        for (name, info) in header.tensors() {
+            let kind = kind_of(info.dtype).ok_or_else(|| {
+                invalid(format!(
+                    "tensor {name:?} has unsupported dtype {:?}",
+                    info.dtype
+                ))
+            })?;
+            let (begin, end) = info.data_offsets;
+            let raw = bytes.narrow(0, (data_start + begin) as i64, (end - begin) as i64);
+            let raw = if (data_start + begin) % kind.elt_size_in_bytes() == 0 {
+                raw
+            } else {
+                raw.copy()
+            };
+            let shape: Vec<i64> = info.shape.iter().map(|&d| d as i64).collect();
+            tensors.insert(name, raw.f_view_dtype(kind)?.f_view(shape.as_slice())?);
+        }
+        let metadata = header
+            .metadata()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        Ok(Self {
+            path,
+            tensors,
+            metadata,
+        })
+    }
+
     /// Copies the file's tensors into `targets` (name -> tensor), strictly: every target must
     /// be in the file with the same shape, and the file may hold nothing else. Values are
     /// converted to each target's kind and device. Nothing is copied unless all checks pass.

@@ -258,3 +258,40 @@ fn a_save_killed_before_the_rename_leaves_the_previous_file_intact() {
     save_safetensors(&path, &[("w", &newest)], &no_metadata()).unwrap();
     assert!(SafetensorsFile::read(&path).unwrap().tensors["w"].equal(&newest));
 }
+
+#[test]
+fn a_mapped_file_gives_the_same_tensors_without_reading_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.safetensors");
+    let big = Tensor::randn([1000, 64], (Kind::Float, Device::Cpu));
+    let bytes = Tensor::from_slice(&[1u8, 2, 3]);
+    let ids = Tensor::from_slice(&[7i64, -1]);
+    let meta = BTreeMap::from([("k".to_owned(), "v".to_owned())]);
+    save_safetensors(
+        &path,
+        &[("big", &big), ("odd", &bytes), ("ids", &ids)],
+        &meta,
+    )
+    .unwrap();
+    let mapped = SafetensorsFile::map(&path).unwrap();
+    let read = SafetensorsFile::read(&path).unwrap();
+    assert_eq!(mapped.metadata, read.metadata);
+    for (name, tensor) in &read.tensors {
+        let m = &mapped.tensors[name];
+        assert_eq!(m.kind(), tensor.kind(), "{name}");
+        assert!(m.equal(tensor), "{name}");
+    }
+    // Writing to a mapped tensor changes neither the file nor other mappings.
+    let mut first = mapped.tensors["big"].get(0);
+    let _ = first.fill_(5.0);
+    assert!(SafetensorsFile::map(&path).unwrap().tensors["big"].equal(&big));
+
+    let truncated = dir.path().join("truncated.safetensors");
+    let all = std::fs::read(&path).unwrap();
+    std::fs::write(&truncated, &all[..all.len() - 100]).unwrap();
+    let err = SafetensorsFile::map(&truncated).unwrap_err().to_string();
+    assert!(err.contains("truncated.safetensors"), "{err}");
+    std::fs::write(&truncated, b"abc").unwrap();
+    assert!(SafetensorsFile::map(&truncated).is_err());
+    assert!(SafetensorsFile::map(dir.path().join("absent")).is_err());
+}
