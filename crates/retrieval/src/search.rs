@@ -1,16 +1,22 @@
 //! Exact k-nearest-neighbour search: batched matrix products and a partial top-k.
 
-use contrastive_tensor::{Kind, Tensor, no_grad};
+use std::collections::BinaryHeap;
+
+use contrastive_tensor::{Device, Kind, Tensor, no_grad, with_f32_slice};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::error::invalid;
 use crate::{Error, Result};
 
 /// How closeness is measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Metric {
     /// Cosine similarity (vectors are L2-normalised first); larger is closer.
     Cosine,
     /// Inner product; larger is closer.
+    #[serde(rename = "ip")]
     InnerProduct,
     /// Euclidean distance; smaller is closer (scores are distances).
     L2,
@@ -41,30 +47,33 @@ pub struct Neighbours {
     pub indices: Tensor,
 }
 
-/// A database prepared once for scoring many query chunks against it: normalised for
-/// cosine, with its squared norms for L2.
+/// A database prepared once for scoring many query chunks against it, without copying it
+/// (it may be a memory-mapped store larger than memory): its inverse norms for cosine,
+/// its squared norms for L2, each `[1, N]`.
 pub(crate) struct Scorer {
     database: Tensor,
-    squared_norms: Option<Tensor>,
+    /// Per row: `1 / |d|` (cosine) or `|d|^2` (L2).
+    row_norms: Option<Tensor>,
     metric: Metric,
 }
 
 impl Scorer {
     /// Prepares `database` (`f32`) for `metric`.
     pub(crate) fn new(database: &Tensor, metric: Metric) -> Self {
-        let database = match metric {
-            Metric::Cosine => normalize(database),
-            _ => database.shallow_clone(),
-        };
-        let squared_norms = (metric == Metric::L2).then(|| {
+        let squared = || {
             database
                 .square()
                 .sum_dim_intlist(1, false, Kind::Float)
                 .unsqueeze(0)
-        });
+        };
+        let row_norms = match metric {
+            Metric::Cosine => Some(squared().sqrt().clamp_min(1e-12).reciprocal()),
+            Metric::L2 => Some(squared()),
+            Metric::InnerProduct => None,
+        };
         Self {
-            database,
-            squared_norms,
+            database: database.shallow_clone(),
+            row_norms,
             metric,
         }
     }
@@ -72,13 +81,48 @@ impl Scorer {
     /// Similarities `[M, N]` of `queries` to the database (for L2: negated squared
     /// distances, so larger is closer in every case).
     pub(crate) fn similarity(&self, queries: &Tensor) -> Tensor {
-        match (self.metric, &self.squared_norms) {
-            (Metric::Cosine, _) => normalize(queries).matmul(&self.database.tr()),
-            (Metric::L2, Some(d2)) => {
-                let q2 = queries.square().sum_dim_intlist(1, true, Kind::Float);
-                queries.matmul(&self.database.tr()) * 2.0 - q2 - d2
+        self.block_similarity(&self.prepare(queries), 0, self.database.size()[0])
+            - self.query_offset(queries)
+    }
+
+    /// `queries` as the database is: normalised for cosine.
+    fn prepare(&self, queries: &Tensor) -> Tensor {
+        match self.metric {
+            Metric::Cosine => normalize(queries),
+            _ => queries.shallow_clone(),
+        }
+    }
+
+    /// What [`Scorer::similarity`] subtracts per query row: `|q|^2` for L2 (it does not
+    /// change the order within a row), else nothing.
+    fn query_offset(&self, queries: &Tensor) -> Tensor {
+        match self.metric {
+            Metric::L2 => queries.square().sum_dim_intlist(1, true, Kind::Float),
+            _ => Tensor::zeros([1, 1], (Kind::Float, queries.device())),
+        }
+    }
+
+    /// Similarities of prepared `queries` to database rows `start .. start + len`, less the
+    /// per-query offset (contiguous `[M, len]`).
+    fn block_similarity(&self, queries: &Tensor, start: i64, len: i64) -> Tensor {
+        let mut out = Tensor::empty([queries.size()[0], len], (Kind::Float, queries.device()));
+        self.block_similarity_into(queries, start, len, &mut out);
+        out
+    }
+
+    /// [`Scorer::block_similarity`] written into `out`, so a search can reuse one buffer
+    /// instead of faulting in fresh pages for every block.
+    fn block_similarity_into(&self, queries: &Tensor, start: i64, len: i64, out: &mut Tensor) {
+        let block = self.database.narrow(0, start, len);
+        let _ = queries.mm_out(out, &block.tr());
+        match (self.metric, &self.row_norms) {
+            (Metric::Cosine, Some(inverse)) => {
+                let _ = out.g_mul_(&inverse.narrow(1, start, len));
             }
-            _ => queries.matmul(&self.database.tr()),
+            (Metric::L2, Some(d2)) => {
+                let _ = out.g_mul_scalar_(2.0).g_sub_(&d2.narrow(1, start, len));
+            }
+            _ => {}
         }
     }
 }
@@ -89,8 +133,10 @@ pub fn normalize(x: &Tensor) -> Tensor {
 }
 
 /// Exact search of `queries` `[M, D]` in `database` `[N, D]` (both `f32`, on one device):
-/// the `k` best rows per query. Queries go through in chunks so that at most about 64 M
-/// similarities exist at once; libtorch spreads each product over its threads (or the GPU).
+/// the `k` best rows per query. On the CPU, blocks of queries meet blocks of database rows
+/// in matrix products whose scores stream through a bounded heap per query; on a GPU,
+/// chunks of queries meet the whole database (at most about 64 M similarities at once) and
+/// a top-k. Equal scores keep the lower row first.
 /// `k` larger than the database is clamped to its size.
 pub fn search(database: &Tensor, queries: &Tensor, k: usize, metric: Metric) -> Result<Neighbours> {
     let (d, q) = (database.size(), queries.size());
@@ -110,11 +156,14 @@ pub fn search(database: &Tensor, queries: &Tensor, k: usize, metric: Metric) -> 
         return Err(invalid("k", "must be at least 1"));
     }
     let k = (k as i64).min(d[0]);
-    let chunk = (64 * 1024 * 1024 / d[0]).clamp(1, 4096);
     no_grad(|| {
         let database = database.to_kind(Kind::Float);
         let queries = queries.to_kind(Kind::Float).to_device(database.device());
         let scorer = Scorer::new(&database, metric);
+        if database.device() == Device::Cpu {
+            return Ok(search_cpu(&scorer, &queries, k as usize));
+        }
+        let chunk = (64 * 1024 * 1024 / d[0]).clamp(1, 4096);
         let (mut scores, mut indices) = (Vec::new(), Vec::new());
         let mut start = 0;
         while start < q[0] {
@@ -136,9 +185,138 @@ pub fn search(database: &Tensor, queries: &Tensor, k: usize, metric: Metric) -> 
     })
 }
 
+/// Query rows per block of the CPU search.
+const QUERY_BLOCK: i64 = 2048;
+/// Database rows per block of the CPU search: a block of scores is 8 MiB, small enough
+/// to be read back from the cache it was written to.
+const DATABASE_BLOCK: i64 = 1024;
+
+/// The CPU search, as faiss's exhaustive search does it: blocks of queries against blocks
+/// of database rows, each a well-shaped matrix product, whose scores stream through a
+/// bounded heap per query (one comparison with the query's current k-th best for most
+/// scores) on rayon's threads, instead of a full top-k over each query's million scores.
+fn search_cpu(scorer: &Scorer, queries: &Tensor, k: usize) -> Neighbours {
+    let (m, n) = (queries.size()[0], scorer.database.size()[0]);
+    let mut best: Vec<Vec<(f32, i64)>> = Vec::with_capacity(m as usize);
+    let full_size = (QUERY_BLOCK.min(m), DATABASE_BLOCK.min(n));
+    let full = Tensor::empty([full_size.0, full_size.1], (Kind::Float, Device::Cpu));
+    for q_start in (0..m).step_by(QUERY_BLOCK as usize) {
+        let q_len = QUERY_BLOCK.min(m - q_start);
+        let block = scorer.prepare(&queries.narrow(0, q_start, q_len));
+        let mut heaps: Vec<TopK> = (0..q_len).map(|_| TopK::new(k)).collect();
+        for d_start in (0..n).step_by(DATABASE_BLOCK as usize) {
+            let d_len = DATABASE_BLOCK.min(n - d_start);
+            let mut sim = if (q_len, d_len) == full_size {
+                full.shallow_clone()
+            } else {
+                Tensor::empty([q_len, d_len], (Kind::Float, Device::Cpu))
+            };
+            scorer.block_similarity_into(&block, d_start, d_len, &mut sim);
+            with_f32_slice(&sim, |values| {
+                heaps
+                    .par_iter_mut()
+                    .zip(values.par_chunks(d_len as usize))
+                    .for_each(|(heap, row)| heap.offer_row(row, d_start));
+            });
+        }
+        best.extend(heaps.into_iter().map(TopK::into_sorted));
+    }
+    // For L2 the heaps ranked 2 q.d - |d|^2; the distance is sqrt(|q|^2 - that).
+    let offsets = (scorer.metric == Metric::L2).then(|| {
+        Vec::<f32>::try_from(&scorer.query_offset(queries).flatten(0, -1)).expect("f32 norms")
+    });
+    let (mut scores, mut indices) = (Vec::new(), Vec::new());
+    for (row, found) in best.iter().enumerate() {
+        for &(score, index) in found {
+            scores.push(match &offsets {
+                Some(q2) => (q2[row] - score).max(0.0).sqrt(),
+                None => score,
+            });
+            indices.push(index);
+        }
+    }
+    Neighbours {
+        scores: Tensor::from_slice(&scores).view([m, k as i64]),
+        indices: Tensor::from_slice(&indices).view([m, k as i64]),
+    }
+}
+
+/// A score and its row, ordered so that the heap's top is the worst kept: lower score, and
+/// among equal scores the later row.
+#[derive(Clone, Copy, PartialEq)]
+struct Kept(f32, i64);
+
+impl Eq for Kept {}
+
+impl PartialOrd for Kept {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Kept {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        other.0.total_cmp(&self.0).then(self.1.cmp(&other.1))
+    }
+}
+
+/// The `k` best scores seen so far for one query.
+struct TopK {
+    k: usize,
+    heap: BinaryHeap<Kept>,
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        Self {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    /// Offers the scores of database rows `first ..`. Once the heap is full, a run of 16
+    /// scores is looked at one by one only when one of them (a vectorised test) beats the
+    /// current k-th best, which for most runs it does not.
+    fn offer_row(&mut self, row: &[f32], first: i64) {
+        const RUN: usize = 16;
+        for (r, run) in row.chunks(RUN).enumerate() {
+            if self.heap.len() == self.k {
+                let worst = self.heap.peek().expect("k >= 1").0;
+                // A branch-free `any`, which the compiler turns into vector compares.
+                if !run.iter().fold(false, |hit, &v| hit | (v > worst)) {
+                    continue;
+                }
+            }
+            for (i, &score) in run.iter().enumerate() {
+                self.offer(score, first + (r * RUN + i) as i64);
+            }
+        }
+    }
+
+    fn offer(&mut self, score: f32, row: i64) {
+        if self.heap.len() == self.k {
+            // Rows arrive in ascending order, so an equal score never displaces.
+            if score <= self.heap.peek().expect("k >= 1").0 || score.is_nan() {
+                return;
+            }
+            self.heap.pop();
+        }
+        self.heap.push(Kept(score, row));
+    }
+
+    /// Best first.
+    fn into_sorted(self) -> Vec<(f32, i64)> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|Kept(s, i)| (s, i))
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use contrastive_tensor::{Device, seed_all};
+    use contrastive_tensor::seed_all;
 
     use super::*;
 
@@ -179,6 +357,28 @@ mod tests {
         let first = found.indices.get(0).get(0).int64_value(&[]);
         let expected = (db.get(first) - q.get(0)).norm().double_value(&[]);
         assert!((found.scores.get(0).get(0).double_value(&[]) - expected).abs() < 1e-3);
+    }
+
+    #[test]
+    fn blocks_of_queries_and_rows_give_the_full_top_k() {
+        seed_all(12);
+        let db = Tensor::randn([DATABASE_BLOCK * 2 + 77, 8], (Kind::Float, Device::Cpu));
+        let q = Tensor::randn([QUERY_BLOCK + 5, 8], (Kind::Float, Device::Cpu));
+        for metric in [Metric::InnerProduct, Metric::L2] {
+            let found = search(&db, &q, 7, metric).unwrap();
+            let scorer = Scorer::new(&db, metric);
+            let (top, index) = scorer.similarity(&q).topk(7, 1, true, true);
+            assert!(found.indices.equal(&index), "{metric:?}");
+            let expected = if metric == Metric::L2 {
+                (-top).sqrt()
+            } else {
+                top
+            };
+            assert!(
+                found.scores.allclose(&expected, 1e-4, 1e-4, false),
+                "{metric:?}"
+            );
+        }
     }
 
     #[test]

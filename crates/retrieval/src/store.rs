@@ -151,9 +151,12 @@ impl EmbeddingStore {
         )?)
     }
 
-    /// Reads a store written by [`EmbeddingStore::save`].
+    /// Opens a store written by [`EmbeddingStore::save`], memory-mapped: opening takes no
+    /// time whatever the size, the vectors are read from disk as searches touch them, and
+    /// the operating system may drop them again under memory pressure (a store larger than
+    /// memory still searches). [`EmbeddingStore::add`] copies into memory.
     pub fn load(path: &Path) -> Result<Self> {
-        let mut file = SafetensorsFile::read(path)?;
+        let mut file = SafetensorsFile::map(path)?;
         let not_a_store = |why: &str| Error::Invalid {
             field: "store",
             message: format!("{} is not an embedding store: {why}", path.display()),
