@@ -14,6 +14,7 @@ pub mod ceiling;
 pub mod w2;
 pub mod w3;
 pub mod w4;
+pub mod w4_approx;
 
 use std::time::Instant;
 

@@ -7,14 +7,14 @@
 #![allow(clippy::print_stdout)]
 
 use anyhow::{Context, Result, bail};
-use contrastive_bench::{Scale, ceiling, peak_added_mib, w2, w3, w4};
+use contrastive_bench::{Scale, ceiling, peak_added_mib, w2, w3, w4, w4_approx};
 use contrastive_tensor::set_threads;
 
 fn main() -> Result<()> {
     set_threads(2)?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     let workload = args.first().context(
-        "usage: contrastive-bench <w2|w3|w4|ceiling> [--small] [--runs N] | peak <w3 workload>",
+        "usage: contrastive-bench <w2|w3|w4|w4-approx|ceiling> [--small] [--runs N] | peak <w3 workload>",
     )?;
     if workload == "chart" {
         let (bars, out) = (args.get(1), args.get(2));
@@ -50,8 +50,9 @@ fn main() -> Result<()> {
         "w2" => w2::rows(scale, runs)?,
         "w3" => w3::rows(scale, runs, &peak_in_child)?,
         "w4" => w4::rows(scale, runs)?,
+        "w4-approx" => w4_approx::rows(scale, runs)?,
         "ceiling" => ceiling::rows(scale, runs),
-        other => bail!("unknown workload {other:?}: w2, w3, w4 or ceiling"),
+        other => bail!("unknown workload {other:?}: w2, w3, w4, w4-approx or ceiling"),
     };
     for row in rows {
         println!("{}", serde_json::to_string(&row)?);

@@ -6,7 +6,7 @@
 //!   evaluation of self-supervised representations.
 //! - [`search`]: exact top-k by cosine, inner product or L2, in batched matrix products;
 //!   [`EmbeddingStore`]: vectors with ids and the model's identity, saved as
-//!   `.safetensors`, exported as `.npy`.
+//!   `.safetensors`, exported as `.npy`; [`HnswIndex`]: approximate search for large stores.
 //! - [`retrieval_metrics`] (precision@1, recall@k, R-precision, MAP@R), [`KMeans`]
 //!   (k-means++, seeded restarts), [`nmi`], [`ari`], [`clustering_accuracy`] (Hungarian
 //!   matching), [`alignment`] and [`uniformity`].
@@ -26,6 +26,7 @@
 //! ```
 
 mod error;
+mod hnsw;
 mod kmeans;
 mod knn;
 mod linear_probe;
@@ -35,6 +36,7 @@ mod store;
 mod video;
 
 pub use crate::error::{Error, Result};
+pub use crate::hnsw::{HnswConfig, HnswIndex};
 pub use crate::kmeans::{Clustering, KMeans};
 pub use crate::knn::{KnnClassifier, accuracy};
 pub use crate::linear_probe::{LinearProbe, LinearProbeReport};
