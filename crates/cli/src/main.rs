@@ -6,7 +6,8 @@
 //!   k-means NMI/ARI/accuracy.
 //! - `contrastive embed RUN_DIR` writes an embedding store of the run's training images;
 //!   `contrastive search --run RUN_DIR --image q.png -k 8` lists the nearest ones and draws
-//!   them; `contrastive cluster --run RUN_DIR` groups them with k-means and draws the groups.
+//!   them (`contrastive index STORE` builds an HNSW index, which `search --index` uses for
+//!   large stores); `contrastive cluster --run RUN_DIR` groups them with k-means and draws the groups.
 //! - `contrastive video demo --out DIR` generates the demo video set; `contrastive video
 //!   search --run RUN_DIR --image frame.png` answers which video shows the frame and when
 //!   (`--clip video.mp4`: which videos are most like a clip).
@@ -42,6 +43,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Embed a run's training images into an embedding store (.safetensors, optional .npy).
     Embed(search::EmbedArgs),
+    /// Build an HNSW index over an embedding store for fast approximate search.
+    Index(search::IndexArgs),
     /// The stored images nearest to a query image.
     Search(search::SearchArgs),
     /// k-means over an embedding store: a grid of images per cluster and a 2-D map.
@@ -61,6 +64,7 @@ fn main() -> Result<()> {
         Command::Train(args) => train::run(*args),
         Command::Eval(args) => eval::run(args),
         Command::Embed(args) => search::embed(args),
+        Command::Index(args) => search::index(args),
         Command::Search(args) => search::search(args),
         Command::Cluster(args) => cluster::run(args),
         Command::Video(args) => video::run(args),

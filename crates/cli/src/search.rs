@@ -1,12 +1,13 @@
-//! `contrastive embed` and `contrastive search`: an embedding store of a run's images, and
-//! the nearest stored images of a query image.
+//! `contrastive embed`, `contrastive index` and `contrastive search`: an embedding store of a
+//! run's images, an HNSW index over it, and the nearest stored images of a query image.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
 use contrastive_data::{Channels, Resize, conform};
-use contrastive_retrieval::{EmbeddingStore, Metric};
+use contrastive_retrieval::{EmbeddingStore, HnswConfig, HnswIndex, Metric};
 use contrastive_tensor::parse_device;
 use contrastive_trainer::{contact_sheet, embed_dataset, embed_query, images_for_ids};
 
@@ -52,6 +53,64 @@ pub fn embed(args: EmbedArgs) -> Result<()> {
     Ok(())
 }
 
+/// Arguments of `contrastive index`.
+#[derive(Args, Debug)]
+pub struct IndexArgs {
+    /// The store to index (made by `contrastive embed`).
+    store: PathBuf,
+    /// The index to write (default: the store's path with `.hnsw.safetensors`).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Links per node on the upper layers (layer 0 keeps twice as many).
+    #[arg(long, default_value_t = HnswConfig::default().m)]
+    m: usize,
+    /// Candidates considered while inserting.
+    #[arg(long, default_value_t = HnswConfig::default().ef_construction)]
+    ef_construction: usize,
+    /// Candidates considered while searching (a default that `search --ef` overrides).
+    #[arg(long, default_value_t = HnswConfig::default().ef_search)]
+    ef_search: usize,
+    /// cosine, ip or l2.
+    #[arg(long, default_value = "cosine")]
+    metric: String,
+}
+
+/// Where the HNSW index of `store` goes by default.
+fn index_beside(store: &Path) -> PathBuf {
+    store.with_extension("hnsw.safetensors")
+}
+
+/// Runs `contrastive index`.
+pub fn index(args: IndexArgs) -> Result<()> {
+    let store = EmbeddingStore::load(&args.store)
+        .with_context(|| format!("reading {}", args.store.display()))?;
+    if store.is_empty() {
+        anyhow::bail!("{} holds no embeddings", args.store.display());
+    }
+    let config = HnswConfig::default()
+        .with_m(args.m)
+        .with_ef_construction(args.ef_construction)
+        .with_ef_search(args.ef_search)
+        .with_metric(args.metric.parse()?);
+    let start = Instant::now();
+    let mut index = HnswIndex::build(store.embeddings(), config)?;
+    index.set_label(&store.info().model);
+    let out = args.out.unwrap_or_else(|| index_beside(&args.store));
+    index
+        .save(&out)
+        .with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "HNSW index of {} vectors (m {}, ef_construction {}) in {:.1} s, {:.0} MiB: {}",
+        index.len(),
+        config.m,
+        config.ef_construction,
+        start.elapsed().as_secs_f64(),
+        index.memory_bytes() as f64 / (1 << 20) as f64,
+        out.display()
+    );
+    Ok(())
+}
+
 /// Arguments of `contrastive search`.
 #[derive(Args, Debug)]
 pub struct SearchArgs {
@@ -70,9 +129,15 @@ pub struct SearchArgs {
     /// Neighbours to show.
     #[arg(short, long, default_value_t = 8)]
     k: usize,
-    /// cosine, ip or l2.
-    #[arg(long, default_value = "cosine")]
-    metric: String,
+    /// cosine, ip or l2 (with --index: the index's metric, unless given).
+    #[arg(long)]
+    metric: Option<String>,
+    /// Search this HNSW index (made by `contrastive index`) instead of scanning the store.
+    #[arg(long)]
+    index: Option<PathBuf>,
+    /// With --index: candidates considered (default: the index's ef_search).
+    #[arg(long, requires = "index")]
+    ef: Option<usize>,
     /// Device for the query's forward pass.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -94,7 +159,6 @@ pub fn search(args: SearchArgs) -> Result<()> {
         .clone()
         .or_else(|| beside("model.safetensors"))
         .context("give --run or --model")?;
-    let metric: Metric = args.metric.parse()?;
     let device = parse_device(&args.device)?;
     let store = EmbeddingStore::load(&store_path).with_context(|| {
         format!(
@@ -104,6 +168,25 @@ pub fn search(args: SearchArgs) -> Result<()> {
     })?;
     if store.is_empty() {
         anyhow::bail!("{} holds no embeddings", store_path.display());
+    }
+    // The index is checked before the query is embedded, so a mismatch fails at once.
+    let index = match &args.index {
+        Some(path) => Some(open_index(path, &store)?),
+        None => None,
+    };
+    let metric: Metric = match (&args.metric, &index) {
+        (Some(metric), _) => metric.parse()?,
+        (None, Some(index)) => index.config().metric,
+        (None, None) => Metric::Cosine,
+    };
+    if let Some(index) = &index
+        && metric != index.config().metric
+    {
+        anyhow::bail!(
+            "the index was built for {:?}, not {metric:?}; build another with `contrastive \
+             index --metric`",
+            index.config().metric
+        );
     }
     let image = image::open(&args.image)
         .with_context(|| format!("reading the query image {}", args.image.display()))?;
@@ -116,11 +199,18 @@ pub fn search(args: SearchArgs) -> Result<()> {
             store.len()
         );
     }
-    let found = store.search(&query, args.k, metric)?;
+    let found = match &index {
+        Some(index) => {
+            let ef = args.ef.unwrap_or(index.config().ef_search);
+            index.search_with(&query, args.k, ef)?
+        }
+        None => store.search(&query, args.k, metric)?,
+    };
     let scores = Vec::<f32>::try_from(&found.scores.get(0))?;
     let indices = Vec::<i64>::try_from(&found.indices.get(0))?;
     let ids: Vec<String> = indices
         .iter()
+        .filter(|&&i| i >= 0)
         .map(|&i| store.info().ids[i as usize].clone())
         .collect();
     println!("rank  score    id");
@@ -142,4 +232,26 @@ pub fn search(args: SearchArgs) -> Result<()> {
     contact_sheet(&args.sheet, &query_image, &scored)?;
     println!("contact sheet  {}", args.sheet.display());
     Ok(())
+}
+
+/// The HNSW index at `path`, checked to hold `store`'s vectors.
+fn open_index(path: &Path, store: &EmbeddingStore) -> Result<HnswIndex> {
+    let index = HnswIndex::load(path).with_context(|| {
+        format!(
+            "reading {} (make it with `contrastive index`)",
+            path.display()
+        )
+    })?;
+    if index.label() != store.info().model || index.len() != store.len() {
+        anyhow::bail!(
+            "{} indexes {} vectors of model {:?}, the store holds {} of model {:?}; rebuild it \
+             with `contrastive index`",
+            path.display(),
+            index.len(),
+            index.label(),
+            store.len(),
+            store.info().model
+        );
+    }
+    Ok(index)
 }

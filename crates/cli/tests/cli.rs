@@ -91,3 +91,77 @@ fn video_search_needs_a_run_trained_on_video() {
     assert!(!ok, "a query is required");
     assert!(stderr.contains("--image"), "{stderr}");
 }
+
+/// A store of `n` random 8-wide vectors made by `model`.
+fn store(path: &std::path::Path, n: usize, model: &str) {
+    use contrastive_retrieval::{EmbeddingStore, Preprocess, StoreInfo};
+    let info = StoreInfo {
+        model: model.into(),
+        ids: (0..n).map(|i| format!("item{i}")).collect(),
+        preprocess: Preprocess {
+            size: 8,
+            channels: 1,
+            mean: vec![0.5],
+            std: vec![0.25],
+        },
+    };
+    let x = contrastive_tensor::Tensor::randn(
+        [n as i64, 8],
+        (
+            contrastive_tensor::Kind::Float,
+            contrastive_tensor::Device::Cpu,
+        ),
+    );
+    EmbeddingStore::new(&x, info).unwrap().save(path).unwrap();
+}
+
+#[test]
+fn an_index_is_built_beside_its_store_and_refused_for_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        dir.path().join("a.safetensors"),
+        dir.path().join("b.safetensors"),
+    );
+    store(&a, 300, "model-a");
+    store(&b, 300, "model-b");
+    let (ok, stderr) = contrastive(&["index", a.to_str().unwrap(), "--m", "8"], &[]);
+    assert!(ok, "{stderr}");
+    let index = dir.path().join("a.hnsw.safetensors");
+    let built = contrastive_retrieval::HnswIndex::load(&index).unwrap();
+    assert_eq!(
+        (built.len(), built.label(), built.config().m),
+        (300, "model-a", 8)
+    );
+
+    let search = |store: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "search",
+            "--image",
+            "q.png",
+            "--model",
+            "m.safetensors",
+            "--store",
+        ];
+        args.push(store.to_str().unwrap());
+        args.extend(["--index", index.to_str().unwrap()]);
+        args.extend(extra);
+        contrastive(&args, &[])
+    };
+    let (ok, stderr) = search(&b, &[]);
+    assert!(!ok);
+    assert!(
+        stderr.contains("model-b") && stderr.contains("rebuild"),
+        "{stderr}"
+    );
+    let (ok, stderr) = search(&a, &["--metric", "l2"]);
+    assert!(!ok);
+    assert!(stderr.contains("built for Cosine"), "{stderr}");
+    // With a matching index the next thing checked is the query image.
+    let (ok, stderr) = search(&a, &[]);
+    assert!(!ok);
+    assert!(stderr.contains("q.png"), "{stderr}");
+
+    let (ok, stderr) = contrastive(&["index", a.to_str().unwrap(), "--m", "1"], &[]);
+    assert!(!ok);
+    assert!(stderr.contains("invalid m"), "{stderr}");
+}
