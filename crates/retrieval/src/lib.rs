@@ -10,6 +10,7 @@
 //! - [`retrieval_metrics`] (precision@1, recall@k, R-precision, MAP@R), [`KMeans`]
 //!   (k-means++, seeded restarts), [`nmi`], [`ari`], [`clustering_accuracy`] (Hungarian
 //!   matching), [`alignment`] and [`uniformity`].
+//! - [`pca_2d`] and [`tsne_2d`]: two-dimensional maps of embeddings for pictures.
 //! - [`frame_retrieval`]: for video, same-video recall@k outside the query's scene,
 //!   same-scene recall@1 outside its moment, and clip-to-video recall@1.
 //!
@@ -30,6 +31,7 @@ mod hnsw;
 mod kmeans;
 mod knn;
 mod linear_probe;
+mod maps;
 mod metrics;
 mod search;
 mod store;
@@ -40,6 +42,7 @@ pub use crate::hnsw::{HnswConfig, HnswIndex};
 pub use crate::kmeans::{Clustering, KMeans};
 pub use crate::knn::{KnnClassifier, accuracy};
 pub use crate::linear_probe::{LinearProbe, LinearProbeReport};
+pub use crate::maps::{pca_2d, tsne_2d};
 pub use crate::metrics::{
     RetrievalReport, alignment, ari, clustering_accuracy, hungarian, nmi, retrieval_metrics,
     uniformity,
