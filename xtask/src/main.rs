@@ -5,6 +5,8 @@
 //! - `cargo xtask preview`: a PNG grid of augmented views for a preset;
 //! - `cargo xtask train [--config FILE] [overrides]`: setup, download, release build and a
 //!   training run (default `configs/fmnist-simclr.toml`);
+//! - `cargo xtask eval RUN_DIR`: the whole evaluation of a run as a markdown report with
+//!   pictures (`RUN_DIR/evaluation/report.md`);
 //! - `cargo xtask bench [--peers] [--full]`: the benchmarks, side by side with the Python
 //!   peers, written into `docs/benchmarks.md`;
 //! - `cargo xtask test`: formatting, lints and every test of the workspace.
@@ -15,6 +17,7 @@
 
 mod bench;
 mod download;
+mod eval;
 mod libtorch;
 mod preview;
 mod test;
@@ -79,6 +82,9 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Evaluate a training run (figures beside the raw-pixel baseline, clusters, map,
+    /// searches) into RUN_DIR/evaluation/report.md.
+    Eval(eval::Options),
     /// Run the benchmarks (W1-W4, the ceiling, criterion), with --peers beside the Python
     /// peers, and write the report into docs/benchmarks.md.
     Bench(bench::Options),
@@ -104,6 +110,7 @@ fn main() -> Result<()> {
             dir,
         } => preview::run(&preset, image.as_deref(), rows, views, &out, dir),
         Task::Train { config, args } => train::run(&root, config, &args),
+        Task::Eval(options) => eval::run(&root, &options),
         Task::Bench(options) => bench::run(&root, &options),
         Task::Test { cargo_test_args } => test::run(&root, &cargo_test_args),
     }

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use contrastive_data::{Channels, Resize, conform};
+use contrastive_data::{Channels, Resize, conform, image_from_hwc};
 use contrastive_retrieval::{EmbeddingStore, HnswConfig, HnswIndex, Metric};
 use contrastive_tensor::parse_device;
 use contrastive_trainer::{contact_sheet, embed_dataset, embed_query, images_for_ids};
@@ -115,8 +115,15 @@ pub fn index(args: IndexArgs) -> Result<()> {
 #[derive(Args, Debug)]
 pub struct SearchArgs {
     /// The query image (any size or channel count: it is prepared as the store's images).
-    #[arg(long)]
-    image: PathBuf,
+    #[arg(
+        long,
+        required_unless_present = "query_id",
+        conflicts_with = "query_id"
+    )]
+    image: Option<PathBuf>,
+    /// Take the query from the run's data instead: an id such as `fashion-mnist:test:17`.
+    #[arg(long, requires = "run")]
+    query_id: Option<String>,
     /// The run directory holding model.safetensors and store.safetensors.
     #[arg(long, required_unless_present_all = ["store", "model"])]
     run: Option<PathBuf>,
@@ -188,8 +195,21 @@ pub fn search(args: SearchArgs) -> Result<()> {
             index.config().metric
         );
     }
-    let image = image::open(&args.image)
-        .with_context(|| format!("reading the query image {}", args.image.display()))?;
+    let config = match &args.run {
+        Some(run) => Some(crate::eval::open_run(run, &[], None)?.0),
+        None => None,
+    };
+    let image = match (&args.image, &args.query_id) {
+        (Some(path), _) => image::open(path)
+            .with_context(|| format!("reading the query image {}", path.display()))?,
+        (None, Some(id)) => {
+            let item = images_for_ids(config.as_ref(), std::slice::from_ref(id))
+                .with_context(|| format!("reading the query {id}"))?
+                .remove(0);
+            image_from_hwc(item.view())?
+        }
+        (None, None) => anyhow::bail!("give --image or --query-id"),
+    };
     let query = embed_query(&model_path, &store, image.clone(), device)
         .with_context(|| format!("embedding the query with {}", model_path.display()))?;
     if args.k > store.len() {
@@ -218,10 +238,6 @@ pub fn search(args: SearchArgs) -> Result<()> {
         println!("{:>4}  {score:>7.4}  {id}", rank + 1);
     }
 
-    let config = match &args.run {
-        Some(run) => Some(crate::eval::open_run(run, &[], None)?.0),
-        None => None,
-    };
     let neighbours = images_for_ids(config.as_ref(), &ids)
         .context("reading the neighbours' images for the contact sheet")?;
     let query_image = conform(image, Channels::Keep, Resize::Keep);

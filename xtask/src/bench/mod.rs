@@ -35,7 +35,8 @@ pub struct Options {
     /// Rounds of every workload (default 3, or 5 with --full).
     #[arg(long)]
     pub rounds: Option<usize>,
-    /// Only these parts (repeatable): w1, w2, w3, w4, ceiling, criterion.
+    /// Only these parts (repeatable): w1, w2, w3, w4, w4-approx (first round only),
+    /// ceiling, criterion.
     #[arg(long)]
     pub only: Vec<String>,
     /// Where the report section goes (default docs/benchmarks.md; target/bench-small.md
@@ -44,7 +45,11 @@ pub struct Options {
     pub report: Option<PathBuf>,
 }
 
-const PARTS: [&str; 6] = ["w1", "w2", "w3", "w4", "ceiling", "criterion"];
+const PARTS: [&str; 7] = ["w1", "w2", "w3", "w4", "w4-approx", "ceiling", "criterion"];
+
+/// Parts measured in the first round only: each builds an index over a million vectors
+/// (minutes), and reports medians of repeated searches within that round.
+const ONCE: [&str; 1] = ["w4-approx"];
 
 impl Options {
     fn wants(&self, part: &str) -> bool {
@@ -129,9 +134,10 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
             ("w2", Some("augment_w2.py")),
             ("w3", Some("losses_w3.py")),
             ("w4", Some("search_w4.py")),
+            ("w4-approx", Some("search_w4_approx.py")),
             ("ceiling", None),
         ] {
-            if !options.wants(part) {
+            if !options.wants(part) || (round > 1 && ONCE.contains(&part)) {
                 continue;
             }
             rows.extend(ours(root, &release, part, options.small)?);
@@ -390,6 +396,7 @@ mod tests {
             "augment_w2.py",
             "losses_w3.py",
             "search_w4.py",
+            "search_w4_approx.py",
             "w1_lightly.py",
         ] {
             let path = root.join("bench").join("peers").join(script);
@@ -411,7 +418,11 @@ mod tests {
             eprintln!("peer modules not installed; ran the compile check only");
             return;
         }
-        for (script, workload) in [("losses_w3.py", "W3"), ("search_w4.py", "W4")] {
+        for (script, workload) in [
+            ("losses_w3.py", "W3"),
+            ("search_w4.py", "W4"),
+            ("search_w4_approx.py", "W4"),
+        ] {
             let rows = peer(&root, &python, script, true).unwrap();
             assert!(!rows.is_empty(), "{script} printed no rows");
             for row in &rows {
