@@ -146,29 +146,38 @@ fn plus_plus(x: &Tensor, norms: &Tensor, k: usize, rng: &mut ChaCha8Rng) -> Resu
             .map(f64::from)
             .collect();
         let total: f64 = weights.iter().sum();
-        let mut best: Option<(f64, i64, Tensor)> = None;
-        for _ in 0..trials {
-            let candidate = if total > 0.0 {
-                let mut target = rng.r#gen::<f64>() * total;
-                weights
-                    .iter()
-                    .position(|w| {
-                        target -= w;
-                        target <= 0.0
-                    })
-                    .unwrap_or(weights.len() - 1) as i64
-            } else {
-                rng.gen_range(0..n)
-            };
-            let d =
-                (norms - x.matmul(&x.get(candidate)) * 2.0 + norms.get(candidate)).clamp_min(0.0);
-            let updated = closest.minimum(&d);
-            let potential = updated.sum(Kind::Double).double_value(&[]);
-            if best.as_ref().is_none_or(|b| potential < b.0) {
-                best = Some((potential, candidate, updated));
-            }
-        }
-        let (_, candidate, updated) = best.expect("at least one candidate");
+        let candidates: Vec<i64> = (0..trials)
+            .map(|_| {
+                if total > 0.0 {
+                    let mut target = rng.r#gen::<f64>() * total;
+                    weights
+                        .iter()
+                        .position(|w| {
+                            target -= w;
+                            target <= 0.0
+                        })
+                        .unwrap_or(weights.len() - 1) as i64
+                } else {
+                    rng.gen_range(0..n)
+                }
+            })
+            .collect();
+        // Every candidate's distances in one product, so the rows are read once per step.
+        let index = Tensor::from_slice(&candidates).to_device(x.device());
+        let d = (norms.unsqueeze(1) - x.matmul(&x.index_select(0, &index).tr()) * 2.0
+            + norms.index_select(0, &index).unsqueeze(0))
+        .clamp_min(0.0);
+        let updated = closest.unsqueeze(1).minimum(&d);
+        let potentials = Vec::<f64>::try_from(
+            &updated
+                .sum_dim_intlist(0, false, Kind::Double)
+                .to_device(Device::Cpu),
+        )?;
+        // The first candidate of least potential, as when they were tried one by one.
+        let best = (0..trials)
+            .min_by(|&a, &b| potentials[a].total_cmp(&potentials[b]).then(a.cmp(&b)))
+            .expect("at least one candidate");
+        let (candidate, updated) = (candidates[best], updated.select(1, best as i64));
         chosen.push(candidate);
         closest = updated;
     }
