@@ -198,18 +198,25 @@ const DATABASE_BLOCK: i64 = 1024;
 fn search_cpu(scorer: &Scorer, queries: &Tensor, k: usize) -> Neighbours {
     let (m, n) = (queries.size()[0], scorer.database.size()[0]);
     let mut best: Vec<Vec<(f32, i64)>> = Vec::with_capacity(m as usize);
-    let full_size = (QUERY_BLOCK.min(m), DATABASE_BLOCK.min(n));
-    let full = Tensor::empty([full_size.0, full_size.1], (Kind::Float, Device::Cpu));
+    let width = DATABASE_BLOCK.min(n);
+    let empty = |rows, columns| Tensor::empty([rows, columns], (Kind::Float, Device::Cpu));
+    let full = empty(QUERY_BLOCK.min(m), width);
     for q_start in (0..m).step_by(QUERY_BLOCK as usize) {
         let q_len = QUERY_BLOCK.min(m - q_start);
+        // One buffer per query block (the last may be shorter), reused for every row block.
+        let buffer = if q_len == full.size()[0] {
+            full.shallow_clone()
+        } else {
+            empty(q_len, width)
+        };
         let block = scorer.prepare(&queries.narrow(0, q_start, q_len));
         let mut heaps: Vec<TopK> = (0..q_len).map(|_| TopK::new(k)).collect();
         for d_start in (0..n).step_by(DATABASE_BLOCK as usize) {
             let d_len = DATABASE_BLOCK.min(n - d_start);
-            let mut sim = if (q_len, d_len) == full_size {
-                full.shallow_clone()
+            let mut sim = if d_len == width {
+                buffer.shallow_clone()
             } else {
-                Tensor::empty([q_len, d_len], (Kind::Float, Device::Cpu))
+                empty(q_len, d_len)
             };
             scorer.block_similarity_into(&block, d_start, d_len, &mut sim);
             with_f32_slice(&sim, |values| {
