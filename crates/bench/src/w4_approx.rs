@@ -12,7 +12,7 @@
 //! normalised: a thousand clusters on a 16-dimensional subspace with a little noise in
 //! every direction, like real embeddings. Queries are rows `n .. n + 10 000`.
 
-use contrastive_retrieval::{HnswConfig, HnswIndex, Metric, normalize, search};
+use contrastive_retrieval::{HnswConfig, HnswIndex, Metric, neighbour_recall, normalize, search};
 use contrastive_tensor::{Device, Kind, Tensor, no_grad};
 
 use crate::{Row, Scale, median_ms, peak_added_mib};
@@ -51,18 +51,6 @@ pub fn clustered(first: i64, n: i64) -> Tensor {
         })
         .collect();
     Tensor::cat(&chunks, 0)
-}
-
-/// The share of `exact`'s indices that `found` also holds, per query, averaged.
-pub fn recall(found: &Tensor, exact: &Tensor) -> f64 {
-    let [m, k] = [exact.size()[0], exact.size()[1]];
-    let hits = found
-        .unsqueeze(2)
-        .eq_tensor(&exact.unsqueeze(1))
-        .any_dim(2, false)
-        .sum(Kind::Int64)
-        .int64_value(&[]);
-    hits as f64 / (m * k) as f64
 }
 
 /// The approximate-search rows (the index is built once; searches are medians of `runs`).
@@ -106,7 +94,7 @@ pub fn rows(scale: Scale, runs: usize) -> anyhow::Result<Vec<Row>> {
     for ef in EF_SEARCH {
         let mut found = None;
         let ms = median_ms(runs, || found = Some(index.search_with(&queries, 10, ef)));
-        let r = recall(&found.expect("ran")?.indices, &exact);
+        let r = neighbour_recall(&found.expect("ran")?.indices, &exact);
         let mut row = Row::rate(
             "W4",
             &format!("hnsw_m{M}_ef{ef}_qps_{size}"),

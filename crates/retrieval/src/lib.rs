@@ -44,8 +44,8 @@ pub use crate::knn::{KnnClassifier, accuracy};
 pub use crate::linear_probe::{LinearProbe, LinearProbeReport};
 pub use crate::maps::{pca_2d, tsne_2d};
 pub use crate::metrics::{
-    RetrievalReport, alignment, ari, clustering_accuracy, hungarian, nmi, retrieval_metrics,
-    uniformity,
+    RetrievalReport, alignment, ari, clustering_accuracy, hungarian, neighbour_recall, nmi,
+    retrieval_metrics, uniformity,
 };
 pub use crate::search::{Metric, Neighbours, normalize, search};
 pub use crate::store::{EmbeddingStore, Preprocess, StoreInfo};

@@ -165,6 +165,31 @@ fn entropy(counts: &[f64], n: f64) -> f64 {
         .sum()
 }
 
+/// Recall of an approximate search, as ANN benchmarks define it: the share of the exact
+/// `k` nearest neighbours (`exact`, `[M, k]` indices) that the approximate search found
+/// (`found`, `[M, k']` indices, padding -1 allowed), averaged over the queries.
+///
+/// ```
+/// use contrastive_retrieval::neighbour_recall;
+/// use contrastive_tensor::Tensor;
+/// let exact = Tensor::from_slice(&[1i64, 2, 3, 4]).view([2, 2]);
+/// let found = Tensor::from_slice(&[2i64, 1, 3, -1]).view([2, 2]);
+/// assert_eq!(neighbour_recall(&found, &exact), 0.75);
+/// ```
+pub fn neighbour_recall(found: &Tensor, exact: &Tensor) -> f64 {
+    let [m, k] = [exact.size()[0], exact.size()[1]];
+    if m * k == 0 {
+        return f64::NAN;
+    }
+    let hits = found
+        .unsqueeze(2)
+        .eq_tensor(&exact.unsqueeze(1))
+        .any_dim(1, false)
+        .sum(Kind::Int64)
+        .int64_value(&[]);
+    hits as f64 / (m * k) as f64
+}
+
 /// Normalised mutual information with the arithmetic mean of the entropies (scikit-learn's
 /// default `normalized_mutual_info_score`).
 pub fn nmi(truth: &[usize], predicted: &[usize]) -> f64 {
