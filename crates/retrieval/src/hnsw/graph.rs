@@ -127,8 +127,13 @@ impl Graph {
     }
 
     /// Appends rows with their levels and empty lists; [`Graph::insert`] links them.
-    pub(crate) fn push(&mut self, rows: &[f32], levels: &[u8]) {
-        self.vectors.extend_from_slice(rows);
+    pub(crate) fn push(&mut self, rows: Vec<f32>, levels: &[u8]) {
+        // The first rows are taken as they are: a copy would double the peak memory.
+        if self.vectors.is_empty() {
+            self.vectors = rows;
+        } else {
+            self.vectors.extend_from_slice(&rows);
+        }
         for &level in levels {
             self.upper_start.push(self.upper.len());
             let slots = level as usize * (self.m + 1);

@@ -168,7 +168,7 @@ impl HnswIndex {
         let levels: Vec<u8> = (first..first + rows.len() / self.dim())
             .map(|node| level_of(self.config.seed, node as u64, self.config.m))
             .collect();
-        self.graph.push(&rows, &levels);
+        self.graph.push(rows, &levels);
         let graph = &self.graph;
         let ef = self.config.ef_construction;
         let n = graph.len();
