@@ -105,7 +105,7 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     faiss.omp_set_num_threads(2)
-    n, n_q = (20_000, 500) if args.small else (1_000_000, 10_000)
+    n, n_q = (5_000, 200) if args.small else (1_000_000, 10_000)
     size = f"{n}x128"
     database, queries = clustered(0, n), clustered(n, n_q)
 

@@ -55,7 +55,7 @@ pub fn clustered(first: i64, n: i64) -> Tensor {
 
 /// The approximate-search rows (the index is built once; searches are medians of `runs`).
 pub fn rows(scale: Scale, runs: usize) -> anyhow::Result<Vec<Row>> {
-    let (n, n_q) = scale.pick((1_000_000, 10_000), (20_000, 500));
+    let (n, n_q) = scale.pick((1_000_000, 10_000), (5_000, 200));
     let size = format!("{n}x128");
     let (database, queries) = no_grad(|| (clustered(0, n), clustered(n, n_q)));
     let mut exact = None;
