@@ -24,46 +24,21 @@ pub struct SafetensorsFile {
 }
 
 impl SafetensorsFile {
-    /// Reads a whole `.safetensors` file. A truncated or corrupt file, or a dtype libtorch
-    /// cannot hold, is an [`Error::InvalidCheckpoint`] naming the file.
+    /// Reads a whole `.safetensors` file into memory (the tensors own their data). A
+    /// truncated or corrupt file, or a dtype libtorch cannot hold, is an
+    /// [`Error::InvalidCheckpoint`] naming the file.
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref().to_path_buf();
-        let bytes = fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let invalid = |message: String| Error::InvalidCheckpoint {
-            path: path.clone(),
-            message,
-        };
-        let parsed = SafeTensors::deserialize(&bytes).map_err(|e| invalid(e.to_string()))?;
-        let mut tensors = BTreeMap::new();
-        for (name, view) in parsed.tensors() {
-            let kind = kind_of(view.dtype()).ok_or_else(|| {
-                invalid(format!(
-                    "tensor {name:?} has unsupported dtype {:?}",
-                    view.dtype()
-                ))
-            })?;
-            let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
-            let tensor = Tensor::f_from_data_size(view.data(), &shape, kind)?;
-            tensors.insert(name, tensor);
+        let mut file = Self::map(path)?;
+        for tensor in file.tensors.values_mut() {
+            *tensor = tensor.copy();
         }
-        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| invalid(e.to_string()))?;
-        let metadata = header
-            .metadata()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-        Ok(Self {
-            path,
-            tensors,
-            metadata,
-        })
+        Ok(file)
     }
 
-    /// Like [`SafetensorsFile::read`], but the tensors are views of the file mapped into
-    /// memory (libtorch's `from_file`, a private copy-on-write mapping): opening is
-    /// immediate whatever the size, pages are read when first touched, and the operating
-    /// system may drop them again under memory pressure. A tensor whose data is not aligned
+    /// Opens a `.safetensors` file with its tensors as views of the file mapped into memory
+    /// (libtorch's `from_file`, a private copy-on-write mapping): opening is immediate
+    /// whatever the size, pages are read when first touched, and the operating system may
+    /// drop them again under memory pressure. A tensor whose data is not aligned
     /// for its kind is copied instead. The file must not be truncated while the tensors
     /// live (our writers replace files by renaming, which is safe).
     pub fn map(path: impl AsRef<Path>) -> Result<Self> {

@@ -8,51 +8,48 @@ pub(crate) type DistanceFn = fn(&[f32], &[f32]) -> f32;
 /// Lanes summed independently (two AVX registers).
 const LANES: usize = 16;
 
-/// `1 - a.b`: the distance of normalised rows under cosine or inner product.
+/// `sum_i u_i v_i` where `(u_i, v_i) = pair(a_i, b_i)`, in [`LANES`] independent sums
+/// (fused multiply-adds when `FMA`).
 #[inline(always)]
-fn one_minus_dot<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
+fn sum_of_products<const FMA: bool>(
+    a: &[f32],
+    b: &[f32],
+    pair: impl Fn(f32, f32) -> (f32, f32),
+) -> f32 {
     let mut acc = [0.0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let tail: f32 = ca
         .remainder()
         .iter()
         .zip(cb.remainder())
-        .map(|(x, y)| x * y)
+        .map(|(&x, &y)| {
+            let (u, v) = pair(x, y);
+            u * v
+        })
         .sum();
     for (x, y) in ca.zip(cb) {
         for i in 0..LANES {
+            let (u, v) = pair(x[i], y[i]);
             acc[i] = if FMA {
-                x[i].mul_add(y[i], acc[i])
+                u.mul_add(v, acc[i])
             } else {
-                acc[i] + x[i] * y[i]
+                acc[i] + u * v
             };
         }
     }
-    1.0 - (acc.iter().sum::<f32>() + tail)
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `1 - a.b`: the distance of normalised rows under cosine or inner product.
+#[inline(always)]
+fn one_minus_dot<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
+    1.0 - sum_of_products::<FMA>(a, b, |x, y| (x, y))
 }
 
 /// `|a - b|^2`.
 #[inline(always)]
 fn squared_l2<const FMA: bool>(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..LANES {
-            let d = x[i] - y[i];
-            acc[i] = if FMA {
-                d.mul_add(d, acc[i])
-            } else {
-                acc[i] + d * d
-            };
-        }
-    }
-    acc.iter().sum::<f32>() + tail
+    sum_of_products::<FMA>(a, b, |x, y| (x - y, x - y))
 }
 
 #[cfg(target_arch = "x86_64")]
