@@ -33,6 +33,7 @@ mod knn;
 mod linear_probe;
 mod maps;
 mod metrics;
+mod prefilter;
 mod search;
 mod store;
 mod video;

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::invalid;
+use crate::prefilter;
 use crate::{Error, Result};
 
 /// How closeness is measured.
@@ -51,10 +52,10 @@ pub struct Neighbours {
 /// (it may be a memory-mapped store larger than memory): its inverse norms for cosine,
 /// its squared norms for L2, each `[1, N]`.
 pub(crate) struct Scorer {
-    database: Tensor,
+    pub(crate) database: Tensor,
     /// Per row: `1 / |d|` (cosine) or `|d|^2` (L2).
-    row_norms: Option<Tensor>,
-    metric: Metric,
+    pub(crate) row_norms: Option<Tensor>,
+    pub(crate) metric: Metric,
 }
 
 impl Scorer {
@@ -86,7 +87,7 @@ impl Scorer {
     }
 
     /// `queries` as the database is: normalised for cosine.
-    fn prepare(&self, queries: &Tensor) -> Tensor {
+    pub(crate) fn prepare(&self, queries: &Tensor) -> Tensor {
         match self.metric {
             Metric::Cosine => normalize(queries),
             _ => queries.shallow_clone(),
@@ -161,7 +162,11 @@ pub fn search(database: &Tensor, queries: &Tensor, k: usize, metric: Metric) -> 
         let queries = queries.to_kind(Kind::Float).to_device(database.device());
         let scorer = Scorer::new(&database, metric);
         if database.device() == Device::Cpu {
-            return Ok(search_cpu(&scorer, &queries, k as usize));
+            return Ok(if prefilter::applies(metric, k as usize, q[0], d[0]) {
+                prefilter::search_bf16(&scorer, &queries, k as usize)
+            } else {
+                search_cpu(&scorer, &queries, k as usize)
+            });
         }
         let chunk = (64 * 1024 * 1024 / d[0]).clamp(1, 4096);
         let (mut scores, mut indices) = (Vec::new(), Vec::new());
@@ -186,16 +191,16 @@ pub fn search(database: &Tensor, queries: &Tensor, k: usize, metric: Metric) -> 
 }
 
 /// Query rows per block of the CPU search.
-const QUERY_BLOCK: i64 = 2048;
+pub(crate) const QUERY_BLOCK: i64 = 2048;
 /// Database rows per block of the CPU search: a block of scores is 8 MiB, small enough
 /// to be read back from the cache it was written to.
-const DATABASE_BLOCK: i64 = 1024;
+pub(crate) const DATABASE_BLOCK: i64 = 1024;
 
 /// The CPU search, as faiss's exhaustive search does it: blocks of queries against blocks
 /// of database rows, each a well-shaped matrix product, whose scores stream through a
 /// bounded heap per query (one comparison with the query's current k-th best for most
 /// scores) on rayon's threads, instead of a full top-k over each query's million scores.
-fn search_cpu(scorer: &Scorer, queries: &Tensor, k: usize) -> Neighbours {
+pub(crate) fn search_cpu(scorer: &Scorer, queries: &Tensor, k: usize) -> Neighbours {
     let (m, n) = (queries.size()[0], scorer.database.size()[0]);
     let mut best: Vec<Vec<(f32, i64)>> = Vec::with_capacity(m as usize);
     let width = DATABASE_BLOCK.min(n);

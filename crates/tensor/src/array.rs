@@ -76,25 +76,43 @@ pub fn array_from_tensor_dim<T: Element, D: Dimension>(tensor: &Tensor) -> Resul
 /// assert_eq!(with_f32_slice(&t, |v| v.iter().sum::<f32>()), 6.0);
 /// ```
 pub fn with_f32_slice<R>(tensor: &Tensor, f: impl FnOnce(&[f32]) -> R) -> R {
+    with_slice(tensor, tch::Kind::Float, "with_f32_slice", f)
+}
+
+/// [`with_f32_slice`] for a `bf16` tensor: its values as raw bits (the upper half of the
+/// `f32` they round; `f32::from_bits((b as u32) << 16)` widens one exactly).
+///
+/// ```
+/// use contrastive_tensor::{Kind, Tensor, with_bf16_bits};
+/// let t = Tensor::from_slice(&[1.5f32, -2.0]).to_kind(Kind::BFloat16);
+/// let back = with_bf16_bits(&t, |b| b.iter().map(|&b| f32::from_bits((b as u32) << 16)).collect::<Vec<_>>());
+/// assert_eq!(back, [1.5, -2.0]);
+/// ```
+pub fn with_bf16_bits<R>(tensor: &Tensor, f: impl FnOnce(&[u16]) -> R) -> R {
+    with_slice(tensor, tch::Kind::BFloat16, "with_bf16_bits", f)
+}
+
+/// The values of a contiguous CPU tensor of `kind`, whose elements are `T`-sized.
+fn with_slice<T, R>(tensor: &Tensor, kind: tch::Kind, op: &str, f: impl FnOnce(&[T]) -> R) -> R {
     assert!(
-        tensor.kind() == tch::Kind::Float
-            && tensor.device() == Device::Cpu
-            && tensor.is_contiguous(),
-        "with_f32_slice: needs a contiguous f32 CPU tensor, got {:?} {:?} of shape {:?} \
+        tensor.kind() == kind && tensor.device() == Device::Cpu && tensor.is_contiguous(),
+        "{op}: needs a contiguous {kind:?} CPU tensor, got {:?} {:?} of shape {:?} \
          (contiguous: {})",
         tensor.kind(),
         tensor.device(),
         tensor.size(),
         tensor.is_contiguous()
     );
+    debug_assert_eq!(kind.elt_size_in_bytes(), std::mem::size_of::<T>());
     let len = tensor.numel();
     if len == 0 {
         return f(&[]);
     }
-    // SAFETY: the tensor is a contiguous f32 CPU tensor of `len` elements, so its data
-    // pointer addresses `len` initialised, aligned f32 values; `tensor` is borrowed for the
-    // whole call, so its storage outlives the slice, and the contract above rules out
-    // writes through other handles while `f` runs.
-    let values = unsafe { std::slice::from_raw_parts(tensor.data_ptr() as *const f32, len) };
+    // SAFETY: the tensor is a contiguous CPU tensor of `len` elements of `kind`, whose size
+    // is that of `T` (plain numbers, any bit pattern valid), so its data pointer addresses
+    // `len` initialised, aligned `T`; `tensor` is borrowed for the whole call, so its
+    // storage outlives the slice, and the contract above rules out writes through other
+    // handles while `f` runs.
+    let values = unsafe { std::slice::from_raw_parts(tensor.data_ptr() as *const T, len) };
     f(values)
 }

@@ -45,7 +45,7 @@ mod safetensors_io;
 pub use tch::{self, Device, Kind, TchError, Tensor, nn, no_grad, no_grad_guard};
 
 pub use crate::array::{
-    array_from_tensor, array_from_tensor_dim, tensor_from_array, with_f32_slice,
+    array_from_tensor, array_from_tensor_dim, tensor_from_array, with_bf16_bits, with_f32_slice,
 };
 pub use crate::device::{cuda_device_count, cuda_is_available, describe_device, parse_device};
 pub use crate::error::{Error, Result};
