@@ -15,7 +15,7 @@ use std::collections::BinaryHeap;
 use contrastive_tensor::{Device, Kind, Tensor, with_bf16_bits, with_f32_slice};
 use rayon::prelude::*;
 
-use crate::search::{DATABASE_BLOCK, Metric, Neighbours, QUERY_BLOCK, Scorer};
+use crate::search::{DATABASE_BLOCK, Metric, Neighbours, QUERY_BLOCK, Scorer, score_buffer};
 
 /// The bound on `|bf16 score - fp32 score|` is `INPUT |q| |d| + OUTPUT |bf16 score|`: input
 /// rounding and fp32 accumulation (`2^-7 + 2^-16`), and output rounding (`2^-8`), each with
@@ -117,7 +117,6 @@ impl Candidates {
 
 /// The exact top `k` of each query (see the module docs); the database must be contiguous.
 pub(crate) fn search_bf16(scorer: &Scorer, queries: &Tensor, k: usize) -> Neighbours {
-    let cpu = |kind| (kind, Device::Cpu);
     let database = scorer.database.contiguous();
     let (m, n, d) = (queries.size()[0], database.size()[0], database.size()[1]);
     let width = DATABASE_BLOCK.min(n);
@@ -134,16 +133,11 @@ pub(crate) fn search_bf16(scorer: &Scorer, queries: &Tensor, k: usize) -> Neighb
     let prepared = scorer.prepare(queries).contiguous();
     let query_norms =
         Vec::<f32>::try_from(&prepared.norm_scalaropt_dim(2.0, [1], false)).expect("f32 norms");
-    let full = Tensor::empty([QUERY_BLOCK.min(m), width], cpu(Kind::BFloat16));
+    let full = Tensor::empty([QUERY_BLOCK.min(m), width], (Kind::BFloat16, Device::Cpu));
     let mut all: Vec<Candidates> = Vec::with_capacity(m as usize);
     for q_start in (0..m).step_by(QUERY_BLOCK as usize) {
         let q_len = QUERY_BLOCK.min(m - q_start);
         let block = prepared.narrow(0, q_start, q_len).to_kind(Kind::BFloat16);
-        let buffer = if q_len == full.size()[0] {
-            full.shallow_clone()
-        } else {
-            Tensor::empty([q_len, width], cpu(Kind::BFloat16))
-        };
         let mut states: Vec<Candidates> = (0..q_len).map(|_| Candidates::new(k)).collect();
         let norms = &query_norms[q_start as usize..(q_start + q_len) as usize];
         for d_start in (0..n).step_by(DATABASE_BLOCK as usize) {
@@ -153,11 +147,7 @@ pub(crate) fn search_bf16(scorer: &Scorer, queries: &Tensor, k: usize) -> Neighb
                 Some(inverse) => rows * inverse.narrow(0, d_start, d_len).unsqueeze(1),
                 None => rows,
             };
-            let sim = if d_len == width {
-                buffer.shallow_clone()
-            } else {
-                Tensor::empty([q_len, d_len], cpu(Kind::BFloat16))
-            };
+            let sim = score_buffer(&full, q_len, d_len);
             let _ = block.mm_out(&sim, &rows.to_kind(Kind::BFloat16).tr());
             let margin = &margins[d_start as usize..(d_start + d_len) as usize];
             // The largest bound, as |bf16 score| <= (1 + 2^-7)(1 + 2^-8) |q| |d| < 1.02 |q| |d|.
@@ -214,12 +204,7 @@ fn rescore(
                 .collect()
         })
     });
-    let m = found.len() as i64;
-    let (scores, indices): (Vec<f32>, Vec<i64>) = found.into_iter().flatten().unzip();
-    Neighbours {
-        scores: Tensor::from_slice(&scores).view([m, k as i64]),
-        indices: Tensor::from_slice(&indices).view([m, k as i64]),
-    }
+    Neighbours::from_lists(&found, k)
 }
 
 #[cfg(test)]

@@ -48,6 +48,36 @@ pub struct Neighbours {
     pub indices: Tensor,
 }
 
+impl Neighbours {
+    /// Neighbours from one ranked list of `(score, row)` per query, best first; a list
+    /// shorter than `k` is padded with score NaN and row -1.
+    pub(crate) fn from_lists(lists: &[Vec<(f32, i64)>], k: usize) -> Self {
+        let padded = lists.iter().flat_map(|list| {
+            list.iter()
+                .copied()
+                .chain(std::iter::repeat((f32::NAN, -1)))
+                .take(k)
+        });
+        let (scores, indices): (Vec<f32>, Vec<i64>) = padded.unzip();
+        let shape = [lists.len() as i64, k as i64];
+        Self {
+            scores: Tensor::from_slice(&scores).view(shape),
+            indices: Tensor::from_slice(&indices).view(shape),
+        }
+    }
+}
+
+/// A `[rows, columns]` buffer for one block of scores: the leading rows of `full` (a
+/// contiguous view, nothing allocated) when the width matches, else a fresh tensor (only
+/// for the last, narrower block of database rows).
+pub(crate) fn score_buffer(full: &Tensor, rows: i64, columns: i64) -> Tensor {
+    if columns == full.size()[1] {
+        full.narrow(0, 0, rows)
+    } else {
+        Tensor::empty([rows, columns], (full.kind(), full.device()))
+    }
+}
+
 /// A database prepared once for scoring many query chunks against it, without copying it
 /// (it may be a memory-mapped store larger than memory): its inverse norms for cosine,
 /// its squared norms for L2, each `[1, N]`.
@@ -203,26 +233,17 @@ pub(crate) const DATABASE_BLOCK: i64 = 1024;
 pub(crate) fn search_cpu(scorer: &Scorer, queries: &Tensor, k: usize) -> Neighbours {
     let (m, n) = (queries.size()[0], scorer.database.size()[0]);
     let mut best: Vec<Vec<(f32, i64)>> = Vec::with_capacity(m as usize);
-    let width = DATABASE_BLOCK.min(n);
-    let empty = |rows, columns| Tensor::empty([rows, columns], (Kind::Float, Device::Cpu));
-    let full = empty(QUERY_BLOCK.min(m), width);
+    let full = Tensor::empty(
+        [QUERY_BLOCK.min(m), DATABASE_BLOCK.min(n)],
+        (Kind::Float, Device::Cpu),
+    );
     for q_start in (0..m).step_by(QUERY_BLOCK as usize) {
         let q_len = QUERY_BLOCK.min(m - q_start);
-        // One buffer per query block (the last may be shorter), reused for every row block.
-        let buffer = if q_len == full.size()[0] {
-            full.shallow_clone()
-        } else {
-            empty(q_len, width)
-        };
         let block = scorer.prepare(&queries.narrow(0, q_start, q_len));
         let mut heaps: Vec<TopK> = (0..q_len).map(|_| TopK::new(k)).collect();
         for d_start in (0..n).step_by(DATABASE_BLOCK as usize) {
             let d_len = DATABASE_BLOCK.min(n - d_start);
-            let mut sim = if d_len == width {
-                buffer.shallow_clone()
-            } else {
-                empty(q_len, d_len)
-            };
+            let mut sim = score_buffer(&full, q_len, d_len);
             scorer.block_similarity_into(&block, d_start, d_len, &mut sim);
             with_f32_slice(&sim, |values| {
                 heaps
@@ -234,23 +255,16 @@ pub(crate) fn search_cpu(scorer: &Scorer, queries: &Tensor, k: usize) -> Neighbo
         best.extend(heaps.into_iter().map(TopK::into_sorted));
     }
     // For L2 the heaps ranked 2 q.d - |d|^2; the distance is sqrt(|q|^2 - that).
-    let offsets = (scorer.metric == Metric::L2).then(|| {
-        Vec::<f32>::try_from(&scorer.query_offset(queries).flatten(0, -1)).expect("f32 norms")
-    });
-    let (mut scores, mut indices) = (Vec::new(), Vec::new());
-    for (row, found) in best.iter().enumerate() {
-        for &(score, index) in found {
-            scores.push(match &offsets {
-                Some(q2) => (q2[row] - score).max(0.0).sqrt(),
-                None => score,
-            });
-            indices.push(index);
+    if scorer.metric == Metric::L2 {
+        let q2 =
+            Vec::<f32>::try_from(&scorer.query_offset(queries).flatten(0, -1)).expect("f32 norms");
+        for (list, q2) in best.iter_mut().zip(q2) {
+            for (score, _) in list.iter_mut() {
+                *score = (q2 - *score).max(0.0).sqrt();
+            }
         }
     }
-    Neighbours {
-        scores: Tensor::from_slice(&scores).view([m, k as i64]),
-        indices: Tensor::from_slice(&indices).view([m, k as i64]),
-    }
+    Neighbours::from_lists(&best, k)
 }
 
 /// A score and its row, ordered so that the heap's top is the worst kept: lower score, and

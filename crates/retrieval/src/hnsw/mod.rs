@@ -201,38 +201,20 @@ impl HnswIndex {
         let k = k.min(self.len());
         let ef = ef_search.max(k);
         let dim = self.dim();
-        let found: Vec<Vec<Near>> = rows
+        let found: Vec<Vec<(f32, i64)>> = rows
             .par_chunks(dim)
             .map_init(
                 || Visited::new(self.len()),
                 |visited, query| {
-                    let mut near = self.query(query, ef, visited);
-                    near.truncate(k);
-                    near
+                    let near = self.query(query, ef, visited);
+                    near.iter()
+                        .take(k)
+                        .map(|n| (self.score(n.distance), n.node as i64))
+                        .collect()
                 },
             )
             .collect();
-        let m = found.len() as i64;
-        let mut scores = Vec::with_capacity(found.len() * k);
-        let mut indices = Vec::with_capacity(found.len() * k);
-        for near in &found {
-            for i in 0..k {
-                match near.get(i) {
-                    Some(n) => {
-                        scores.push(self.score(n.distance));
-                        indices.push(n.node as i64);
-                    }
-                    None => {
-                        scores.push(f32::NAN);
-                        indices.push(-1);
-                    }
-                }
-            }
-        }
-        Ok(Neighbours {
-            scores: Tensor::from_slice(&scores).view([m, k as i64]),
-            indices: Tensor::from_slice(&indices).view([m, k as i64]),
-        })
+        Ok(Neighbours::from_lists(&found, k))
     }
 
     /// Up to `ef` nodes near `query`, closest first.
