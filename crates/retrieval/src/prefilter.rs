@@ -120,14 +120,12 @@ pub(crate) fn search_bf16(scorer: &Scorer, queries: &Tensor, k: usize) -> Neighb
     let database = scorer.database.contiguous();
     let (m, n, d) = (queries.size()[0], database.size()[0], database.size()[1]);
     let width = DATABASE_BLOCK.min(n);
-    // Row scales (cosine: 1 / |d|) and the rows' norms after scaling.
+    // Row scales (cosine: 1 / |d|, which the scorer already has) and the rows' norms after
+    // scaling: 1 for cosine (its rounding is inside the bound's margin), measured for ip.
     let scale = scorer.row_norms.as_ref().map(|r| r.flatten(0, -1));
-    let row_norm = {
-        let norms = database.norm_scalaropt_dim(2.0, [1], false);
-        match &scale {
-            Some(inverse) => norms * inverse,
-            None => norms,
-        }
+    let row_norm = match &scale {
+        Some(inverse) => inverse.ones_like(),
+        None => database.norm_scalaropt_dim(2.0, [1], false),
     };
     let margins = Vec::<f32>::try_from(&(row_norm * f64::from(INPUT))).expect("f32 norms");
     let prepared = scorer.prepare(queries).contiguous();
