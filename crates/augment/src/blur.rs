@@ -5,6 +5,8 @@
 use ndarray::Array3;
 
 use crate::error::bad_image;
+use crate::float::round_to_u8;
+use crate::simd::weighted_rows;
 use crate::{Image, Result};
 
 /// The 1-D kernel torchvision uses for `kernel_size` and `sigma`.
@@ -66,41 +68,36 @@ pub fn gaussian_blur(image: &Image, kernel_size: usize, sigma: f32) -> Result<Im
     let source = image.as_standard_layout();
     let source = source.as_slice().expect("standard layout");
     let (row_len, half) = (w * c, half as usize);
-    // Horizontal pass: each row reflect-padded into floats, then one contiguous
-    // multiply-add per tap. Vertical pass: one row-wide multiply-add per tap. Both add the
-    // taps in kernel order, as the per-pixel sum did, so results are unchanged.
+    // Horizontal pass: each row reflect-padded into floats, then the taps are the padded row
+    // shifted by one pixel each. Vertical pass: the taps are the reflected rows above and
+    // below. Both add the taps in kernel order.
     let mut horizontal = vec![0.0f32; h * row_len];
     let mut padded = vec![0.0f32; (w + 2 * half) * c];
-    for y in 0..h {
-        let row = &source[y * row_len..(y + 1) * row_len];
+    for (row, out) in source
+        .chunks_exact(row_len)
+        .zip(horizontal.chunks_exact_mut(row_len))
+    {
         for px in 0..w + 2 * half {
             let from = reflect(px as isize - half as isize, w) * c;
             for ch in 0..c {
                 padded[px * c + ch] = f32::from(row[from + ch]);
             }
         }
-        let out = &mut horizontal[y * row_len..(y + 1) * row_len];
-        for (k, weight) in kernel.iter().enumerate() {
-            for (o, v) in out.iter_mut().zip(&padded[k * c..k * c + row_len]) {
-                *o += weight * v;
-            }
-        }
+        let taps: Vec<&[f32]> = (0..kernel_size).map(|k| &padded[k * c..]).collect();
+        weighted_rows(&kernel, &taps, out);
     }
     let mut result = vec![0u8; h * row_len];
     let mut acc = vec![0.0f32; row_len];
-    for y in 0..h {
-        acc.fill(0.0);
-        for (k, weight) in kernel.iter().enumerate() {
-            let src_row = reflect(y as isize + k as isize - half as isize, h);
-            for (a, v) in acc
-                .iter_mut()
-                .zip(&horizontal[src_row * row_len..(src_row + 1) * row_len])
-            {
-                *a += weight * v;
-            }
-        }
-        for (dst, a) in result[y * row_len..(y + 1) * row_len].iter_mut().zip(&acc) {
-            *dst = a.round().clamp(0.0, 255.0) as u8;
+    for (y, out) in result.chunks_exact_mut(row_len).enumerate() {
+        let taps: Vec<&[f32]> = (0..kernel_size)
+            .map(|k| {
+                let src_row = reflect(y as isize + k as isize - half as isize, h);
+                &horizontal[src_row * row_len..(src_row + 1) * row_len]
+            })
+            .collect();
+        weighted_rows(&kernel, &taps, &mut acc);
+        for (dst, &a) in out.iter_mut().zip(&acc) {
+            *dst = round_to_u8(a);
         }
     }
     Ok(Array3::from_shape_vec((h, w, c), result).expect("one value per pixel and channel"))

@@ -5,6 +5,8 @@
 use ndarray::{Array3, Axis, s};
 
 use crate::error::bad_image;
+use crate::float::round_to_u8;
+use crate::simd::{self, Vectorised, weighted_rows};
 use crate::{Image, Result};
 
 fn check_size(op: &'static str, image: &Image) -> Result<(usize, usize, usize)> {
@@ -20,12 +22,52 @@ fn check_size(op: &'static str, image: &Image) -> Result<(usize, usize, usize)> 
 
 /// Mirrors left to right.
 pub fn hflip(image: &Image) -> Image {
-    image.slice(s![.., ..;-1, ..]).to_owned()
+    let (h, w, c) = image.dim();
+    let source = image.as_standard_layout();
+    let mut out = Vec::with_capacity(h * w * c);
+    if c > 0 {
+        for row in source
+            .as_slice()
+            .expect("standard layout")
+            .chunks_exact(w * c)
+        {
+            for pixel in row.rchunks_exact(c) {
+                out.extend_from_slice(pixel);
+            }
+        }
+    }
+    Array3::from_shape_vec((h, w, c), out).expect("one value per pixel and channel")
 }
 
 /// Mirrors top to bottom.
 pub fn vflip(image: &Image) -> Image {
-    image.slice(s![..;-1, .., ..]).to_owned()
+    let (h, w, c) = image.dim();
+    let source = image.as_standard_layout();
+    let mut out = Vec::with_capacity(h * w * c);
+    if w * c > 0 {
+        for row in source
+            .as_slice()
+            .expect("standard layout")
+            .rchunks_exact(w * c)
+        {
+            out.extend_from_slice(row);
+        }
+    }
+    Array3::from_shape_vec((h, w, c), out).expect("one value per pixel and channel")
+}
+
+/// The rows `top..top + height`, columns `left..left + width` of `image`, copied row by row
+/// (ndarray copies a non-contiguous window value by value).
+fn window(image: &Image, top: usize, left: usize, height: usize, width: usize) -> Image {
+    let (_, w, c) = image.dim();
+    let source = image.as_standard_layout();
+    let values = source.as_slice().expect("standard layout");
+    let mut out = Vec::with_capacity(height * width * c);
+    for y in top..top + height {
+        let start = (y * w + left) * c;
+        out.extend_from_slice(&values[start..start + width * c]);
+    }
+    Array3::from_shape_vec((height, width, c), out).expect("one value per pixel and channel")
 }
 
 /// The `height` x `width` window whose top-left corner is (`top`, `left`); it must lie inside.
@@ -37,9 +79,7 @@ pub fn crop(image: &Image, top: usize, left: usize, height: usize, width: usize)
             format!("a {height}x{width} window at ({top}, {left}) does not fit a {h}x{w} image"),
         ));
     }
-    Ok(image
-        .slice(s![top..top + height, left..left + width, ..])
-        .to_owned())
+    Ok(window(image, top, left, height, width))
 }
 
 /// The centre `height` x `width` window (rounding as torchvision's `center_crop`).
@@ -112,14 +152,18 @@ pub fn resize_with(
             format!("cannot resize to {height}x{width}"),
         ));
     }
-    let mut out = image.as_standard_layout().into_owned();
-    if width != w {
-        out = resample_axis(&out, Axis(1), width, filter);
-    }
-    if height != h {
-        out = resample_axis(&out, Axis(0), height, filter);
-    }
-    Ok(out)
+    let source = image.as_standard_layout();
+    let values = source.as_slice().expect("standard layout");
+    Ok(match (width != w, height != h) {
+        (false, false) => source.into_owned(),
+        (true, false) => resample_axis(values, image.dim(), Axis(1), width, filter),
+        (false, true) => resample_axis(values, image.dim(), Axis(0), height, filter),
+        (true, true) => {
+            let horizontal = resample_axis(values, image.dim(), Axis(1), width, filter);
+            let values = horizontal.as_slice().expect("standard layout");
+            resample_axis(values, horizontal.dim(), Axis(0), height, filter)
+        }
+    })
 }
 
 /// Crops the window at (`top`, `left`) of `height` x `width`, then resizes it to
@@ -167,22 +211,55 @@ fn coefficients(input: usize, output: usize, filter: Interpolation) -> Vec<(usiz
         .collect()
 }
 
-/// One row resampled along its width, `C` interleaved channels (a fixed count, so the inner
-/// loops unroll).
-fn horizontal<const C: usize>(row: &[f32], coeffs: &[(usize, Vec<f32>)], out: &mut Vec<u8>) {
-    for (start, weights) in coeffs {
-        let mut acc = [0.0f32; C];
-        for (k, weight) in weights.iter().enumerate() {
-            let pixel = &row[(start + k) * C..(start + k + 1) * C];
-            for ch in 0..C {
-                acc[ch] += weight * pixel[ch];
+/// Filter weights padded with zeros to `K` taps, the window moved left where it would run
+/// past the end: adding `0 * v` leaves every sum as it was, and a fixed tap count lets the
+/// inner loops unroll.
+fn padded<const K: usize>(coeffs: &[(usize, Vec<f32>)], input: usize) -> Vec<(usize, [f32; K])> {
+    coeffs
+        .iter()
+        .map(|(start, weights)| {
+            let first = (*start).min(input.saturating_sub(K));
+            let mut fixed = [0.0f32; K];
+            fixed[start - first..start - first + weights.len()].copy_from_slice(weights);
+            (first, fixed)
+        })
+        .collect()
+}
+
+/// Rows resampled along their width, `C` interleaved channels and `K` taps (fixed counts, so
+/// the loops unroll; compiled for AVX2 where the CPU has it).
+struct Horizontal<'a, const C: usize, const K: usize> {
+    source: &'a [u8],
+    row_len: usize,
+    coeffs: &'a [(usize, [f32; K])],
+    out: &'a mut Vec<u8>,
+}
+
+impl<const C: usize, const K: usize> Vectorised for Horizontal<'_, C, K> {
+    type Output = ();
+
+    #[inline(always)]
+    fn run(self) {
+        let mut row = vec![0.0f32; self.row_len];
+        for values in self.source.chunks_exact(self.row_len) {
+            for (dst, &v) in row.iter_mut().zip(values) {
+                *dst = f32::from(v);
+            }
+            for (start, weights) in self.coeffs {
+                let pixels = &row[start * C..(start + K) * C];
+                let mut acc = [0.0f32; C];
+                for (k, weight) in weights.iter().enumerate() {
+                    for ch in 0..C {
+                        acc[ch] += weight * pixels[k * C + ch];
+                    }
+                }
+                self.out.extend(acc.iter().map(|&a| round_to_u8(a)));
             }
         }
-        out.extend(acc.iter().map(|a| a.round().clamp(0.0, 255.0) as u8));
     }
 }
 
-/// [`horizontal`] for any channel count.
+/// [`Horizontal`] for any channel and tap count.
 fn horizontal_any(row: &[f32], c: usize, coeffs: &[(usize, Vec<f32>)], out: &mut Vec<u8>) {
     let mut acc = vec![0.0f32; c];
     for (start, weights) in coeffs {
@@ -195,49 +272,73 @@ fn horizontal_any(row: &[f32], c: usize, coeffs: &[(usize, Vec<f32>)], out: &mut
                 *a += weight * v;
             }
         }
-        out.extend(acc.iter().map(|a| a.round().clamp(0.0, 255.0) as u8));
+        out.extend(acc.iter().map(|&a| round_to_u8(a)));
     }
 }
 
-/// Resamples one axis (0: rows, 1: columns) to `output` positions, rounding to `u8`. Taps are
-/// added in order with float32 weights.
+/// Resamples every row (`c` channels) along its width with `coeffs`, through an unrolled
+/// [`Horizontal`] where the channel count is 1, 3 or 4 and at most 8 taps are needed.
+fn resample_rows(source: &[u8], row_len: usize, c: usize, coeffs: &[(usize, Vec<f32>)]) -> Vec<u8> {
+    let input = row_len / c;
+    let taps = coeffs.iter().map(|(_, w)| w.len()).max().unwrap_or(0);
+    let mut out = Vec::with_capacity(source.len() / input * coeffs.len());
+    macro_rules! rows_with {
+        ($c:literal, $k:literal) => {
+            simd::run(Horizontal::<$c, $k> {
+                source,
+                row_len,
+                coeffs: &padded::<$k>(coeffs, input),
+                out: &mut out,
+            })
+        };
+    }
+    match (c, taps) {
+        (1, ..=2) if input >= 2 => rows_with!(1, 2),
+        (1, ..=4) if input >= 4 => rows_with!(1, 4),
+        (1, ..=8) if input >= 8 => rows_with!(1, 8),
+        (3, ..=2) if input >= 2 => rows_with!(3, 2),
+        (3, ..=4) if input >= 4 => rows_with!(3, 4),
+        (3, ..=8) if input >= 8 => rows_with!(3, 8),
+        (4, ..=2) if input >= 2 => rows_with!(4, 2),
+        (4, ..=4) if input >= 4 => rows_with!(4, 4),
+        (4, ..=8) if input >= 8 => rows_with!(4, 8),
+        _ => {
+            let mut row_f32 = vec![0.0f32; row_len];
+            for row in source.chunks_exact(row_len) {
+                for (dst, &v) in row_f32.iter_mut().zip(row) {
+                    *dst = f32::from(v);
+                }
+                horizontal_any(&row_f32, c, coeffs, &mut out);
+            }
+        }
+    }
+    out
+}
+
+/// Resamples one axis (0: rows, 1: columns) of the `(h, w, c)` image whose values are
+/// `source` (row-major) to `output` positions, rounding to `u8`. Taps are added in order with
+/// float32 weights.
 fn resample_axis(
-    image: &Array3<u8>,
+    source: &[u8],
+    (h, w, c): (usize, usize, usize),
     axis: Axis,
     output: usize,
     filter: Interpolation,
 ) -> Array3<u8> {
-    let (h, w, c) = image.dim();
-    let source = image.as_slice().expect("standard layout");
-    let coeffs = coefficients(image.len_of(axis), output, filter);
+    let coeffs = coefficients(if axis == Axis(0) { h } else { w }, output, filter);
     if axis == Axis(1) {
-        let mut out = Vec::with_capacity(h * output * c);
-        let mut row_f32 = vec![0.0f32; w * c];
-        for row in source.chunks_exact(w * c) {
-            for (dst, &v) in row_f32.iter_mut().zip(row) {
-                *dst = f32::from(v);
-            }
-            match c {
-                1 => horizontal::<1>(&row_f32, &coeffs, &mut out),
-                3 => horizontal::<3>(&row_f32, &coeffs, &mut out),
-                4 => horizontal::<4>(&row_f32, &coeffs, &mut out),
-                _ => horizontal_any(&row_f32, c, &coeffs, &mut out),
-            }
-        }
+        let out = resample_rows(source, w * c, c, &coeffs);
         Array3::from_shape_vec((h, output, c), out).expect("one value per pixel and channel")
     } else {
         let row_len = w * c;
         let mut out = Vec::with_capacity(output * row_len);
         let mut acc = vec![0.0f32; row_len];
         for (start, weights) in &coeffs {
-            acc.fill(0.0);
-            for (k, weight) in weights.iter().enumerate() {
-                let row = &source[(start + k) * row_len..(start + k + 1) * row_len];
-                for (a, &v) in acc.iter_mut().zip(row) {
-                    *a += weight * f32::from(v);
-                }
-            }
-            out.extend(acc.iter().map(|a| a.round().clamp(0.0, 255.0) as u8));
+            let taps: Vec<&[u8]> = (0..weights.len())
+                .map(|k| &source[(start + k) * row_len..(start + k + 1) * row_len])
+                .collect();
+            weighted_rows(weights, &taps, &mut acc);
+            out.extend(acc.iter().map(|&a| round_to_u8(a)));
         }
         Array3::from_shape_vec((output, w, c), out).expect("one value per pixel and channel")
     }

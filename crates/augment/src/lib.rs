@@ -34,9 +34,11 @@ mod batch;
 mod blur;
 mod color;
 mod error;
+mod float;
 mod geometry;
 mod pipeline;
 pub mod presets;
+mod simd;
 mod transforms;
 
 pub use crate::batch::Prefetcher;
