@@ -480,7 +480,7 @@ pub fn rotate_with(image: &Image, angle: f64, fill: &[u8], sampling: Sampling) -
 /// The output-to-input matrix torchvision's `_get_inverse_affine_matrix` builds, about the
 /// image centre, in pixel units: `[a, b, c, d, e, f]` maps `(x, y)` to `(a x + b y + c,
 /// d x + e y + f)`.
-fn inverse_affine_matrix(
+pub(crate) fn inverse_affine_matrix(
     angle: f64,
     (tx, ty): (f64, f64),
     scale: f64,

@@ -31,6 +31,8 @@
 //! ```
 
 mod batch;
+#[cfg(feature = "tensor")]
+mod batched;
 mod blur;
 mod color;
 mod error;
@@ -39,11 +41,14 @@ mod geometry;
 mod pipeline;
 pub mod presets;
 mod simd;
+mod steps;
 mod transforms;
 
 pub use crate::batch::Prefetcher;
 #[cfg(feature = "tensor")]
 pub use crate::batch::{BatchFormat, to_batch};
+#[cfg(feature = "tensor")]
+pub use crate::batched::apply_plans;
 pub use crate::blur::{gaussian_blur, gaussian_kernel};
 pub use crate::color::{
     adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation, solarize, to_grayscale,
@@ -54,6 +59,7 @@ pub use crate::geometry::{
     resized_crop, resized_crop_with, rotate, rotate_with, vflip,
 };
 pub use crate::pipeline::MultiViewPipeline;
+pub use crate::steps::{Dims, Step, apply_plan};
 pub use crate::transforms::{
     ColorJitter, Compose, GaussianBlur, OneOf, RandomAffine, RandomApply, RandomGrayscale,
     RandomHorizontalFlip, RandomResizedCrop, RandomRotation, RandomSolarize, Transform,

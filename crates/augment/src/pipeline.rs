@@ -6,7 +6,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
-use crate::{Image, Result, Transform};
+use crate::{Dims, Image, Result, Step, Transform};
 
 /// Makes one view per transform of every image, on rayon's threads. Each (epoch, item, view)
 /// has its own generator, keyed by the seed, so the views are the same whatever the number of
@@ -55,6 +55,27 @@ impl MultiViewPipeline {
                     .zip(items.par_iter())
                     .map(|(image, &item)| {
                         self.views[v].apply(image, &mut self.rng(epoch, item as u64, v as u64))
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The plans of the views [`apply`](Self::apply) would make of images of `dims`
+    /// (dataset indices `items`), view-major, drawn from the same generators: run on a
+    /// tensor device with `apply_plans` (feature `tensor`), they give the same views.
+    pub fn plans(&self, dims: &[Dims], items: &[usize], epoch: u64) -> Result<Vec<Vec<Vec<Step>>>> {
+        assert_eq!(
+            dims.len(),
+            items.len(),
+            "MultiViewPipeline::plans: one item index per image"
+        );
+        (0..self.views.len())
+            .map(|v| {
+                dims.iter()
+                    .zip(items)
+                    .map(|(&d, &item)| {
+                        self.views[v].plan(d, &mut self.rng(epoch, item as u64, v as u64))
                     })
                     .collect()
             })

@@ -9,17 +9,27 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::invalid;
-use crate::{
-    Image, Interpolation, Result, Sampling, adjust_brightness, adjust_contrast, adjust_hue,
-    adjust_saturation, affine_with, gaussian_blur, hflip, resized_crop_with, rotate_with, solarize,
-    to_grayscale,
-};
+use crate::steps::{Dims, Step, apply_plan};
+use crate::{Image, Interpolation, Result, Sampling};
 
 /// A random image transform. The generator is the only source of randomness, so the same
 /// generator state gives the same output.
+///
+/// A transform draws its parameters into a plan of deterministic [`Step`]s ([`plan`]); the
+/// plan runs on one image ([`apply`], the CPU path) or, for a whole batch, on a tensor
+/// device (`apply_plans`, feature `tensor`). Both draw the same parameters from the same
+/// generator.
+///
+/// [`plan`]: Transform::plan
+/// [`apply`]: Transform::apply
 pub trait Transform: Send + Sync + Debug {
-    /// Transforms one image.
-    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image>;
+    /// Draws the parameters for an image of `dims` and returns the steps that apply them.
+    fn plan(&self, dims: Dims, rng: &mut ChaCha8Rng) -> Result<Vec<Step>>;
+
+    /// Transforms one image: its plan, run step by step.
+    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
+        apply_plan(image, &self.plan(image.dim(), rng)?)
+    }
 }
 
 fn check_probability(op: &'static str, p: f64) -> Result<()> {
@@ -47,17 +57,16 @@ fn check_range(
     }
 }
 
-/// `op(image)` with probability `p`, else the image unchanged; one draw from `rng` decides.
+/// The steps of `plan` with probability `p`, else none; one draw from `rng` decides.
 fn with_probability(
     p: f64,
-    image: &Image,
     rng: &mut ChaCha8Rng,
-    op: impl FnOnce(&Image, &mut ChaCha8Rng) -> Result<Image>,
-) -> Result<Image> {
+    plan: impl FnOnce(&mut ChaCha8Rng) -> Result<Vec<Step>>,
+) -> Result<Vec<Step>> {
     if rng.gen_bool(p) {
-        op(image, rng)
+        plan(rng)
     } else {
-        Ok(image.clone())
+        Ok(Vec::new())
     }
 }
 
@@ -155,15 +164,18 @@ impl RandomResizedCrop {
 }
 
 impl Transform for RandomResizedCrop {
-    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
-        let (h, w, _) = image.dim();
+    fn plan(&self, (h, w, _): Dims, rng: &mut ChaCha8Rng) -> Result<Vec<Step>> {
         if h == 0 || w == 0 {
             return Err(crate::error::bad_image(
                 "RandomResizedCrop",
                 format!("the image is {h}x{w}"),
             ));
         }
-        resized_crop_with(image, self.window(h, w, rng), self.size, self.interpolation)
+        Ok(vec![Step::ResizedCrop {
+            window: self.window(h, w, rng),
+            size: self.size,
+            interpolation: self.interpolation,
+        }])
     }
 }
 
@@ -182,8 +194,8 @@ impl RandomHorizontalFlip {
 }
 
 impl Transform for RandomHorizontalFlip {
-    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
-        with_probability(self.p, image, rng, |img, _| Ok(hflip(img)))
+    fn plan(&self, _: Dims, rng: &mut ChaCha8Rng) -> Result<Vec<Step>> {
+        with_probability(self.p, rng, |_| Ok(vec![Step::HorizontalFlip]))
     }
 }
 
@@ -229,7 +241,7 @@ impl ColorJitter {
 }
 
 impl Transform for ColorJitter {
-    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
+    fn plan(&self, _: Dims, rng: &mut ChaCha8Rng) -> Result<Vec<Step>> {
         let mut order = [0usize, 1, 2, 3];
         order.shuffle(rng);
         let mut factors = [0.0f32; 4];
@@ -243,17 +255,17 @@ impl Transform for ColorJitter {
                 rng.gen_range(lo..=hi) as f32
             };
         }
-        let mut out = image.clone();
-        for op in order {
-            out = match op {
-                0 if factors[0] != 1.0 => adjust_brightness(&out, factors[0])?,
-                1 if factors[1] != 1.0 => adjust_contrast(&out, factors[1])?,
-                2 if factors[2] != 1.0 => adjust_saturation(&out, factors[2])?,
-                3 if factors[3] != 0.0 => adjust_hue(&out, factors[3])?,
-                _ => out,
-            };
-        }
-        Ok(out)
+        // Factors that change nothing (1, or a hue shift of 0) give no step.
+        Ok(order
+            .into_iter()
+            .filter_map(|op| match op {
+                0 if factors[0] != 1.0 => Some(Step::Brightness(factors[0])),
+                1 if factors[1] != 1.0 => Some(Step::Contrast(factors[1])),
+                2 if factors[2] != 1.0 => Some(Step::Saturation(factors[2])),
+                3 if factors[3] != 0.0 => Some(Step::Hue(factors[3])),
+                _ => None,
+            })
+            .collect())
     }
 }
 
@@ -272,8 +284,8 @@ impl RandomGrayscale {
 }
 
 impl Transform for RandomGrayscale {
-    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
-        with_probability(self.p, image, rng, |img, _| to_grayscale(img, img.dim().2))
+    fn plan(&self, _: Dims, rng: &mut ChaCha8Rng) -> Result<Vec<Step>> {
+        with_probability(self.p, rng, |_| Ok(vec![Step::Grayscale]))
     }
 }
 
@@ -300,9 +312,12 @@ impl GaussianBlur {
 }
 
 impl Transform for GaussianBlur {
-    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
+    fn plan(&self, _: Dims, rng: &mut ChaCha8Rng) -> Result<Vec<Step>> {
         let sigma = rng.gen_range(self.sigma.0..=self.sigma.1) as f32;
-        gaussian_blur(image, self.kernel_size, sigma)
+        Ok(vec![Step::Blur {
+            kernel_size: self.kernel_size,
+            sigma,
+        }])
     }
 }
 
@@ -322,8 +337,8 @@ impl RandomSolarize {
 }
 
 impl Transform for RandomSolarize {
-    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
-        with_probability(self.p, image, rng, |img, _| solarize(img, self.threshold))
+    fn plan(&self, _: Dims, rng: &mut ChaCha8Rng) -> Result<Vec<Step>> {
+        with_probability(self.p, rng, |_| Ok(vec![Step::Solarize(self.threshold)]))
     }
 }
 
@@ -354,9 +369,13 @@ impl RandomRotation {
 }
 
 impl Transform for RandomRotation {
-    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
+    fn plan(&self, _: Dims, rng: &mut ChaCha8Rng) -> Result<Vec<Step>> {
         let angle = rng.gen_range(-self.degrees..=self.degrees);
-        rotate_with(image, angle, &self.fill, self.sampling)
+        Ok(vec![Step::Rotate {
+            angle,
+            fill: self.fill.clone(),
+            sampling: self.sampling,
+        }])
     }
 }
 
@@ -411,23 +430,21 @@ impl RandomAffine {
 }
 
 impl Transform for RandomAffine {
-    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
-        let (h, w, _) = image.dim();
+    fn plan(&self, (h, w, _): Dims, rng: &mut ChaCha8Rng) -> Result<Vec<Step>> {
         let angle = rng.gen_range(-self.degrees..=self.degrees);
         let (max_dx, max_dy) = (self.translate.0 * w as f64, self.translate.1 * h as f64);
         let tx = rng.gen_range(-max_dx..=max_dx).round();
         let ty = rng.gen_range(-max_dy..=max_dy).round();
         let scale = rng.gen_range(self.scale.0..=self.scale.1);
         let shear = rng.gen_range(self.shear.0..=self.shear.1);
-        affine_with(
-            image,
+        Ok(vec![Step::Affine {
             angle,
-            (tx, ty),
+            translate: (tx, ty),
             scale,
-            (shear, 0.0),
-            &self.fill,
-            self.sampling,
-        )
+            shear: (shear, 0.0),
+            fill: self.fill.clone(),
+            sampling: self.sampling,
+        }])
     }
 }
 
@@ -436,10 +453,14 @@ impl Transform for RandomAffine {
 pub struct Compose(pub Vec<Arc<dyn Transform>>);
 
 impl Transform for Compose {
-    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
-        self.0
-            .iter()
-            .try_fold(image.clone(), |img, t| t.apply(&img, rng))
+    fn plan(&self, dims: Dims, rng: &mut ChaCha8Rng) -> Result<Vec<Step>> {
+        let (mut steps, mut dims) = (Vec::new(), dims);
+        for transform in &self.0 {
+            let more = transform.plan(dims, rng)?;
+            dims = more.iter().fold(dims, |d, step| step.output_dims(d));
+            steps.extend(more);
+        }
+        Ok(steps)
     }
 }
 
@@ -459,10 +480,8 @@ impl RandomApply {
 }
 
 impl Transform for RandomApply {
-    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
-        with_probability(self.p, image, rng, |img, rng| {
-            self.transform.apply(img, rng)
-        })
+    fn plan(&self, dims: Dims, rng: &mut ChaCha8Rng) -> Result<Vec<Step>> {
+        with_probability(self.p, rng, |rng| self.transform.plan(dims, rng))
     }
 }
 
@@ -481,7 +500,7 @@ impl OneOf {
 }
 
 impl Transform for OneOf {
-    fn apply(&self, image: &Image, rng: &mut ChaCha8Rng) -> Result<Image> {
-        self.0[rng.gen_range(0..self.0.len())].apply(image, rng)
+    fn plan(&self, dims: Dims, rng: &mut ChaCha8Rng) -> Result<Vec<Step>> {
+        self.0[rng.gen_range(0..self.0.len())].plan(dims, rng)
     }
 }

@@ -2,11 +2,16 @@
 //! threads: the W1 pipeline on 28 x 28 gray images, SimCLR (with blur) on 32 x 32 RGB and
 //! on 224 x 224 RGB cut from 256 x 256. The peer is `bench/peers/augment_w2.py`
 //! (torchvision v2 and lightly's `SimCLRTransform`, image by image on 1 thread).
+//!
+//! The `_batched_<device>` rows run the same views' plans on a whole batch as tensor
+//! operations (`apply_plans`), on the first CUDA device where there is one, else on the CPU
+//! with libtorch's threads.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use contrastive_augment::{Image, MultiViewPipeline, Transform, presets};
+use contrastive_augment::{Image, MultiViewPipeline, Transform, apply_plans, presets};
+use contrastive_tensor::{Device, Kind, Tensor};
 
 use crate::{Row, Scale, median};
 
@@ -43,7 +48,48 @@ fn views_per_second(
     Ok(median(&rates))
 }
 
-/// The W2 rows: `<pipeline>_<threads>t` in views/s.
+/// Median views per second of `pipeline`'s plans run batched on `device` (the batch is
+/// already there, as `u8` `[N, C, H, W]`; planning is counted).
+fn batched_views_per_second(
+    pipeline: &MultiViewPipeline,
+    batch: &[Image],
+    device: Device,
+    runs: usize,
+) -> anyhow::Result<f64> {
+    let tensors: Vec<Tensor> = batch
+        .iter()
+        .map(|img| {
+            let (h, w, c) = img.dim();
+            let values: Vec<u8> = img.iter().copied().collect();
+            Tensor::from_slice(&values)
+                .view([h as i64, w as i64, c as i64])
+                .permute([2, 0, 1])
+        })
+        .collect();
+    let on_device = Tensor::stack(&tensors, 0).to_device(device);
+    let dims: Vec<_> = batch.iter().map(Image::dim).collect();
+    let items: Vec<usize> = (0..batch.len()).collect();
+    let pass = |epoch: u64| -> anyhow::Result<()> {
+        for plans in pipeline.plans(&dims, &items, epoch)? {
+            let views = apply_plans(&on_device, &plans)?;
+            // Waits for the device: reading one value needs the work done.
+            views.sum(Kind::Int64).int64_value(&[]);
+        }
+        Ok(())
+    };
+    pass(0)?;
+    let rates = (1..=runs.max(1) as u64)
+        .map(|epoch| {
+            let start = Instant::now();
+            pass(epoch)?;
+            Ok((batch.len() * pipeline.view_count()) as f64 / start.elapsed().as_secs_f64())
+        })
+        .collect::<anyhow::Result<Vec<f64>>>()?;
+    Ok(median(&rates))
+}
+
+/// The W2 rows: `<pipeline>_<threads>t` in views/s, and `<pipeline>_batched_<device>` for
+/// the two RGB pipelines.
 pub fn rows(scale: Scale, runs: usize) -> anyhow::Result<Vec<Row>> {
     let workloads: Vec<(&str, Arc<dyn Transform>, Vec<Image>)> = vec![
         (
@@ -74,6 +120,17 @@ pub fn rows(scale: Scale, runs: usize) -> anyhow::Result<Vec<Row>> {
                 rate,
             ));
         }
+        if batch[0].dim().2 == 3 {
+            let device = Device::cuda_if_available();
+            let rate = batched_views_per_second(&pipeline, &batch, device, runs)?;
+            let place = if device.is_cuda() { "cuda" } else { "cpu" };
+            rows.push(Row::rate(
+                "W2",
+                &format!("{name}_batched_{place}"),
+                "views/s",
+                rate,
+            ));
+        }
     }
     Ok(rows)
 }
@@ -85,8 +142,9 @@ mod tests {
     #[test]
     fn the_small_pipelines_run_on_one_and_two_threads() {
         let rows = rows(Scale::Small, 1).unwrap();
-        assert_eq!(rows.len(), 6);
+        assert_eq!(rows.len(), 8);
         assert!(rows.iter().all(|r| r.value > 0.0 && r.higher_is_better));
         assert!(rows.iter().any(|r| r.name == "w1_28x28_gray_2t"));
+        assert!(rows.iter().any(|r| r.name.starts_with("simclr_32x32_rgb_blur_batched_")));
     }
 }
