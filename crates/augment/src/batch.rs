@@ -25,7 +25,13 @@ pub struct BatchFormat {
 #[cfg(feature = "tensor")]
 pub fn to_batch(views: &[Image], format: &BatchFormat) -> Result<Tensor> {
     let refs: Vec<_> = views.iter().map(|v| v.view()).collect();
-    let mut batch = stack_hwc_u8(&refs)?;
+    format_batch(stack_hwc_u8(&refs)?, format)
+}
+
+/// A `u8` `[N, C, H, W]` batch (as [`to_batch`] stacks it, or as
+/// [`apply_plans`](crate::apply_plans) returns it) in `format`, on its own device.
+#[cfg(feature = "tensor")]
+pub fn format_batch(mut batch: Tensor, format: &BatchFormat) -> Result<Tensor> {
     if let Some(normalize) = &format.float {
         batch = u8_to_unit_float(&batch);
         if let Some(normalize) = normalize {

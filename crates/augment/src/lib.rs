@@ -46,7 +46,7 @@ mod transforms;
 
 pub use crate::batch::Prefetcher;
 #[cfg(feature = "tensor")]
-pub use crate::batch::{BatchFormat, to_batch};
+pub use crate::batch::{BatchFormat, format_batch, to_batch};
 #[cfg(feature = "tensor")]
 pub use crate::batched::apply_plans;
 pub use crate::blur::{gaussian_blur, gaussian_kernel};

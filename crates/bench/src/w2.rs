@@ -145,6 +145,9 @@ mod tests {
         assert_eq!(rows.len(), 8);
         assert!(rows.iter().all(|r| r.value > 0.0 && r.higher_is_better));
         assert!(rows.iter().any(|r| r.name == "w1_28x28_gray_2t"));
-        assert!(rows.iter().any(|r| r.name.starts_with("simclr_32x32_rgb_blur_batched_")));
+        assert!(
+            rows.iter()
+                .any(|r| r.name.starts_with("simclr_32x32_rgb_blur_batched_"))
+        );
     }
 }

@@ -84,6 +84,11 @@ pub struct DataConfig {
     pub batch_size: usize,
     /// The view recipe: `w1`, `simclr`, `simclr-blur`, `moco-v2`, `byol` or `none`.
     pub augment: String,
+    /// Where the views are made: `cpu` (image by image on the CPU's threads, ahead of the
+    /// model; the default) or `device` (the whole batch as tensor operations on `run.device`,
+    /// the same parameters; pays on a GPU). `device` needs images of one size.
+    #[serde(default = "default_augment_on")]
+    pub augment_on: String,
     /// Per-channel mean for normalisation (default: the dataset's).
     #[serde(default)]
     pub mean: Option<Vec<f32>>,
@@ -207,6 +212,9 @@ fn auto() -> String {
 }
 fn default_checkpoint_every() -> usize {
     500
+}
+fn default_augment_on() -> String {
+    "cpu".into()
 }
 fn default_backbone() -> String {
     "small-cnn".into()
@@ -432,6 +440,7 @@ impl TrainConfig {
             &data.augment,
             &["w1", "simclr", "simclr-blur", "moco-v2", "byol", "none"],
         )?;
+        choice("data.augment_on", &data.augment_on, &["cpu", "device"])?;
         if data.mean.is_some() != data.std.is_some() {
             return Err(invalid("data.mean", "data.mean and data.std go together"));
         }

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use contrastive_augment::{Image, MultiViewPipeline, Prefetcher, to_batch};
+use contrastive_augment::{
+    BatchFormat, Image, MultiViewPipeline, Prefetcher, apply_plans, format_batch, to_batch,
+};
 use contrastive_losses::momentum_update;
 use contrastive_models::{Backbone, EmbeddingModel, ModelConfig, Stem, save_model};
 use contrastive_samplers::{MultiView, PkSampler, TemporalSampler};
@@ -521,15 +523,32 @@ impl Trainer {
             .flatten();
         let pipeline = Arc::clone(&self.pipeline);
         let input = self.input.clone();
+        let on_device = self.config.data.augment_on == "device";
         Prefetcher::new(count, 2, move |i| {
             let items = &order[skip + i];
             let sources: Vec<Image> = items.iter().map(|&j| images[j].clone()).collect();
-            let views: Vec<Image> = pipeline
-                .apply(&sources, items, epoch)?
-                .into_iter()
-                .flatten()
-                .collect();
-            let views_tensor = to_batch(&views, &input.format)?.to_device(input.device);
+            let views_tensor = if on_device {
+                // The sources go to the device as they are; the views are made there.
+                let raw = BatchFormat {
+                    float: None,
+                    channels_last: false,
+                };
+                let batch = to_batch(&sources, &raw)?.to_device(input.device);
+                let dims: Vec<_> = sources.iter().map(Image::dim).collect();
+                let views = pipeline
+                    .plans(&dims, items, epoch)?
+                    .iter()
+                    .map(|plans| apply_plans(&batch, plans))
+                    .collect::<std::result::Result<Vec<_>, _>>()?;
+                format_batch(Tensor::cat(&views, 0), &input.format)?
+            } else {
+                let views: Vec<Image> = pipeline
+                    .apply(&sources, items, epoch)?
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                to_batch(&views, &input.format)?.to_device(input.device)
+            };
             let per_view = |value: &dyn Fn(usize) -> usize| {
                 let one: Vec<i64> = items.iter().map(|&j| value(j) as i64).collect();
                 Tensor::from_slice(&one)
