@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use contrastive_augment::{Image, MultiViewPipeline, Transform, presets, resize};
+use contrastive_augment::{Compose, Image, MultiViewPipeline, Transform, presets, resize};
 use contrastive_data::{Dataset, Split, fashion_mnist, hwc_from_image, image_from_hwc};
 
 /// Writes `out`: one row per source image (the first `rows` of Fashion-MNIST's test set, or
@@ -18,11 +18,21 @@ pub fn run(
     out: &Path,
     data_dir: Option<PathBuf>,
 ) -> Result<()> {
-    let transform: Arc<dyn Transform> = match preset {
-        "w1" => Arc::new(presets::w1()?),
-        "simclr" => Arc::new(presets::simclr(96, 1.0, true)?),
-        other => bail!("unknown preset {other:?}: w1 or simclr"),
+    let own: Vec<Compose> = match preset {
+        "w1" => vec![presets::w1()?],
+        "simclr" => vec![presets::simclr(96, 1.0, true)?],
+        "moco-v2" => vec![presets::moco_v2(96)?],
+        "byol" => presets::byol(96)?.to_vec(),
+        "multi-crop" if views >= 2 => presets::multi_crop(96, 48, views - 2)?,
+        "multi-crop" => {
+            bail!("multi-crop shows 2 global views and the rest local: --views 2 or more")
+        }
+        other => bail!("unknown preset {other:?}: w1, simclr, moco-v2, byol or multi-crop"),
     };
+    // BYOL's two views alternate; multi-crop has one transform per view.
+    let transforms: Vec<Arc<dyn Transform>> = (0..views)
+        .map(|v| Arc::new(own[v % own.len()].clone()) as Arc<dyn Transform>)
+        .collect();
     let sources: Vec<Image> = match image {
         Some(path) => {
             let picture =
@@ -37,11 +47,16 @@ pub fn run(
                 .collect::<Result<_, _>>()?
         }
     };
-    let pipeline = MultiViewPipeline::new(vec![transform; views], 0);
+    let pipeline = MultiViewPipeline::new(transforms, 0);
     let items: Vec<usize> = (0..sources.len()).collect();
     let all_views = pipeline.apply(&sources, &items, 0)?;
     let (side, _, channels) = all_views[0][0].dim();
-    let cell = side.max(96);
+    let cell = all_views
+        .iter()
+        .map(|v| v[0].dim().0)
+        .max()
+        .unwrap_or(side)
+        .max(96);
     let pad = 4;
     let (rows_n, cols) = (sources.len(), views + 1);
     let mut grid = Image::from_elem(
@@ -58,12 +73,13 @@ pub fn run(
                 .chain(all_views.iter().map(|v| Ok(v[r].clone())))
                 .collect::<Result<_>>()?;
         for (col, picture) in row.iter().enumerate() {
+            // Each picture fills its cell (multi-crop's local views are smaller).
             let (top, left) = (pad + r * (cell + pad), pad + col * (cell + pad));
+            let (ph, pw, _) = picture.dim();
             for y in 0..cell {
                 for x in 0..cell {
                     for ch in 0..channels {
-                        grid[[top + y, left + x, ch]] =
-                            picture[[y * side / cell, x * side / cell, ch]];
+                        grid[[top + y, left + x, ch]] = picture[[y * ph / cell, x * pw / cell, ch]];
                     }
                 }
             }
@@ -95,6 +111,16 @@ mod tests {
         let grid = image::open(&out).unwrap();
         // 4 columns (source + 3 views) of 96-pixel cells with 4-pixel gaps.
         assert_eq!((grid.width(), grid.height()), (4 * 100 + 4, 100 + 4));
-        assert!(run("byol", Some(&source), 1, 3, &out, None).is_err());
+        for preset in ["moco-v2", "byol", "multi-crop"] {
+            run(preset, Some(&source), 1, 4, &out, None).unwrap();
+            let grid = image::open(&out).unwrap();
+            assert_eq!(
+                (grid.width(), grid.height()),
+                (5 * 100 + 4, 100 + 4),
+                "{preset}"
+            );
+        }
+        assert!(run("multi-crop", Some(&source), 1, 1, &out, None).is_err());
+        assert!(run("swav", Some(&source), 1, 3, &out, None).is_err());
     }
 }

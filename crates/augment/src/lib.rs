@@ -17,8 +17,12 @@
 //!   normalised float tensor, NCHW or channels-last; [`Prefetcher`] prepares the next batches
 //!   while the model trains.
 //!
-//! Warps sample nearest (torchvision's default) or bilinear ([`Sampling`]). Still to come
-//! (issue #4): batched GPU versions.
+//! - Plans: a transform draws its parameters into deterministic [`Step`]s
+//!   ([`Transform::plan`]); `apply_plans` (feature `tensor`) runs the plans of a whole batch as
+//!   tensor operations on its device (a GPU where there is one), giving the CPU's views.
+//!
+//! Warps sample nearest (torchvision's default) or bilinear ([`Sampling`]). The pixel loops are vectorised (and compiled for AVX2 too, chosen at run time) without
+//! changing a single output value.
 //!
 //! ```
 //! use contrastive_augment::{adjust_brightness, hflip, resized_crop};
