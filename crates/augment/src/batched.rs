@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use contrastive_tensor::{Kind, Tensor};
 
 use crate::error::bad_image;
-use crate::geometry::inverse_affine_matrix;
+use crate::geometry::{affine_source, inverse_affine_matrix};
 use crate::{Interpolation, Result, Sampling, Step, gaussian_kernel};
 
 const OP: &str = "apply_plans";
@@ -423,7 +423,6 @@ fn warp(x: &Tensor, steps: &[&Step], fill: &[u8], sampling: Sampling) -> Result<
             format!("fill needs 1 or {c} values, got {}", fill.len()),
         ));
     }
-    let (half_w, half_h) = (w as f64 * 0.5, h as f64 * 0.5);
     let mut grid = Vec::with_capacity((n * h * w * 2) as usize);
     for step in steps {
         let m = match step {
@@ -447,13 +446,10 @@ fn warp(x: &Tensor, steps: &[&Step], fill: &[u8], sampling: Sampling) -> Result<
             }
             other => unreachable!("{other:?} grouped with warps"),
         };
-        for yo in 0..h {
-            let y = yo as f64 - half_h + 0.5;
-            for xo in 0..w {
-                let x = xo as f64 - half_w + 0.5;
+        for yo in 0..h as usize {
+            for xo in 0..w as usize {
                 // Source pixel position, then grid_sample's coordinates.
-                let sx = m[0] * x + m[1] * y + m[2] + half_w - 0.5;
-                let sy = m[3] * x + m[4] * y + m[5] + half_h - 0.5;
+                let (sx, sy) = affine_source(&m, (h as usize, w as usize), (yo, xo));
                 grid.push(((2.0 * sx + 1.0) / w as f64 - 1.0) as f32);
                 grid.push(((2.0 * sy + 1.0) / h as f64 - 1.0) as f32);
             }

@@ -406,15 +406,10 @@ pub fn affine_with(
     let fill_of = |ch: usize| fill[ch.min(fill.len() - 1)];
     let m = inverse_affine_matrix(angle, translate, scale, shear);
     let source = image.as_standard_layout();
-    let (half_w, half_h) = (w as f64 * 0.5, h as f64 * 0.5);
     let mut out = Vec::with_capacity(h * w * c);
     for yo in 0..h {
-        let y = yo as f64 - half_h + 0.5;
         for xo in 0..w {
-            let x = xo as f64 - half_w + 0.5;
-            // Source pixel coordinates (grid_sample, align_corners=False).
-            let sx = m[0] * x + m[1] * y + m[2] + half_w - 0.5;
-            let sy = m[3] * x + m[4] * y + m[5] + half_h - 0.5;
+            let (sx, sy) = affine_source(&m, (h, w), (yo, xo));
             match sampling {
                 Sampling::Nearest => {
                     // Rounding half to even, as libtorch's nearbyint does.
@@ -475,6 +470,22 @@ pub fn rotate_with(image: &Image, angle: f64, fill: &[u8], sampling: Sampling) -
         crate::Error::BadImage { message, .. } => bad_image("rotate", message),
         other => other,
     })
+}
+
+/// Where output pixel `(yo, xo)` of an `(h, w)` image reads the source under the output-to-
+/// input matrix `m` ([`inverse_affine_matrix`]): source pixel coordinates `(x, y)`, pixel
+/// centres at whole numbers (as `grid_sample` with `align_corners=False`).
+pub(crate) fn affine_source(
+    m: &[f64; 6],
+    (h, w): (usize, usize),
+    (yo, xo): (usize, usize),
+) -> (f64, f64) {
+    let (half_w, half_h) = (w as f64 * 0.5, h as f64 * 0.5);
+    let (x, y) = (xo as f64 - half_w + 0.5, yo as f64 - half_h + 0.5);
+    (
+        m[0] * x + m[1] * y + m[2] + half_w - 0.5,
+        m[3] * x + m[4] * y + m[5] + half_h - 0.5,
+    )
 }
 
 /// The output-to-input matrix torchvision's `_get_inverse_affine_matrix` builds, about the

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use contrastive_augment::{
-    Image, Interpolation, MultiViewPipeline, Sampling, Step, Transform, apply_plan, apply_plans,
-    presets,
+    BatchFormat, Image, Interpolation, MultiViewPipeline, Sampling, Step, Transform, apply_plan,
+    apply_plans, presets, to_batch,
 };
 use contrastive_tensor::{Device, Kind, Tensor};
 
@@ -25,17 +25,11 @@ fn images(n: usize, h: usize, w: usize, c: usize) -> Vec<Image> {
 
 /// The images as a `u8` `[N, C, H, W]` tensor.
 fn batch_of(images: &[Image]) -> Tensor {
-    let tensors: Vec<Tensor> = images
-        .iter()
-        .map(|img| {
-            let (h, w, c) = img.dim();
-            let values: Vec<u8> = img.iter().copied().collect();
-            Tensor::from_slice(&values)
-                .view([h as i64, w as i64, c as i64])
-                .permute([2, 0, 1])
-        })
-        .collect();
-    Tensor::stack(&tensors, 0)
+    let raw = BatchFormat {
+        float: None,
+        channels_last: false,
+    };
+    to_batch(images, &raw).unwrap()
 }
 
 /// Largest difference and share of values that differ between the batched views and the CPU

@@ -10,8 +10,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use contrastive_augment::{Image, MultiViewPipeline, Transform, apply_plans, presets};
-use contrastive_tensor::{Device, Kind, Tensor};
+use contrastive_augment::{
+    BatchFormat, Image, MultiViewPipeline, Transform, apply_plans, presets, to_batch,
+};
+use contrastive_tensor::{Device, Kind};
 
 use crate::{Row, Scale, median};
 
@@ -56,17 +58,11 @@ fn batched_views_per_second(
     device: Device,
     runs: usize,
 ) -> anyhow::Result<f64> {
-    let tensors: Vec<Tensor> = batch
-        .iter()
-        .map(|img| {
-            let (h, w, c) = img.dim();
-            let values: Vec<u8> = img.iter().copied().collect();
-            Tensor::from_slice(&values)
-                .view([h as i64, w as i64, c as i64])
-                .permute([2, 0, 1])
-        })
-        .collect();
-    let on_device = Tensor::stack(&tensors, 0).to_device(device);
+    let raw = BatchFormat {
+        float: None,
+        channels_last: false,
+    };
+    let on_device = to_batch(batch, &raw)?.to_device(device);
     let dims: Vec<_> = batch.iter().map(Image::dim).collect();
     let items: Vec<usize> = (0..batch.len()).collect();
     let pass = |epoch: u64| -> anyhow::Result<()> {
