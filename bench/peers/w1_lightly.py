@@ -1,6 +1,6 @@
 """Python peer of W1 (shared/benchmarks.md): SimCLR on Fashion-MNIST with the small CNN,
 written with lightly (SimCLRTransform, SimCLRProjectionHead, NTXentLoss) and plain PyTorch,
-on 2 threads, the same work as `contrastive train --config configs/fmnist-simclr.toml`.
+on 2 threads, the same work as `contrastive train --config configs/w1.toml`.
 
     python bench/peers/w1_lightly.py --data /usr/share/datasets/fashion-mnist \
         --precision fp32 --steps 40          # views/s over 40 steps after 5 warm-up steps

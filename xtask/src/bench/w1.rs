@@ -1,4 +1,4 @@
-//! W1 training throughput, ours (`contrastive train` on `configs/fmnist-simclr.toml`,
+//! W1 training throughput, ours (`contrastive train` on `configs/w1.toml`,
 //! stopped after a few steps) and lightly's (`bench/peers/w1_lightly.py`), as rows:
 //! `train_fp32` (fp32, NCHW on both sides) and `train_bf16_cl` (bf16 autocast and
 //! channels-last: our default, and the peer's fastest setting).
@@ -74,7 +74,7 @@ fn ours(
     let run = out.path().join("run");
     let status = Command::new(binary)
         .current_dir(root)
-        .args(["train", "--config", "configs/fmnist-simclr.toml", "--quiet"])
+        .args(["train", "--config", "configs/w1.toml", "--quiet"])
         .arg("--out")
         .arg(&run)
         .arg("--data-dir")
