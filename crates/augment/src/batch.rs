@@ -21,6 +21,18 @@ pub struct BatchFormat {
     pub channels_last: bool,
 }
 
+#[cfg(feature = "tensor")]
+impl BatchFormat {
+    /// `u8` values, NCHW: the images as they are (for [`apply_plans`](crate::apply_plans),
+    /// or to convert on the device).
+    pub fn raw() -> Self {
+        Self {
+            float: None,
+            channels_last: false,
+        }
+    }
+}
+
 /// Stacks views of one shape into a `[N, C, H, W]` tensor in `format`.
 #[cfg(feature = "tensor")]
 pub fn to_batch(views: &[Image], format: &BatchFormat) -> Result<Tensor> {

@@ -25,11 +25,7 @@ fn images(n: usize, h: usize, w: usize, c: usize) -> Vec<Image> {
 
 /// The images as a `u8` `[N, C, H, W]` tensor.
 fn batch_of(images: &[Image]) -> Tensor {
-    let raw = BatchFormat {
-        float: None,
-        channels_last: false,
-    };
-    to_batch(images, &raw).unwrap()
+    to_batch(images, &BatchFormat::raw()).unwrap()
 }
 
 /// Largest difference and share of values that differ between the batched views and the CPU

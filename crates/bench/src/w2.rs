@@ -58,11 +58,7 @@ fn batched_views_per_second(
     device: Device,
     runs: usize,
 ) -> anyhow::Result<f64> {
-    let raw = BatchFormat {
-        float: None,
-        channels_last: false,
-    };
-    let on_device = to_batch(batch, &raw)?.to_device(device);
+    let on_device = to_batch(batch, &BatchFormat::raw())?.to_device(device);
     let dims: Vec<_> = batch.iter().map(Image::dim).collect();
     let items: Vec<usize> = (0..batch.len()).collect();
     let pass = |epoch: u64| -> anyhow::Result<()> {

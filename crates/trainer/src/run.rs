@@ -529,11 +529,7 @@ impl Trainer {
             let sources: Vec<Image> = items.iter().map(|&j| images[j].clone()).collect();
             let views_tensor = if on_device {
                 // The sources go to the device as they are; the views are made there.
-                let raw = BatchFormat {
-                    float: None,
-                    channels_last: false,
-                };
-                let batch = to_batch(&sources, &raw)?.to_device(input.device);
+                let batch = to_batch(&sources, &BatchFormat::raw())?.to_device(input.device);
                 let dims: Vec<_> = sources.iter().map(Image::dim).collect();
                 let views = pipeline
                     .plans(&dims, items, epoch)?
