@@ -35,6 +35,12 @@ fn luma_of(r: f32, g: f32, b: f32) -> f32 {
     fused(b, LUMA[2], fused(g, LUMA[1], r * LUMA[0]))
 }
 
+/// [`luma_of`], floored: the gray level of torchvision's `uint8` grayscale.
+#[inline(always)]
+fn floored_luma_of(r: f32, g: f32, b: f32) -> f32 {
+    floor_nonnegative(luma_of(r, g, b))
+}
+
 /// [`luma_of`] an RGB pixel.
 fn luma(rgb: &[u8]) -> f32 {
     luma_of(f32::from(rgb[0]), f32::from(rgb[1]), f32::from(rgb[2]))
@@ -126,7 +132,7 @@ impl RgbKernel for FlooredLuma {
     #[inline(always)]
     fn apply(&self, [r, g, b]: &mut Planes) {
         for i in 0..r.len() {
-            r[i] = floor_nonnegative(luma_of(r[i], g[i], b[i]));
+            r[i] = floored_luma_of(r[i], g[i], b[i]);
         }
     }
 }
@@ -138,11 +144,12 @@ struct Saturation(f32);
 impl RgbKernel for Saturation {
     #[inline(always)]
     fn apply(&self, [r, g, b]: &mut Planes) {
-        let ratio = self.0;
         for i in 0..r.len() {
-            let gray = floor_nonnegative(luma_of(r[i], g[i], b[i]));
-            let blend = |v: f32| fused(gray, 1.0 - ratio, v * ratio);
-            (r[i], g[i], b[i]) = (blend(r[i]), blend(g[i]), blend(b[i]));
+            let blend = Blend {
+                other: floored_luma_of(r[i], g[i], b[i]),
+                ratio: self.0,
+            };
+            (r[i], g[i], b[i]) = (blend.apply(r[i]), blend.apply(g[i]), blend.apply(b[i]));
         }
     }
 }
