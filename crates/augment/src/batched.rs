@@ -131,8 +131,9 @@ fn group_key(step: &Step) -> String {
 
 /// One group's steps (all of one key) on its images `x` (float `[n, C, H, W]`).
 fn run_group(x: &Tensor, steps: &[&Step]) -> Result<Tensor> {
-    let per_image = |f: &dyn Fn(&Step) -> f32| {
-        Tensor::from_slice(&steps.iter().map(|s| f(s)).collect::<Vec<f32>>())
+    // Each image's factor or shift (colour steps), shaped to scale its image.
+    let factors = || {
+        Tensor::from_slice(&steps.iter().map(|s| scalar_of(s)).collect::<Vec<f32>>())
             .to_device(x.device())
             .view([-1, 1, 1, 1])
     };
@@ -146,12 +147,12 @@ fn run_group(x: &Tensor, steps: &[&Step]) -> Result<Tensor> {
         Step::HorizontalFlip => x.flip([3]),
         Step::VerticalFlip => x.flip([2]),
         Step::Brightness(_) => {
-            let factor = per_image(&|s| scalar_of(s));
+            let factor = factors();
             (x * factor).clamp(0.0, 255.0).floor()
         }
         Step::Contrast(_) => {
             check_channels("adjust_contrast", channels)?;
-            let factor = per_image(&|s| scalar_of(s));
+            let factor = factors();
             let gray = if channels == 3 {
                 floored_luma(x)
             } else {
@@ -169,7 +170,7 @@ fn run_group(x: &Tensor, steps: &[&Step]) -> Result<Tensor> {
             if channels == 1 {
                 return Ok(x.shallow_clone());
             }
-            let factor = per_image(&|s| scalar_of(s));
+            let factor = factors();
             blend(x, &floored_luma(x), &factor)
         }
         Step::Hue(_) => {
@@ -177,7 +178,7 @@ fn run_group(x: &Tensor, steps: &[&Step]) -> Result<Tensor> {
             if channels == 1 {
                 return Ok(x.shallow_clone());
             }
-            hue(x, &per_image(&|s| scalar_of(s)))
+            hue(x, &factors())
         }
         Step::Grayscale => {
             check_channels("to_grayscale", channels)?;
