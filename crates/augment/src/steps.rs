@@ -116,8 +116,11 @@ impl Step {
     }
 }
 
-/// Runs `plan` on one image, step by step.
+/// Runs `plan` on one image, step by step (a copy of the image for an empty plan).
 pub fn apply_plan(image: &Image, plan: &[Step]) -> Result<Image> {
-    plan.iter()
-        .try_fold(image.clone(), |img, step| step.apply(&img))
+    let Some((first, rest)) = plan.split_first() else {
+        return Ok(image.clone());
+    };
+    rest.iter()
+        .try_fold(first.apply(image)?, |img, step| step.apply(&img))
 }
