@@ -39,12 +39,25 @@ fn views_per_second(
         .num_threads(threads)
         .build()?;
     let items: Vec<usize> = (0..batch.len()).collect();
-    pool.install(|| pipeline.apply(batch, &items, 0))?;
+    median_rate(batch.len() * pipeline.view_count(), runs, |epoch| {
+        pool.install(|| pipeline.apply(batch, &items, epoch))?;
+        Ok(())
+    })
+}
+
+/// Median views per second of `pass(epoch)` (making `views` views) over epochs `1..=runs`,
+/// after a warm-up pass for epoch 0.
+fn median_rate(
+    views: usize,
+    runs: usize,
+    mut pass: impl FnMut(u64) -> anyhow::Result<()>,
+) -> anyhow::Result<f64> {
+    pass(0)?;
     let rates = (1..=runs.max(1) as u64)
         .map(|epoch| {
             let start = Instant::now();
-            pool.install(|| pipeline.apply(batch, &items, epoch))?;
-            Ok((batch.len() * pipeline.view_count()) as f64 / start.elapsed().as_secs_f64())
+            pass(epoch)?;
+            Ok(views as f64 / start.elapsed().as_secs_f64())
         })
         .collect::<anyhow::Result<Vec<f64>>>()?;
     Ok(median(&rates))
@@ -61,23 +74,14 @@ fn batched_views_per_second(
     let on_device = to_batch(batch, &BatchFormat::raw())?.to_device(device);
     let dims: Vec<_> = batch.iter().map(Image::dim).collect();
     let items: Vec<usize> = (0..batch.len()).collect();
-    let pass = |epoch: u64| -> anyhow::Result<()> {
+    median_rate(batch.len() * pipeline.view_count(), runs, |epoch| {
         for plans in pipeline.plans(&dims, &items, epoch)? {
             let views = apply_plans(&on_device, &plans)?;
             // Waits for the device: reading one value needs the work done.
             views.sum(Kind::Int64).int64_value(&[]);
         }
         Ok(())
-    };
-    pass(0)?;
-    let rates = (1..=runs.max(1) as u64)
-        .map(|epoch| {
-            let start = Instant::now();
-            pass(epoch)?;
-            Ok((batch.len() * pipeline.view_count()) as f64 / start.elapsed().as_secs_f64())
-        })
-        .collect::<anyhow::Result<Vec<f64>>>()?;
-    Ok(median(&rates))
+    })
 }
 
 /// The W2 rows: `<pipeline>_<threads>t` in views/s, and `<pipeline>_batched_<device>` for
