@@ -130,7 +130,12 @@ pub struct MethodConfig {
     /// Momentum of the key encoder (moco-v2).
     #[serde(default)]
     pub momentum: Option<f64>,
-    /// Margin (triplet, pairs).
+    /// Both views take both roles, query and key, and the two losses are averaged
+    /// (moco-v2; default false: the first view is the query, the second the key).
+    #[serde(default)]
+    pub symmetric: Option<bool>,
+    /// Margin (triplet: default 0.2; pairs: default 1.0, a distance between normalised
+    /// embeddings).
     #[serde(default)]
     pub margin: Option<f64>,
     /// Positive margin (pairs).
@@ -301,7 +306,10 @@ impl DataConfig {
 /// The methods and the `[method]` keys each accepts.
 const METHOD_KEYS: &[(&str, &[&str])] = &[
     ("simclr", &["temperature"]),
-    ("moco-v2", &["temperature", "queue_size", "momentum"]),
+    (
+        "moco-v2",
+        &["temperature", "queue_size", "momentum", "symmetric"],
+    ),
     ("supcon", &["temperature", "per_class"]),
     ("triplet", &["margin", "mining", "per_class"]),
     ("pairs", &["margin", "pos_margin", "per_class"]),
@@ -478,6 +486,7 @@ impl TrainConfig {
             ("temperature", method.temperature.is_some()),
             ("queue_size", method.queue_size.is_some()),
             ("momentum", method.momentum.is_some()),
+            ("symmetric", method.symmetric.is_some()),
             ("margin", method.margin.is_some()),
             ("pos_margin", method.pos_margin.is_some()),
             ("mining", method.mining.is_some()),
@@ -504,13 +513,16 @@ impl TrainConfig {
         }
         if let Some(q) = method.queue_size {
             at_least("method.queue_size", q, 1)?;
-            if q % data.batch_size != 0 {
+            // A symmetric step enqueues the keys of both views.
+            let (keys, what) = if method.symmetric == Some(true) {
+                (2 * data.batch_size, "2 x data.batch_size")
+            } else {
+                (data.batch_size, "data.batch_size")
+            };
+            if q % keys != 0 {
                 return Err(invalid(
                     "method.queue_size",
-                    format!(
-                        "must be a multiple of data.batch_size ({})",
-                        data.batch_size
-                    ),
+                    format!("must be a multiple of {what} ({keys})"),
                 ));
             }
         }
@@ -680,6 +692,33 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(field), "{to}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_moco_queue_holds_whole_steps_of_keys() {
+        let moco = MINIMAL.replace("\"simclr\"", "\"moco-v2\"");
+        let cases = [
+            ("queue_size = 4160", None),
+            (
+                "queue_size = 4100",
+                Some("multiple of data.batch_size (64)"),
+            ),
+            (
+                "queue_size = 4160\nsymmetric = true",
+                Some("multiple of 2 x data.batch_size (128)"),
+            ),
+            ("queue_size = 4096\nsymmetric = true", None),
+        ];
+        for (lines, error) in cases {
+            let text = moco.replace("temperature = 0.5", lines);
+            match (TrainConfig::from_toml(&text), error) {
+                (Ok(_), None) => {}
+                (Err(err), Some(expected)) => {
+                    assert!(err.to_string().contains(expected), "{lines}: {err}")
+                }
+                (result, _) => panic!("{lines}: {result:?}"),
+            }
         }
     }
 

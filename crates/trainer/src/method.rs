@@ -24,6 +24,8 @@ pub enum Method {
         queue: MocoQueue,
         /// Momentum of the key encoder.
         momentum: f64,
+        /// Each view is a query against the other's key, the two losses averaged.
+        symmetric: bool,
     },
     /// Supervised contrastive (Khosla et al., 2020) over two views, labels decide positives.
     SupCon(SupCon),
@@ -64,9 +66,17 @@ impl Method {
                     .with_momentum(config.momentum.unwrap_or(0.99))
                     .with_temperature(config.temperature.unwrap_or(0.2));
                 let momentum = moco.momentum;
+                let symmetric = config.symmetric.unwrap_or(false);
+                // A symmetric step enqueues the keys of both views.
+                let keys_per_step = if symmetric {
+                    2 * batch_size
+                } else {
+                    batch_size
+                };
                 Method::Moco {
-                    queue: MocoQueue::new(moco, dim, batch_size, dataset_len, device)?,
+                    queue: MocoQueue::new(moco, dim, keys_per_step, dataset_len, device)?,
                     momentum,
+                    symmetric,
                 }
             }
             "supcon" => Method::SupCon(SupCon::new(SupConConfig::new(
@@ -88,7 +98,7 @@ impl Method {
                 gap: config.gap,
             },
             "pairs" => Method::Pairs(ContrastiveLoss::new(
-                ContrastiveConfig::new(config.margin.unwrap_or(0.5))
+                ContrastiveConfig::new(config.margin.unwrap_or(1.0))
                     .with_pos_margin(config.pos_margin.unwrap_or(0.0)),
             )?),
             other => return Err(invalid("method.name", format!("unknown method {other:?}"))),
@@ -150,12 +160,24 @@ impl Method {
                     None,
                 )
             }
-            Method::Moco { queue, .. } => {
+            Method::Moco {
+                queue, symmetric, ..
+            } => {
                 let half = views.size()[0] / 2;
-                let q = embed(model, &views.narrow(0, 0, half))?;
+                let (first, second) = (views.narrow(0, 0, half), views.narrow(0, half, half));
                 let key = key.expect("MoCo has a key encoder");
-                let k = no_grad(|| embed(key, &views.narrow(0, half, half)))?;
-                (queue.loss(&q, &k)?, Some(k))
+                // Each view's batch goes through its encoder on its own, so batch-norm
+                // statistics never mix a query with its own key's image.
+                let q = embed(model, &first)?;
+                let k = no_grad(|| embed(key, &second))?;
+                if *symmetric {
+                    let q2 = embed(model, &second)?;
+                    let k2 = no_grad(|| embed(key, &first))?;
+                    let loss = (queue.loss(&q, &k)? + queue.loss(&q2, &k2)?) * 0.5;
+                    (loss, Some(Tensor::cat(&[k, k2], 0)))
+                } else {
+                    (queue.loss(&q, &k)?, Some(k))
+                }
             }
             Method::SupCon(loss) => (loss.loss(&embed(model, views)?, labels())?, None),
             Method::Triplet(loss) => (loss.loss(&embed(model, views)?, labels())?, None),
