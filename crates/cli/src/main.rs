@@ -60,7 +60,12 @@ enum Command {
 }
 
 fn main() -> Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    // Large tensors are reused from the heap rather than mapped and faulted in afresh at
+    // every step; where the allocator is not glibc's this does nothing, which only costs
+    // speed.
+    ct::keep_freed_memory();
+    match cli.command {
         Command::Train(args) => train::run(*args),
         Command::Eval(args) => eval::run(args),
         Command::Embed(args) => search::embed(args),

@@ -58,7 +58,7 @@ pub use crate::layout::{
 };
 pub use crate::module::{Encoder, Module, ModuleT};
 pub use crate::precision::{AutocastGuard, Precision, autocast, cpu_has_native_bf16};
-pub use crate::runtime::{seed_all, set_threads, threads};
+pub use crate::runtime::{keep_freed_memory, seed_all, set_threads, threads};
 pub use crate::safetensors_io::{
     SafetensorsFile, StagedFile, load_var_store, save_safetensors, save_var_store,
     stage_safetensors,
