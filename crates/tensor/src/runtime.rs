@@ -36,12 +36,17 @@ pub fn threads() -> usize {
 /// operating system; returns whether the setting took (always false off glibc).
 ///
 /// libtorch allocates CPU tensors with `malloc`. glibc serves blocks above its mmap
-/// threshold (at most 32 MiB) with fresh `mmap`s and unmaps them on free, so every
-/// activation that large is faulted in page by page at every training step: about 190 000
-/// page faults per step of benchmark W1 in fp32 (512 views of 32 x 28 x 28 floats are 51 MB
-/// per layer). With this setting large blocks come from the heap, freed memory stays there,
-/// and a step reuses the pages of the step before. The process's resident memory then stays
-/// at its peak until it exits. Call it once, early; `contrastive train` does.
+/// threshold (128 KiB at first, rising to at most 32 MiB as such blocks are freed) with
+/// fresh `mmap`s and unmaps them on free, so every activation that large is faulted in page
+/// by page at every training step: about 190 000 page faults per step of benchmark W1 in
+/// fp32 (512 views of 32 x 28 x 28 floats are 51 MB per layer). With this setting large
+/// blocks come from the heap, freed memory stays there, and a step reuses the pages of the
+/// step before. The process's resident memory then stays at its peak until it exits.
+///
+/// It governs the heap of the process's main thread (glibc's main arena), where a program
+/// that trains on its main thread allocates its tensors; other threads keep heaps of their
+/// own that still hand large blocks back. Call it once, early; the `contrastive` binary
+/// does.
 pub fn keep_freed_memory() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
