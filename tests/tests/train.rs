@@ -209,7 +209,7 @@ fn stopping_and_resuming_gives_the_same_parameters() {
     let data = shapes(&dir.path().join("data"));
     // MoCo has the most state (key encoder, queue; symmetric: both views' keys queued);
     // triplet uses the P x K sampler.
-    for name in ["moco-v2-symmetric", "triplet"] {
+    for name in ["moco-v2", "moco-v2-symmetric", "triplet"] {
         let method = method_lines(name);
         let whole = dir.path().join(format!("{name}-whole"));
         let (a, report) = run(config(&data, &whole, method, "max_steps = 9"), false);
