@@ -159,6 +159,18 @@ pub struct MethodConfig {
     pub gap: Option<usize>,
 }
 
+impl MethodConfig {
+    /// Keys one MoCo step queues with batches of `batch_size` images: the batch, or both
+    /// views' keys when `symmetric`.
+    pub fn moco_keys_per_step(&self, batch_size: usize) -> usize {
+        if self.symmetric == Some(true) {
+            2 * batch_size
+        } else {
+            batch_size
+        }
+    }
+}
+
 /// `[optimizer]`: optimiser, learning-rate schedule, clipping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -513,13 +525,13 @@ impl TrainConfig {
         }
         if let Some(q) = method.queue_size {
             at_least("method.queue_size", q, 1)?;
-            // A symmetric step enqueues the keys of both views.
-            let (keys, what) = if method.symmetric == Some(true) {
-                (2 * data.batch_size, "2 x data.batch_size")
-            } else {
-                (data.batch_size, "data.batch_size")
-            };
+            let keys = method.moco_keys_per_step(data.batch_size);
             if q % keys != 0 {
+                let what = if keys == data.batch_size {
+                    "data.batch_size"
+                } else {
+                    "2 x data.batch_size"
+                };
                 return Err(invalid(
                     "method.queue_size",
                     format!("must be a multiple of {what} ({keys})"),

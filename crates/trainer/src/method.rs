@@ -66,17 +66,11 @@ impl Method {
                     .with_momentum(config.momentum.unwrap_or(0.99))
                     .with_temperature(config.temperature.unwrap_or(0.2));
                 let momentum = moco.momentum;
-                let symmetric = config.symmetric.unwrap_or(false);
-                // A symmetric step enqueues the keys of both views.
-                let keys_per_step = if symmetric {
-                    2 * batch_size
-                } else {
-                    batch_size
-                };
+                let keys_per_step = config.moco_keys_per_step(batch_size);
                 Method::Moco {
                     queue: MocoQueue::new(moco, dim, keys_per_step, dataset_len, device)?,
                     momentum,
-                    symmetric,
+                    symmetric: config.symmetric.unwrap_or(false),
                 }
             }
             "supcon" => Method::SupCon(SupCon::new(SupConConfig::new(
