@@ -173,27 +173,57 @@ fn every_method_lowers_its_loss() {
 fn views_made_on_the_device_train_as_those_made_on_the_cpu() {
     let dir = tempfile::tempdir().unwrap();
     let data = shapes(&dir.path().join("data"));
-    let mut runs = Vec::new();
-    for place in ["cpu", "device"] {
-        let out = dir.path().join(place);
-        let mut config = config(&data, &out, method_lines("simclr"), "epochs = 3");
-        config.data.augment_on = place.into();
-        run(config, false);
-        runs.push(losses(&out));
+    // Two views per image, then multi-crop: two more of 12 pixels.
+    for local_views in [0, 2] {
+        let mut runs = Vec::new();
+        for place in ["cpu", "device"] {
+            let out = dir.path().join(format!("{place}-{local_views}"));
+            let mut config = config(&data, &out, method_lines("simclr"), "epochs = 3");
+            config.data.augment_on = place.into();
+            config.data.local_views = local_views;
+            let (_, report) = run(config, false);
+            let views = report.views_per_s * report.train_s / report.steps as f64;
+            assert!(
+                (views - 32.0 * (2 + local_views) as f64).abs() < 1e-6,
+                "{place}: {views} views a step"
+            );
+            runs.push(losses(&out));
+        }
+        let (cpu, device) = (&runs[0], &runs[1]);
+        assert_eq!(cpu.len(), device.len());
+        // The same parameters make the same views (but for a rare rounding of a tie between
+        // two levels), so the first losses agree closely; later ones drift apart slowly.
+        assert!(
+            (cpu[0] - device[0]).abs() < 1e-3 * cpu[0],
+            "{local_views} local views: first loss {} on the CPU, {} on the device",
+            cpu[0],
+            device[0]
+        );
+        for (place, losses) in [("cpu", cpu), ("device", device)] {
+            let n = losses.len() / 3;
+            let first = losses[..n].iter().sum::<f64>() / n as f64;
+            let last = losses[losses.len() - n..].iter().sum::<f64>() / n as f64;
+            assert!(
+                last < first,
+                "{place}, {local_views} local views: loss went from {first:.4} to {last:.4}"
+            );
+        }
     }
-    let (cpu, device) = (&runs[0], &runs[1]);
-    assert_eq!(cpu.len(), device.len());
-    // The same parameters make the same views (but for a rare rounding of a tie between two
-    // levels), so the first losses agree closely; later ones drift apart slowly.
-    assert!(
-        (cpu[0] - device[0]).abs() < 1e-3 * cpu[0],
-        "first loss {} on the CPU, {} on the device",
-        cpu[0],
-        device[0]
-    );
-    let n = device.len() / 3;
-    let first = device[..n].iter().sum::<f64>() / n as f64;
-    let last = device[device.len() - n..].iter().sum::<f64>() / n as f64;
+}
+
+#[test]
+fn supcon_learns_from_local_views_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = shapes(&dir.path().join("data"));
+    let out = dir.path().join("supcon-multi-crop");
+    let mut config = config(&data, &out, method_lines("supcon"), "epochs = 4");
+    config.data.local_views = 2;
+    let (_, report) = run(config, false);
+    let losses = losses(&out);
+    assert_eq!(losses.len() as u64, report.steps);
+    let n = losses.len() / 3;
+    let first = losses[..n].iter().sum::<f64>() / n as f64;
+    let last = losses[losses.len() - n..].iter().sum::<f64>() / n as f64;
     assert!(last < first, "loss went from {first:.4} to {last:.4}");
 }
 

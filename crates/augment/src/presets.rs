@@ -108,17 +108,29 @@ pub fn byol(size: usize) -> Result<[Compose; 2]> {
     ])
 }
 
+/// SwAV's crop scale of the local views of multi-crop.
+pub const LOCAL_SCALE: (f64, f64) = (0.05, 0.14);
+
+/// SwAV's colour jitter (SimCLR's at strength 1).
+const SWAV_JITTER: Jitter = [0.8, 0.8, 0.8, 0.2];
+
 /// Multi-crop (Caron et al., SwAV, 2020): two global views of `global_size` (scale
-/// 0.14-1) and `locals` local views of `local_size` (scale 0.05-0.14), each with a flip,
-/// colour jitter 0.8, 0.8, 0.8, 0.2 with p 0.8, grayscale (p 0.2) and Gaussian blur with p 0.5.
+/// 0.14-1) and `locals` local views ([`local_view`] of `local_size`, scale
+/// [`LOCAL_SCALE`]), each with a flip, colour jitter 0.8, 0.8, 0.8, 0.2 with p 0.8,
+/// grayscale (p 0.2) and Gaussian blur with p 0.5.
 pub fn multi_crop(global_size: usize, local_size: usize, locals: usize) -> Result<Vec<Compose>> {
-    let jitter = [0.8, 0.8, 0.8, 0.2];
     let mut views = vec![
-        recipe(global_size, (0.14, 1.0), jitter, 0.5, 0.0)?,
-        recipe(global_size, (0.14, 1.0), jitter, 0.5, 0.0)?,
+        recipe(global_size, (0.14, 1.0), SWAV_JITTER, 0.5, 0.0)?,
+        recipe(global_size, (0.14, 1.0), SWAV_JITTER, 0.5, 0.0)?,
     ];
     for _ in 0..locals {
-        views.push(recipe(local_size, (0.05, 0.14), jitter, 0.5, 0.0)?);
+        views.push(local_view(local_size, LOCAL_SCALE)?);
     }
     Ok(views)
+}
+
+/// One local view of multi-crop: a random resized crop of `scale` of the area to `size`,
+/// then SwAV's flip, colour jitter (p 0.8), grayscale (p 0.2) and Gaussian blur (p 0.5).
+pub fn local_view(size: usize, scale: (f64, f64)) -> Result<Compose> {
+    recipe(size, scale, SWAV_JITTER, 0.5, 0.0)
 }

@@ -84,6 +84,17 @@ pub struct DataConfig {
     pub batch_size: usize,
     /// The view recipe: `w1`, `simclr`, `simclr-blur`, `moco-v2`, `byol` or `none`.
     pub augment: String,
+    /// Small crops added to each image's views (multi-crop, Caron et al., SwAV, 2020):
+    /// with simclr every view of an image is a positive of every other; with supcon they
+    /// are more views of its label. Other methods take none (default 0).
+    #[serde(default)]
+    pub local_views: usize,
+    /// Side of the local views (default: 3/7 of the image side, as SwAV's 96 of 224).
+    #[serde(default)]
+    pub local_size: Option<usize>,
+    /// Area range `[min, max]` of the local crops (default SwAV's `[0.05, 0.14]`).
+    #[serde(default)]
+    pub local_scale: Option<[f64; 2]>,
     /// Where the views are made: `cpu` (image by image on the CPU's threads, ahead of the
     /// model; the default) or `device` (the whole batch as tensor operations on `run.device`,
     /// the same parameters; pays on a GPU). `device` needs images of one size.
@@ -124,6 +135,10 @@ pub struct MethodConfig {
     /// Softmax temperature (simclr, moco-v2, supcon, temporal).
     #[serde(default)]
     pub temperature: Option<f64>,
+    /// Leave each positive out of NT-Xent's denominator: decoupled contrastive learning
+    /// (Yeh et al., 2022) (simclr; default false).
+    #[serde(default)]
+    pub decoupled: Option<bool>,
     /// Keys in the MoCo queue (moco-v2).
     #[serde(default)]
     pub queue_size: Option<usize>,
@@ -309,6 +324,18 @@ pub const DEFAULT_PER_VIDEO: usize = 4;
 pub const DEFAULT_WINDOW: usize = 4;
 
 impl DataConfig {
+    /// The side of the local views for images of side `size`.
+    pub fn local_side(&self, size: usize) -> usize {
+        self.local_size
+            .unwrap_or_else(|| (size as f64 * 3.0 / 7.0).round() as usize)
+    }
+
+    /// The area range of the local crops.
+    pub fn local_crop_scale(&self) -> (f64, f64) {
+        self.local_scale
+            .map_or(contrastive_augment::presets::LOCAL_SCALE, |[a, b]| (a, b))
+    }
+
     /// Whether the dataset is made of videos (`video` or `video-demo`).
     pub fn is_video(&self) -> bool {
         matches!(self.dataset.as_str(), "video" | "video-demo")
@@ -317,7 +344,7 @@ impl DataConfig {
 
 /// The methods and the `[method]` keys each accepts.
 const METHOD_KEYS: &[(&str, &[&str])] = &[
-    ("simclr", &["temperature"]),
+    ("simclr", &["temperature", "decoupled"]),
     (
         "moco-v2",
         &["temperature", "queue_size", "momentum", "symmetric"],
@@ -461,6 +488,23 @@ impl TrainConfig {
             &["w1", "simclr", "simclr-blur", "moco-v2", "byol", "none"],
         )?;
         choice("data.augment_on", &data.augment_on, &["cpu", "device"])?;
+        if data.local_views > 0 && !matches!(method.name.as_str(), "simclr" | "supcon") {
+            return Err(invalid(
+                "data.local_views",
+                format!("applies to simclr and supcon, not {}", method.name),
+            ));
+        }
+        if let Some(size) = data.local_size {
+            at_least("data.local_size", size, 4)?;
+        }
+        if let Some([min, max]) = data.local_scale
+            && !(min > 0.0 && min <= max && max <= 1.0)
+        {
+            return Err(invalid(
+                "data.local_scale",
+                format!("[{min}, {max}] must satisfy 0 < min <= max <= 1"),
+            ));
+        }
         if data.mean.is_some() != data.std.is_some() {
             return Err(invalid("data.mean", "data.mean and data.std go together"));
         }
@@ -496,6 +540,7 @@ impl TrainConfig {
             .unwrap_or_default();
         let given = [
             ("temperature", method.temperature.is_some()),
+            ("decoupled", method.decoupled.is_some()),
             ("queue_size", method.queue_size.is_some()),
             ("momentum", method.momentum.is_some()),
             ("symmetric", method.symmetric.is_some()),
@@ -705,6 +750,55 @@ mod tests {
                 .to_string();
             assert!(err.contains(field), "{to}: {err}");
         }
+    }
+
+    #[test]
+    fn the_decoupled_loss_is_a_simclr_key() {
+        let decoupled = MINIMAL.replace("temperature = 0.5", "temperature = 0.5\ndecoupled = true");
+        let config = TrainConfig::from_toml(&decoupled).unwrap();
+        assert_eq!(config.method.decoupled, Some(true));
+        let err = TrainConfig::from_toml(&decoupled.replace("\"simclr\"", "\"supcon\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`decoupled` does not apply to supcon"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn local_views_are_checked() {
+        let with = |lines: &str| {
+            TrainConfig::from_toml(&MINIMAL.replace("augment = \"w1\"", lines)).map(|c| c.data)
+        };
+        let data = with("augment = \"w1\"\nlocal_views = 4").unwrap();
+        assert_eq!(data.local_side(28), 12);
+        assert_eq!(data.local_crop_scale(), (0.05, 0.14));
+        let data =
+            with("augment = \"w1\"\nlocal_views = 4\nlocal_size = 14\nlocal_scale = [0.1, 0.4]")
+                .unwrap();
+        assert_eq!(
+            (data.local_side(28), data.local_crop_scale()),
+            (14, (0.1, 0.4))
+        );
+        for (lines, field) in [
+            ("local_scale = [0.5, 0.2]", "data.local_scale"),
+            ("local_scale = [0.0, 0.2]", "data.local_scale"),
+            ("local_size = 2", "data.local_size"),
+        ] {
+            let err = with(&format!("augment = \"w1\"\n{lines}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(field), "{lines}: {err}");
+        }
+        let moco = MINIMAL
+            .replace("\"simclr\"", "\"moco-v2\"")
+            .replace("augment = \"w1\"", "augment = \"w1\"\nlocal_views = 2");
+        let err = TrainConfig::from_toml(&moco).unwrap_err().to_string();
+        assert!(
+            err.contains("data.local_views") && err.contains("moco-v2"),
+            "{err}"
+        );
     }
 
     #[test]

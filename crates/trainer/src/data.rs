@@ -274,6 +274,15 @@ pub fn load(config: &DataConfig) -> Result<RunData> {
     })
 }
 
+/// The local views of multi-crop for `size`-pixel images: `config.local_views` of them.
+pub fn local_transforms(config: &DataConfig, size: usize) -> Result<Vec<Arc<dyn Transform>>> {
+    let view: Arc<dyn Transform> = Arc::new(presets::local_view(
+        config.local_side(size),
+        config.local_crop_scale(),
+    )?);
+    Ok(vec![view; config.local_views])
+}
+
 /// The view transforms of `recipe` for `size`-pixel images: one per view the method asks
 /// for (`views`), cycling through the recipe's own views (BYOL has two different ones).
 pub fn view_transforms(recipe: &str, size: usize, views: usize) -> Result<Vec<Arc<dyn Transform>>> {

@@ -55,7 +55,7 @@ pub use crate::eval::{
     Evaluation, Features, Input, embed, embed_dataset, embed_query, evaluate_raw_pixels,
     evaluate_saved, model_identity,
 };
-pub use crate::method::Method;
+pub use crate::method::{Batch, Method};
 pub use crate::metrics::{MetricsLog, Record, read as read_metrics};
 pub use crate::optim::{Optimizer, learning_rate};
 pub use crate::plot::{PALETTE, Series, factor_chart, line_chart, plot_run, scatter};

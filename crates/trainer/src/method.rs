@@ -12,10 +12,40 @@ use crate::Result;
 use crate::config::{DEFAULT_WINDOW, MethodConfig};
 use crate::error::invalid;
 
+/// One prepared batch of views.
+#[derive(Debug)]
+pub struct Batch {
+    /// The views in groups of one size, each `[V_g * B, C, H_g, W_g]` view-major, the groups
+    /// in view order: one group unless the run adds smaller local views (multi-crop).
+    pub groups: Vec<Tensor>,
+    /// Images in the batch (`B`).
+    pub images: i64,
+    /// One label per view, view-major, when the method reads labels (for video: each
+    /// frame's video).
+    pub labels: Option<Tensor>,
+    /// For video: each frame's index in its video, one per view.
+    pub frames: Option<Tensor>,
+}
+
+impl Batch {
+    /// The views of a batch that has a single size of view (every method but SimCLR and
+    /// SupCon, whose configs refuse local views).
+    pub fn single(&self) -> &Tensor {
+        assert_eq!(
+            self.groups.len(),
+            1,
+            "Batch::single: the method takes views of one size, got {} groups",
+            self.groups.len()
+        );
+        &self.groups[0]
+    }
+}
+
 /// A configured method with its loss (and, for MoCo, its queue).
 #[derive(Debug)]
 pub enum Method {
-    /// SimCLR (Chen et al., 2020): NT-Xent between two views of every image.
+    /// SimCLR (Chen et al., 2020): NT-Xent between two views of every image; with local
+    /// views (multi-crop), every view of an image is a positive of every other.
     Simclr(InfoNce),
     /// MoCo v2 (Chen et al., 2020): queries from the trained encoder, keys from its momentum
     /// copy, negatives from a queue of past keys.
@@ -27,7 +57,8 @@ pub enum Method {
         /// Each view is a query against the other's key, the two losses averaged.
         symmetric: bool,
     },
-    /// Supervised contrastive (Khosla et al., 2020) over two views, labels decide positives.
+    /// Supervised contrastive (Khosla et al., 2020) over two views (and any local ones),
+    /// labels decide positives.
     SupCon(SupCon),
     /// Triplet margin loss with a miner, over P x K batches.
     Triplet(TripletLoss),
@@ -57,9 +88,10 @@ impl Method {
         device: Device,
     ) -> Result<Self> {
         Ok(match config.name.as_str() {
-            "simclr" => Method::Simclr(InfoNce::new(InfoNceConfig::new(
-                config.temperature.unwrap_or(0.5),
-            ))?),
+            "simclr" => Method::Simclr(InfoNce::new(
+                InfoNceConfig::new(config.temperature.unwrap_or(0.5))
+                    .with_decoupled(config.decoupled.unwrap_or(false)),
+            )?),
             "moco-v2" => {
                 let moco = MocoConfig::default()
                     .with_queue_size(config.queue_size.unwrap_or(4096))
@@ -129,34 +161,44 @@ impl Method {
         }
     }
 
-    /// The loss of one batch: `views` is `[V * B, C, H, W]`, view-major; `labels` `[V * B]`
-    /// when the method needs them (for video, each frame's video) and `frames` each frame's
-    /// index in its video; `key` is MoCo's momentum encoder. `embed` runs a model
-    /// in training mode (under autocast) and returns `f32` embeddings, so the loss itself is
-    /// computed in full precision. Returns the loss and, for MoCo, the keys to enqueue after
-    /// the update.
+    /// The loss of one batch. `embed` runs a model in training mode (under autocast) and
+    /// returns `f32` embeddings, so the loss itself is computed in full precision; `key` is
+    /// MoCo's momentum encoder. Each group of same-size views goes through the model on its
+    /// own (batch-norm statistics stay within one resolution). Returns the loss and, for
+    /// MoCo, the keys to enqueue after the update.
     pub fn loss(
         &self,
         embed: &dyn Fn(&EmbeddingModel, &Tensor) -> Result<Tensor>,
         model: &EmbeddingModel,
         key: Option<&EmbeddingModel>,
-        views: &Tensor,
-        labels: Option<&Tensor>,
-        frames: Option<&Tensor>,
+        batch: &Batch,
     ) -> Result<(Tensor, Option<Tensor>)> {
-        let labels = || labels.expect("labeled methods get labels");
+        let labels = || batch.labels.as_ref().expect("labeled methods get labels");
+        let all_views = || -> Result<Tensor> {
+            let groups = batch
+                .groups
+                .iter()
+                .map(|g| embed(model, g))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Tensor::cat(&groups, 0))
+        };
         Ok(match self {
             Method::Simclr(loss) => {
-                let z = embed(model, views)?;
-                let half = z.size()[0] / 2;
-                (
-                    loss.views(&z.narrow(0, 0, half), &z.narrow(0, half, half))?,
-                    None,
-                )
+                let z = all_views()?;
+                let n = batch.images;
+                if z.size()[0] == 2 * n {
+                    (loss.views(&z.narrow(0, 0, n), &z.narrow(0, n, n))?, None)
+                } else {
+                    // Multi-crop: every view of an image is a positive of every other.
+                    let image =
+                        Tensor::arange(n, (Kind::Int64, z.device())).repeat([z.size()[0] / n]);
+                    (loss.loss(&z, &image)?, None)
+                }
             }
             Method::Moco {
                 queue, symmetric, ..
             } => {
+                let views = batch.single();
                 let half = views.size()[0] / 2;
                 let (first, second) = (views.narrow(0, 0, half), views.narrow(0, half, half));
                 let key = key.expect("MoCo has a key encoder");
@@ -173,14 +215,17 @@ impl Method {
                     (queue.loss(&q, &k)?, Some(k))
                 }
             }
-            Method::SupCon(loss) => (loss.loss(&embed(model, views)?, labels())?, None),
-            Method::Triplet(loss) => (loss.loss(&embed(model, views)?, labels())?, None),
-            Method::Pairs(loss) => (loss.loss(&embed(model, views)?, labels())?, None),
+            Method::SupCon(loss) => (loss.loss(&all_views()?, labels())?, None),
+            Method::Triplet(loss) => (loss.loss(&embed(model, batch.single())?, labels())?, None),
+            Method::Pairs(loss) => (loss.loss(&embed(model, batch.single())?, labels())?, None),
             Method::Temporal { loss, window, gap } => {
-                let frames = frames.expect("temporal batches carry frame indices");
+                let frames = batch
+                    .frames
+                    .as_ref()
+                    .expect("temporal batches carry frame indices");
                 let (positive, negative) = temporal_masks(labels(), frames, *window, *gap);
                 (
-                    loss.masked(&embed(model, views)?, &positive, &negative)?,
+                    loss.masked(&embed(model, batch.single())?, &positive, &negative)?,
                     None,
                 )
             }

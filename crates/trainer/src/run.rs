@@ -23,7 +23,7 @@ use crate::config::{DEFAULT_PER_VIDEO, DEFAULT_WINDOW, TrainConfig};
 use crate::data::{self, RunData};
 use crate::error::invalid;
 use crate::eval::{Evaluation, Features, Input};
-use crate::method::Method;
+use crate::method::{Batch, Method};
 use crate::metrics::{MetricsLog, Record};
 use crate::optim::{Optimizer, learning_rate};
 use crate::plot::plot_run;
@@ -116,12 +116,18 @@ impl Batches {
     }
 }
 
-/// One prepared batch: all views, view-major, their labels when the method reads them and,
-/// for video, each frame's index in its video.
-struct Batch {
-    views: Tensor,
-    labels: Option<Tensor>,
-    frames: Option<Tensor>,
+/// Splits view-major `views` (one entry per view) into runs of consecutive views whose
+/// `size` is the same, in order: the batches the model takes one at a time.
+fn size_groups<T>(views: Vec<T>, size: impl Fn(&T) -> Vec<i64>) -> Vec<Vec<T>> {
+    let mut groups: Vec<(Vec<i64>, Vec<T>)> = Vec::new();
+    for view in views {
+        let key = size(&view);
+        match groups.last_mut() {
+            Some((last, group)) if *last == key => group.push(view),
+            _ => groups.push((key, vec![view])),
+        }
+    }
+    groups.into_iter().map(|(_, group)| group).collect()
 }
 
 /// The momentum (key) encoder of MoCo: a copy of the model that follows it slowly.
@@ -303,7 +309,9 @@ impl Trainer {
                 seed,
             )?)
         };
-        let transforms = data::view_transforms(&config.data.augment, data.size, method.views())?;
+        let mut transforms =
+            data::view_transforms(&config.data.augment, data.size, method.views())?;
+        transforms.extend(data::local_transforms(&config.data, data.size)?);
         let pipeline = Arc::new(MultiViewPipeline::new(transforms, seed));
         let input = Input {
             device,
@@ -384,7 +392,7 @@ impl Trainer {
         let schedule_steps = per_epoch * self.config.run.epochs as u64;
         let warmup = (self.config.optimizer.warmup_epochs * per_epoch as f64).round() as u64;
         let total = self.total_steps();
-        let views_per_step = (self.method.views() * self.config.data.batch_size) as u64;
+        let views_per_step = (self.pipeline.view_count() * self.config.data.batch_size) as u64;
         observer.started(&Plan {
             total_steps: total,
             done: self.position.step,
@@ -527,7 +535,7 @@ impl Trainer {
         Prefetcher::new(count, 2, move |i| {
             let items = &order[skip + i];
             let sources: Vec<Image> = items.iter().map(|&j| images[j].clone()).collect();
-            let views_tensor = if on_device {
+            let groups = if on_device {
                 // The sources go to the device as they are; the views are made there.
                 let batch = to_batch(&sources, &BatchFormat::raw())?.to_device(input.device);
                 let dims: Vec<_> = sources.iter().map(Image::dim).collect();
@@ -536,14 +544,22 @@ impl Trainer {
                     .iter()
                     .map(|plans| apply_plans(&batch, plans))
                     .collect::<std::result::Result<Vec<_>, _>>()?;
-                format_batch(Tensor::cat(&views, 0), &input.format)?
-            } else {
-                let views: Vec<Image> = pipeline
-                    .apply(&sources, items, epoch)?
+                size_groups(views, |v| v.size()[2..].to_vec())
                     .into_iter()
-                    .flatten()
-                    .collect();
-                to_batch(&views, &input.format)?.to_device(input.device)
+                    .map(|group| format_batch(Tensor::cat(&group, 0), &input.format))
+                    .collect::<std::result::Result<Vec<_>, _>>()?
+            } else {
+                let views = pipeline.apply(&sources, items, epoch)?;
+                size_groups(views, |v| {
+                    let (h, w, _) = v[0].dim();
+                    vec![h as i64, w as i64]
+                })
+                .into_iter()
+                .map(|group| {
+                    let views: Vec<Image> = group.into_iter().flatten().collect();
+                    to_batch(&views, &input.format).map(|b| b.to_device(input.device))
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?
             };
             let per_view = |value: &dyn Fn(usize) -> usize| {
                 let one: Vec<i64> = items.iter().map(|&j| value(j) as i64).collect();
@@ -552,7 +568,8 @@ impl Trainer {
                     .to_device(input.device)
             };
             Ok(Batch {
-                views: views_tensor,
+                groups,
+                images: items.len() as i64,
                 labels: labels.as_ref().map(|l| per_view(&|j| l[j])),
                 frames: frames.as_ref().map(|v| per_view(&|j| v.frame[j])),
             })
@@ -582,9 +599,7 @@ impl Trainer {
                 &embed,
                 &self.model,
                 self.key.as_ref().map(|k| &k.model),
-                &batch.views,
-                batch.labels.as_ref(),
-                batch.frames.as_ref(),
+                batch,
             )?
         };
         let value = loss.double_value(&[]);
@@ -705,8 +720,8 @@ impl Trainer {
     }
 
     fn report(&self, interrupted: bool, evaluation: Evaluation) -> Report {
-        let views =
-            self.position.step as f64 * (self.method.views() * self.config.data.batch_size) as f64;
+        let views = self.position.step as f64
+            * (self.pipeline.view_count() * self.config.data.batch_size) as f64;
         Report {
             run_dir: self.run_dir.clone(),
             steps: self.position.step,
