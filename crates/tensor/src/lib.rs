@@ -4,7 +4,8 @@
 //! - [`Tensor`], [`Device`], [`Kind`], [`nn`], [`no_grad`] and the [`Module`], [`ModuleT`] and
 //!   [`Encoder`] traits;
 //! - devices from strings ([`parse_device`]: `"cpu"`, `"cuda"`, `"cuda:1"`, `"auto"`),
-//!   seeding ([`seed_all`]) and CPU threads ([`set_threads`]);
+//!   seeding ([`seed_all`], and [`seeded`] for draws that other threads must not disturb)
+//!   and CPU threads ([`set_threads`]);
 //! - conversions: `ndarray` <-> tensor ([`tensor_from_array`], [`array_from_tensor`]),
 //!   `u8` images `[H, W, C]` <-> float tensors `[C, H, W]` ([`tensor_from_hwc`],
 //!   [`hwc_from_tensor`], [`stack_hwc`]), and [`Normalize`];
@@ -58,7 +59,7 @@ pub use crate::layout::{
 };
 pub use crate::module::{Encoder, Module, ModuleT};
 pub use crate::precision::{AutocastGuard, Precision, autocast, cpu_has_native_bf16};
-pub use crate::runtime::{keep_freed_memory, seed_all, set_threads, threads};
+pub use crate::runtime::{keep_freed_memory, seed_all, seeded, set_threads, threads};
 pub use crate::safetensors_io::{
     SafetensorsFile, StagedFile, load_var_store, save_safetensors, save_var_store,
     stage_safetensors,

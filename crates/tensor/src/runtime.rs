@@ -1,6 +1,8 @@
 //! Process-wide libtorch settings: the random seed, the number of CPU threads and how
 //! freed tensor memory is kept.
 
+use std::sync::{Mutex, PoisonError};
+
 use tch::Cuda;
 
 use crate::{Error, Result, device::cuda_is_available};
@@ -15,6 +17,19 @@ pub fn seed_all(seed: u64) {
     if cuda_is_available() {
         Cuda::manual_seed_all(seed);
     }
+}
+
+/// Held while a [`seeded`] closure runs.
+static SEEDED: Mutex<()> = Mutex::new(());
+
+/// Seeds libtorch's generators with `seed` ([`seed_all`]) and runs `draw` while no other
+/// `seeded` call runs, so that what `draw` takes from those process-wide generators
+/// (weight initialisation, say) depends on `seed` alone, even when other threads of the
+/// process build models of their own through `seeded` at the same time.
+pub fn seeded<T>(seed: u64, draw: impl FnOnce() -> T) -> T {
+    let _only = SEEDED.lock().unwrap_or_else(PoisonError::into_inner);
+    seed_all(seed);
+    draw()
 }
 
 /// Sets the number of threads libtorch uses for intra-op parallelism on the CPU.

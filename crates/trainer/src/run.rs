@@ -13,7 +13,7 @@ use contrastive_losses::momentum_update;
 use contrastive_models::{Backbone, EmbeddingModel, ModelConfig, Stem, save_model};
 use contrastive_samplers::{MultiView, PkSampler, TemporalSampler};
 use contrastive_tensor::{
-    Kind, ModuleT, Tensor, autocast, describe_device, nn::VarStore, seed_all, set_threads,
+    Kind, ModuleT, Tensor, autocast, describe_device, nn::VarStore, seeded, set_threads,
     var_store_to_channels_last,
 };
 use serde::{Deserialize, Serialize};
@@ -189,7 +189,6 @@ impl Trainer {
         if config.run.threads > 0 {
             set_threads(config.run.threads)?;
         }
-        seed_all(config.run.seed);
         let (device, precision, channels_last) = config.run.numerics()?;
 
         let data = data::load(&config.data)?;
@@ -203,46 +202,52 @@ impl Trainer {
                 ),
             ));
         }
-        let mut method = Method::new(
-            &config.method,
-            config.model.head_out,
-            batch_size,
-            data.train.images.len(),
-            device,
-        )?;
-        let model_config = ModelConfig {
-            backbone: config.model.backbone.parse()?,
-            in_channels: data.channels as i64,
-            stem: if config.model.stem == "imagenet" {
-                Stem::ImageNet
-            } else {
-                Stem::Cifar
-            },
-            head: method.head(),
-            head_hidden: config.model.head_hidden,
-            head_out: config.model.head_out,
-        };
-        if model_config.backbone == Backbone::SmallCnn && data.size < 4 {
+        let backbone: Backbone = config.model.backbone.parse()?;
+        if backbone == Backbone::SmallCnn && data.size < 4 {
             return Err(invalid(
                 "data.image_size",
                 "the small CNN needs at least 4 pixels",
             ));
         }
-        let vs = VarStore::new(device);
-        let model = EmbeddingModel::new(&vs.root(), model_config);
-        let key = match method {
-            Method::Moco { .. } => {
-                let mut key_vs = VarStore::new(device);
-                let key_model = EmbeddingModel::new(&key_vs.root(), model_config);
-                key_vs.copy(&vs)?;
-                key_vs.freeze();
-                Some(KeyEncoder {
-                    vs: key_vs,
-                    model: key_model,
-                })
-            }
-            _ => None,
-        };
+        // What is drawn from libtorch's generators (the weights, MoCo's first queue) depends
+        // on the seed alone, whatever other threads of the process build meanwhile.
+        let (mut method, vs, model, key) = seeded(config.run.seed, || -> Result<_> {
+            let method = Method::new(
+                &config.method,
+                config.model.head_out,
+                batch_size,
+                data.train.images.len(),
+                device,
+            )?;
+            let model_config = ModelConfig {
+                backbone,
+                in_channels: data.channels as i64,
+                stem: if config.model.stem == "imagenet" {
+                    Stem::ImageNet
+                } else {
+                    Stem::Cifar
+                },
+                head: method.head(),
+                head_hidden: config.model.head_hidden,
+                head_out: config.model.head_out,
+            };
+            let vs = VarStore::new(device);
+            let model = EmbeddingModel::new(&vs.root(), model_config);
+            let key = match method {
+                Method::Moco { .. } => {
+                    let mut key_vs = VarStore::new(device);
+                    let key_model = EmbeddingModel::new(&key_vs.root(), model_config);
+                    key_vs.copy(&vs)?;
+                    key_vs.freeze();
+                    Some(KeyEncoder {
+                        vs: key_vs,
+                        model: key_model,
+                    })
+                }
+                _ => None,
+            };
+            Ok((method, vs, model, key))
+        })?;
         if channels_last {
             var_store_to_channels_last(&vs)?;
             if let Some(key) = &key {
