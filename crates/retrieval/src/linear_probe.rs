@@ -1,6 +1,9 @@
 //! A linear classifier on frozen features: the standard linear evaluation.
 
-use contrastive_tensor::{Device, Kind, Tensor, nn, nn::Module, nn::OptimizerConfig};
+use contrastive_tensor::{Kind, Tensor, nn, nn::Module, nn::OptimizerConfig, seeded};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
 
 use crate::error::invalid;
 use crate::knn::{accuracy, check_inputs};
@@ -19,6 +22,8 @@ pub struct LinearProbe {
     pub lr: f64,
     /// Decoupled weight decay.
     pub weight_decay: f64,
+    /// Seed of the initial weights and the shuffling.
+    pub seed: u64,
 }
 
 impl Default for LinearProbe {
@@ -28,6 +33,7 @@ impl Default for LinearProbe {
             batch_size: 256,
             lr: 1e-2,
             weight_decay: 1e-4,
+            seed: 0,
         }
     }
 }
@@ -91,8 +97,13 @@ impl LinearProbe {
         let x = standardise(&train);
         let y = labels.to_device(device).to_kind(Kind::Int64);
 
-        let vs = nn::VarStore::new(device);
-        let linear = nn::linear(vs.root(), x.size()[1], classes as i64, Default::default());
+        let (vs, linear) = seeded(self.seed, || {
+            let vs = nn::VarStore::new(device);
+            let linear = nn::linear(vs.root(), x.size()[1], classes as i64, Default::default());
+            (vs, linear)
+        });
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let mut order: Vec<i64> = (0..x.size()[0]).collect();
         let mut opt = nn::AdamW {
             wd: self.weight_decay,
             ..Default::default()
@@ -104,7 +115,8 @@ impl LinearProbe {
         let total = (steps_per_epoch * self.epochs as i64) as f64;
         let mut step = 0.0;
         for _ in 0..self.epochs {
-            let order = Tensor::randperm(n, (Kind::Int64, Device::Cpu)).to_device(device);
+            order.shuffle(&mut rng);
+            let order = Tensor::from_slice(&order).to_device(device);
             for s in 0..steps_per_epoch {
                 let len = batch.min(n - s * batch);
                 let index = order.narrow(0, s * batch, len);
@@ -129,7 +141,7 @@ impl LinearProbe {
 
 #[cfg(test)]
 mod tests {
-    use contrastive_tensor::seed_all;
+    use contrastive_tensor::{Device, seed_all};
 
     use super::*;
 
@@ -153,8 +165,14 @@ mod tests {
         };
         let report = probe.evaluate(&x, &y, &tx, &ty, 3).unwrap();
         assert!(report.test_top1 > 0.95, "{report:?}");
-        // Shuffled labels cannot be predicted on new data.
+        // The probe's own seed decides it, whatever the global generators did meanwhile.
+        let _ = Tensor::randn([100], (Kind::Float, Device::Cpu));
+        let noisy = LinearProbe { epochs: 2, ..probe };
         let shuffled = y.index_select(0, &Tensor::randperm(600, (Kind::Int64, Device::Cpu)));
+        let once = noisy.evaluate(&x, &shuffled, &tx, &ty, 3).unwrap();
+        let _ = Tensor::randn([100], (Kind::Float, Device::Cpu));
+        assert_eq!(noisy.evaluate(&x, &shuffled, &tx, &ty, 3).unwrap(), once);
+        // Shuffled labels cannot be predicted on new data.
         let chance = probe.evaluate(&x, &shuffled, &tx, &ty, 3).unwrap();
         assert!(chance.test_top1 < 0.6, "{chance:?}");
     }

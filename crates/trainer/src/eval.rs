@@ -353,7 +353,7 @@ impl Features {
         }
         if config.linear_probe_epochs > 0 {
             results.linear_probe_top1 =
-                Some(self.linear_probe_top1(config.linear_probe_epochs, classes)?);
+                Some(self.linear_probe_top1(config.linear_probe_epochs, classes, seed)?);
         }
         self.test_metrics(classes, seed, &mut results)?;
         Ok(results)
@@ -376,10 +376,11 @@ impl Features {
         Ok(())
     }
 
-    /// Linear-probe top-1 on the held-out split.
-    pub fn linear_probe_top1(&self, epochs: usize, classes: usize) -> Result<f64> {
+    /// Linear-probe top-1 on the held-out split (the probe's weights and order from `seed`).
+    pub fn linear_probe_top1(&self, epochs: usize, classes: usize, seed: u64) -> Result<f64> {
         let probe = LinearProbe {
             epochs,
+            seed,
             ..Default::default()
         };
         Ok(probe
