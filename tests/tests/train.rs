@@ -132,6 +132,13 @@ fn losses(run_dir: &Path) -> Vec<f64> {
         .collect()
 }
 
+/// The mean loss of the first and of the last third of `losses`.
+fn first_and_last_thirds(losses: &[f64]) -> (f64, f64) {
+    let n = losses.len() / 3;
+    let mean = |part: &[f64]| part.iter().sum::<f64>() / n as f64;
+    (mean(&losses[..n]), mean(&losses[losses.len() - n..]))
+}
+
 #[test]
 fn every_method_lowers_its_loss() {
     let dir = tempfile::tempdir().unwrap();
@@ -148,9 +155,7 @@ fn every_method_lowers_its_loss() {
         } else {
             &losses[..]
         };
-        let n = losses.len() / 3;
-        let first = losses[..n].iter().sum::<f64>() / n as f64;
-        let last = losses[losses.len() - n..].iter().sum::<f64>() / n as f64;
+        let (first, last) = first_and_last_thirds(losses);
         assert!(
             last < first,
             "{name}: loss went from {first:.4} to {last:.4}"
@@ -200,9 +205,7 @@ fn views_made_on_the_device_train_as_those_made_on_the_cpu() {
             device[0]
         );
         for (place, losses) in [("cpu", cpu), ("device", device)] {
-            let n = losses.len() / 3;
-            let first = losses[..n].iter().sum::<f64>() / n as f64;
-            let last = losses[losses.len() - n..].iter().sum::<f64>() / n as f64;
+            let (first, last) = first_and_last_thirds(losses);
             assert!(
                 last < first,
                 "{place}, {local_views} local views: loss went from {first:.4} to {last:.4}"
@@ -221,9 +224,7 @@ fn supcon_learns_from_local_views_too() {
     let (_, report) = run(config, false);
     let losses = losses(&out);
     assert_eq!(losses.len() as u64, report.steps);
-    let n = losses.len() / 3;
-    let first = losses[..n].iter().sum::<f64>() / n as f64;
-    let last = losses[losses.len() - n..].iter().sum::<f64>() / n as f64;
+    let (first, last) = first_and_last_thirds(&losses);
     assert!(last < first, "loss went from {first:.4} to {last:.4}");
 }
 
