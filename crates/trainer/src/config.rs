@@ -89,7 +89,8 @@ pub struct DataConfig {
     /// are more views of its label. Other methods take none (default 0).
     #[serde(default)]
     pub local_views: usize,
-    /// Side of the local views (default: 3/7 of the image side, as SwAV's 96 of 224).
+    /// Side of the local views (default: 3/7 of the image side, as SwAV's 96 of 224, and at
+    /// least 4).
     #[serde(default)]
     pub local_size: Option<usize>,
     /// Area range `[min, max]` of the local crops (default SwAV's `[0.05, 0.14]`).
@@ -324,10 +325,11 @@ pub const DEFAULT_PER_VIDEO: usize = 4;
 pub const DEFAULT_WINDOW: usize = 4;
 
 impl DataConfig {
-    /// The side of the local views for images of side `size`.
+    /// The side of the local views for images of side `size` (by default 3/7 of it, at
+    /// least 4 pixels, the least the small CNN takes).
     pub fn local_side(&self, size: usize) -> usize {
         self.local_size
-            .unwrap_or_else(|| (size as f64 * 3.0 / 7.0).round() as usize)
+            .unwrap_or_else(|| ((size as f64 * 3.0 / 7.0).round() as usize).max(4))
     }
 
     /// The area range of the local crops.
@@ -772,7 +774,7 @@ mod tests {
             TrainConfig::from_toml(&MINIMAL.replace("augment = \"w1\"", lines)).map(|c| c.data)
         };
         let data = with("augment = \"w1\"\nlocal_views = 4").unwrap();
-        assert_eq!(data.local_side(28), 12);
+        assert_eq!((data.local_side(28), data.local_side(8)), (12, 4));
         assert_eq!(data.local_crop_scale(), (0.05, 0.14));
         let data =
             with("augment = \"w1\"\nlocal_views = 4\nlocal_size = 14\nlocal_scale = [0.1, 0.4]")
