@@ -102,14 +102,14 @@ impl LinearProbe {
             let linear = nn::linear(vs.root(), x.size()[1], classes as i64, Default::default());
             (vs, linear)
         });
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        let mut order: Vec<i64> = (0..x.size()[0]).collect();
         let mut opt = nn::AdamW {
             wd: self.weight_decay,
             ..Default::default()
         }
         .build(&vs, self.lr)?;
         let n = x.size()[0];
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let mut order: Vec<i64> = (0..n).collect();
         let batch = (self.batch_size as i64).min(n);
         let steps_per_epoch = (n + batch - 1) / batch;
         let total = (steps_per_epoch * self.epochs as i64) as f64;

@@ -131,7 +131,7 @@ impl Method {
         })
     }
 
-    /// Views per image in a batch.
+    /// Views per image the method itself takes (`data.local_views` come on top).
     pub fn views(&self) -> usize {
         match self {
             Method::Triplet(_) | Method::Pairs(_) | Method::Temporal { .. } => 1,

@@ -378,6 +378,11 @@ impl Trainer {
         &self.run_dir
     }
 
+    /// Views in one step's batch, local views of multi-crop included.
+    fn views_per_step(&self) -> u64 {
+        (self.pipeline.view_count() * self.config.data.batch_size) as u64
+    }
+
     fn total_steps(&self) -> u64 {
         let all = (self.batches.per_epoch() * self.config.run.epochs) as u64;
         match self.config.run.max_steps {
@@ -397,7 +402,7 @@ impl Trainer {
         let schedule_steps = per_epoch * self.config.run.epochs as u64;
         let warmup = (self.config.optimizer.warmup_epochs * per_epoch as f64).round() as u64;
         let total = self.total_steps();
-        let views_per_step = (self.pipeline.view_count() * self.config.data.batch_size) as u64;
+        let views_per_step = self.views_per_step();
         observer.started(&Plan {
             total_steps: total,
             done: self.position.step,
@@ -725,8 +730,7 @@ impl Trainer {
     }
 
     fn report(&self, interrupted: bool, evaluation: Evaluation) -> Report {
-        let views = self.position.step as f64
-            * (self.pipeline.view_count() * self.config.data.batch_size) as f64;
+        let views = (self.position.step * self.views_per_step()) as f64;
         Report {
             run_dir: self.run_dir.clone(),
             steps: self.position.step,
