@@ -54,8 +54,8 @@ enum Task {
     /// Write a PNG grid of images and augmented views of them (Fashion-MNIST test images, or
     /// one picture of yours).
     Preview {
-        /// Augmentation preset: w1, simclr, moco-v2, byol or multi-crop (96-pixel views; 48
-        /// for multi-crop's local ones).
+        /// Augmentation preset: w1, simclr, simclr-blur, moco-v2, byol (the names of
+        /// `data.augment`) or multi-crop (96-pixel views; 48 for multi-crop's local ones).
         #[arg(long, default_value = "w1")]
         preset: String,
         /// A picture to augment instead of Fashion-MNIST images.

@@ -19,15 +19,20 @@ pub fn run(
     data_dir: Option<PathBuf>,
 ) -> Result<()> {
     let own: Vec<Compose> = match preset {
-        "w1" => vec![presets::w1()?],
-        "simclr" => vec![presets::simclr(96, 1.0, true)?],
-        "moco-v2" => vec![presets::moco_v2(96)?],
-        "byol" => presets::byol(96)?.to_vec(),
         "multi-crop" if views >= 2 => presets::multi_crop(96, 48, views - 2)?,
         "multi-crop" => {
             bail!("multi-crop shows 2 global views and the rest local: --views 2 or more")
         }
-        other => bail!("unknown preset {other:?}: w1, simclr, moco-v2, byol or multi-crop"),
+        name => match presets::named(name, 96) {
+            Some(recipes) => recipes
+                .iter()
+                .map(|r| r.build())
+                .collect::<Result<_, _>>()?,
+            None => bail!(
+                "unknown preset {name:?}: {} or multi-crop",
+                presets::NAMES.join(", ")
+            ),
+        },
     };
     // BYOL's two views alternate; multi-crop has one transform per view.
     let transforms: Vec<Arc<dyn Transform>> = (0..views)
@@ -107,7 +112,7 @@ mod tests {
             .save(&source)
             .unwrap();
         let out = dir.path().join("grid.png");
-        run("simclr", Some(&source), 1, 3, &out, None).unwrap();
+        run("simclr-blur", Some(&source), 1, 3, &out, None).unwrap();
         let grid = image::open(&out).unwrap();
         // 4 columns (source + 3 views) of 96-pixel cells with 4-pixel gaps.
         assert_eq!((grid.width(), grid.height()), (4 * 100 + 4, 100 + 4));

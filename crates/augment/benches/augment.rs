@@ -32,7 +32,7 @@ fn ops(c: &mut Criterion) {
 
 fn pipeline(c: &mut Criterion) {
     let batch: Vec<Image> = (0..256).map(|i| image(28, 1, i)).collect();
-    let w1 = Arc::new(presets::w1().unwrap());
+    let w1 = Arc::new(presets::ViewRecipe::w1().build().unwrap());
     let pipeline = MultiViewPipeline::new(vec![w1.clone(), w1], 0);
     let items: Vec<usize> = (0..batch.len()).collect();
     let pool = rayon::ThreadPoolBuilder::new()

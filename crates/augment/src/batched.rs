@@ -35,7 +35,7 @@ const LUMA: [f64; 3] = [0.2989, 0.587, 0.114];
 /// use std::sync::Arc;
 ///
 /// let batch = Tensor::randint(256, [4, 3, 32, 32], (Kind::Uint8, contrastive_tensor::Device::Cpu));
-/// let view: Arc<dyn Transform> = Arc::new(presets::simclr(32, 1.0, true)?);
+/// let view: Arc<dyn Transform> = Arc::new(presets::ViewRecipe::simclr(32, 1.0, true).build()?);
 /// let pipeline = MultiViewPipeline::new(vec![view.clone(), view], 0);
 /// let plans = pipeline.plans(&[(32, 32, 3); 4], &[0, 1, 2, 3], 0)?;
 /// let first_views = apply_plans(&batch, &plans[0])?;

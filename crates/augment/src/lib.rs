@@ -10,8 +10,10 @@
 //!   ([`RandomResizedCrop`], [`RandomHorizontalFlip`], [`ColorJitter`], [`RandomGrayscale`],
 //!   [`GaussianBlur`], [`RandomSolarize`], [`RandomRotation`], [`RandomAffine`]), composed with [`Compose`], [`RandomApply`] and
 //!   [`OneOf`]; bad parameters are errors when a transform is built.
-//! - Presets: [`presets::simclr`], [`presets::moco_v2`], [`presets::byol`] (two asymmetric
-//!   views), [`presets::multi_crop`] and [`presets::w1`].
+//! - Presets: [`presets::ViewRecipe`] holds every parameter of a view (crop scale, rotation,
+//!   flip, colour jitter, grayscale, blur, solarization) and builds it; SimCLR's, MoCo v2's,
+//!   BYOL's (two asymmetric views), SwAV's multi-crop ([`presets::multi_crop`]) and W1's are
+//!   ready made, [`presets::named`] finds them by name.
 //! - [`MultiViewPipeline`]: K views of a batch in parallel, the same for a seed whatever the
 //!   thread count; `to_batch` (feature `tensor`, on by default) makes them a `u8` or
 //!   normalised float tensor, NCHW or channels-last; [`Prefetcher`] prepares the next batches

@@ -152,10 +152,13 @@ fn presets_on_a_batch_make_the_cpu_views_of_the_same_plans() {
     // SimCLR view; and W1 on gray images.
     for (transform, sources) in [
         (
-            presets::simclr(32, 1.0, true).unwrap(),
+            presets::ViewRecipe::simclr(32, 1.0, true).build().unwrap(),
             images(24, 32, 32, 3),
         ),
-        (presets::w1().unwrap(), images(24, 28, 28, 1)),
+        (
+            presets::ViewRecipe::w1().build().unwrap(),
+            images(24, 28, 28, 1),
+        ),
     ] {
         let view: Arc<dyn Transform> = Arc::new(transform);
         let pipeline = MultiViewPipeline::new(vec![view.clone(), view], 5);

@@ -20,11 +20,12 @@ fn image(h: usize, w: usize, seed: usize) -> Image {
 fn multi_view_presets_give_their_sizes() {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let source = image(256, 240, 0);
-    let [first, second] = presets::byol(64).unwrap();
+    let [first, second] = presets::ViewRecipe::byol(64).map(|r| r.build().unwrap());
     assert_eq!(first.apply(&source, &mut rng).unwrap().dim(), (64, 64, 3));
     assert_eq!(second.apply(&source, &mut rng).unwrap().dim(), (64, 64, 3));
     assert_eq!(
-        presets::moco_v2(48)
+        presets::ViewRecipe::moco_v2(48)
+            .build()
             .unwrap()
             .apply(&source, &mut rng)
             .unwrap()
@@ -96,7 +97,7 @@ fn views_become_u8_or_normalised_float_batches() {
 
 #[test]
 fn prefetching_keeps_order_passes_errors_and_stops_when_dropped() {
-    let w1: Arc<dyn Transform> = Arc::new(presets::w1().unwrap());
+    let w1: Arc<dyn Transform> = Arc::new(presets::ViewRecipe::w1().build().unwrap());
     let pipeline = MultiViewPipeline::new(vec![w1.clone(), w1], 3);
     let sources: Vec<Image> = (0..32)
         .map(|i| Image::from_elem((28, 28, 1), i as u8 * 7))

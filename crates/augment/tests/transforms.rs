@@ -38,8 +38,8 @@ fn resized_crop_windows_fit_and_follow_the_scale() {
 
 #[test]
 fn presets_give_the_published_output_shapes() {
-    let w1 = presets::w1().unwrap();
-    let simclr = presets::simclr(32, 1.0, true).unwrap();
+    let w1 = presets::ViewRecipe::w1().build().unwrap();
+    let simclr = presets::ViewRecipe::simclr(32, 1.0, true).build().unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     for i in 0..50 {
         assert_eq!(
@@ -51,7 +51,7 @@ fn presets_give_the_published_output_shapes() {
             (32, 32, 3)
         );
     }
-    let big = presets::simclr(224, 1.0, true).unwrap();
+    let big = presets::ViewRecipe::simclr(224, 1.0, true).build().unwrap();
     assert_eq!(
         big.apply(&image(256, 256, 3, 0), &mut rng).unwrap().dim(),
         (224, 224, 3)
@@ -76,6 +76,79 @@ fn zero_strength_changes_nothing() {
     assert_eq!(Compose(never).apply(&img, &mut rng).unwrap(), img);
     let always = OneOf::new(vec![Arc::new(RandomHorizontalFlip::new(1.0).unwrap())]).unwrap();
     assert_ne!(always.apply(&img, &mut rng).unwrap(), img);
+}
+
+#[test]
+fn a_recipe_leaves_out_what_never_happens_and_does_what_it_says() {
+    use presets::ViewRecipe;
+    let img = image(28, 28, 1, 2);
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let nothing = ViewRecipe {
+        crop_scale: (1.0, 1.0),
+        flip_p: 0.0,
+        jitter_p: 0.0,
+        grayscale_p: 0.0,
+        blur_p: 0.0,
+        ..ViewRecipe::w1()
+    };
+    let view = nothing.build().unwrap();
+    assert_eq!(view.0.len(), 1, "only the crop is left");
+    assert_eq!(view.apply(&img, &mut rng).unwrap(), img);
+    // Each step on its own, always: the image changes the way that step changes it.
+    let flipped = ViewRecipe {
+        flip_p: 1.0,
+        ..nothing
+    }
+    .build()
+    .unwrap();
+    assert_eq!(
+        flipped.apply(&img, &mut rng).unwrap(),
+        contrastive_augment::hflip(&img)
+    );
+    let ones = [
+        ViewRecipe {
+            rotation_degrees: 90.0,
+            rotation_p: 1.0,
+            ..nothing
+        },
+        ViewRecipe {
+            jitter_p: 1.0,
+            ..nothing
+        },
+        ViewRecipe {
+            blur_p: 1.0,
+            ..nothing
+        },
+        ViewRecipe {
+            solarize_p: 1.0,
+            ..nothing
+        },
+    ];
+    for recipe in ones {
+        let view = recipe.build().unwrap();
+        assert_eq!(view.0.len(), 2, "{recipe:?}");
+        assert_ne!(view.apply(&img, &mut rng).unwrap(), img, "{recipe:?}");
+    }
+    // A rotation needs an angle and a probability; a bad value is an error naming it.
+    let no_angle = ViewRecipe {
+        rotation_p: 1.0,
+        ..nothing
+    };
+    assert_eq!(no_angle.build().unwrap().0.len(), 1);
+    let bad = ViewRecipe {
+        blur_p: 1.5,
+        ..nothing
+    };
+    assert!(matches!(
+        bad.build(),
+        Err(Error::InvalidParameter { field: "p", .. })
+    ));
+    // The named recipes are the published ones.
+    assert_eq!(presets::named("w1", 96), Some(vec![ViewRecipe::w1()]));
+    assert_eq!(presets::named("byol", 64).map(|r| r.len()), Some(2));
+    assert_eq!(presets::named("simclr-blur", 32).unwrap()[0].blur_p, 0.5);
+    assert_eq!(presets::named("simclr", 32).unwrap()[0].blur_p, 0.0);
+    assert_eq!(presets::named("w2", 28), None);
 }
 
 #[test]
@@ -136,7 +209,8 @@ fn bad_parameters_are_errors_when_built() {
 
 #[test]
 fn the_pipeline_gives_the_same_views_on_one_and_two_threads() {
-    let simclr: Arc<dyn Transform> = Arc::new(presets::simclr(32, 1.0, true).unwrap());
+    let simclr: Arc<dyn Transform> =
+        Arc::new(presets::ViewRecipe::simclr(32, 1.0, true).build().unwrap());
     let pipeline = MultiViewPipeline::new(vec![simclr.clone(), simclr], 42);
     let images: Vec<Image> = (0..16).map(|i| image(36, 40, 3, i)).collect();
     let items: Vec<usize> = (100..116).collect();

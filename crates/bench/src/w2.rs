@@ -90,17 +90,17 @@ pub fn rows(scale: Scale, runs: usize) -> anyhow::Result<Vec<Row>> {
     let workloads: Vec<(&str, Arc<dyn Transform>, Vec<Image>)> = vec![
         (
             "w1_28x28_gray",
-            Arc::new(presets::w1()?),
+            Arc::new(presets::ViewRecipe::w1().build()?),
             images(scale.pick(2048, 32), 28, 1),
         ),
         (
             "simclr_32x32_rgb_blur",
-            Arc::new(presets::simclr(32, 1.0, true)?),
+            Arc::new(presets::ViewRecipe::simclr(32, 1.0, true).build()?),
             images(scale.pick(1024, 16), 32, 3),
         ),
         (
             "simclr_224_from_256_rgb_blur",
-            Arc::new(presets::simclr(224, 1.0, true)?),
+            Arc::new(presets::ViewRecipe::simclr(224, 1.0, true).build()?),
             images(scale.pick(32, 2), 256, 3),
         ),
     ];

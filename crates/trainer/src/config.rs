@@ -6,6 +6,7 @@ use contrastive_tensor::{Device, Precision, parse_device};
 use serde::{Deserialize, Serialize};
 
 use crate::error::invalid;
+use crate::views::ViewsConfig;
 use crate::{Error, Result};
 
 /// A whole training run, as `configs/*.toml` spell it.
@@ -16,6 +17,9 @@ pub struct TrainConfig {
     pub run: RunConfig,
     /// What it trains on.
     pub data: DataConfig,
+    /// Changes to the view recipe `data.augment` names.
+    #[serde(default)]
+    pub views: ViewsConfig,
     /// The network.
     #[serde(default)]
     pub model: ModelSection,
@@ -376,7 +380,18 @@ fn positive(field: &'static str, value: f64) -> Result<()> {
     }
 }
 
-fn in_range(field: &'static str, value: f64, low: f64, high: f64) -> Result<()> {
+/// An area range `[min, max]` of crops, where given: `0 < min <= max <= 1`.
+pub(crate) fn area_range(field: &'static str, range: Option<[f64; 2]>) -> Result<()> {
+    match range {
+        Some([min, max]) if !(min > 0.0 && min <= max && max <= 1.0) => Err(invalid(
+            field,
+            format!("[{min}, {max}] must satisfy 0 < min <= max <= 1"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn in_range(field: &'static str, value: f64, low: f64, high: f64) -> Result<()> {
     if (low..=high).contains(&value) {
         Ok(())
     } else {
@@ -487,9 +502,16 @@ impl TrainConfig {
         choice(
             "data.augment",
             &data.augment,
-            &["w1", "simclr", "simclr-blur", "moco-v2", "byol", "none"],
+            &[contrastive_augment::presets::NAMES.as_slice(), &["none"]].concat(),
         )?;
         choice("data.augment_on", &data.augment_on, &["cpu", "device"])?;
+        self.views.validate()?;
+        if data.augment == "none" && !self.views.is_empty() {
+            return Err(invalid(
+                "views",
+                "changes the recipe data.augment names, and data.augment is \"none\"",
+            ));
+        }
         if data.local_views > 0 && !matches!(method.name.as_str(), "simclr" | "supcon") {
             return Err(invalid(
                 "data.local_views",
@@ -499,14 +521,7 @@ impl TrainConfig {
         if let Some(size) = data.local_size {
             at_least("data.local_size", size, 4)?;
         }
-        if let Some([min, max]) = data.local_scale
-            && !(min > 0.0 && min <= max && max <= 1.0)
-        {
-            return Err(invalid(
-                "data.local_scale",
-                format!("[{min}, {max}] must satisfy 0 < min <= max <= 1"),
-            ));
-        }
+        area_range("data.local_scale", data.local_scale)?;
         if data.mean.is_some() != data.std.is_some() {
             return Err(invalid("data.mean", "data.mean and data.std go together"));
         }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use contrastive_augment::{Compose, Image, Transform, presets};
+use contrastive_augment::Image;
 use contrastive_data::{
     Dataset, FolderOptions, ImageFolder, InMemoryDataset, Resize, Split, cifar10, cifar100,
     download, fashion_mnist, mnist,
@@ -272,29 +272,4 @@ pub fn load(config: &DataConfig) -> Result<RunData> {
         std,
         warnings,
     })
-}
-
-/// The local views of multi-crop for `size`-pixel images: `config.local_views` of them.
-pub fn local_transforms(config: &DataConfig, size: usize) -> Result<Vec<Arc<dyn Transform>>> {
-    let view: Arc<dyn Transform> = Arc::new(presets::local_view(
-        config.local_side(size),
-        config.local_crop_scale(),
-    )?);
-    Ok(vec![view; config.local_views])
-}
-
-/// The view transforms of `recipe` for `size`-pixel images: one per view the method asks
-/// for (`views`), cycling through the recipe's own views (BYOL has two different ones).
-pub fn view_transforms(recipe: &str, size: usize, views: usize) -> Result<Vec<Arc<dyn Transform>>> {
-    let own: Vec<Compose> = match recipe {
-        "w1" => vec![presets::w1()?],
-        "simclr" => vec![presets::simclr(size, 1.0, false)?],
-        "simclr-blur" => vec![presets::simclr(size, 1.0, true)?],
-        "moco-v2" => vec![presets::moco_v2(size)?],
-        "byol" => presets::byol(size)?.to_vec(),
-        _ => vec![Compose(Vec::new())],
-    };
-    Ok((0..views)
-        .map(|v| Arc::new(own[v % own.len()].clone()) as Arc<dyn Transform>)
-        .collect())
 }

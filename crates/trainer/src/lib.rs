@@ -44,6 +44,7 @@ mod run;
 mod sheet;
 mod video;
 mod video_search;
+mod views;
 
 pub use crate::checkpoint::{Checkpoint, Position, checkpoint_path};
 pub use crate::config::{
@@ -63,3 +64,4 @@ pub use crate::run::{Observer, Plan, Report, Trainer};
 pub use crate::sheet::{cluster_grid, contact_sheet, images_for_ids};
 pub use crate::video::{VideoIndex, ensure_demo};
 pub use crate::video_search::{VideoCollection, VideoHit};
+pub use crate::views::{ViewsConfig, view_transforms};

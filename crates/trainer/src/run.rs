@@ -27,6 +27,7 @@ use crate::method::{Batch, Method};
 use crate::metrics::{MetricsLog, Record};
 use crate::optim::{Optimizer, learning_rate};
 use crate::plot::plot_run;
+use crate::views;
 use crate::{Error, Result};
 
 /// What a run is about to do; given to [`Observer::started`].
@@ -314,9 +315,8 @@ impl Trainer {
                 seed,
             )?)
         };
-        let mut transforms =
-            data::view_transforms(&config.data.augment, data.size, method.views())?;
-        transforms.extend(data::local_transforms(&config.data, data.size)?);
+        let transforms =
+            views::view_transforms(&config.data, &config.views, data.size, method.views())?;
         let pipeline = Arc::new(MultiViewPipeline::new(transforms, seed));
         let input = Input {
             device,
