@@ -178,7 +178,8 @@ fn every_method_lowers_its_loss() {
 fn views_made_on_the_device_train_as_those_made_on_the_cpu() {
     let dir = tempfile::tempdir().unwrap();
     let data = shapes(&dir.path().join("data"));
-    // Two views per image, then multi-crop: two more of 12 pixels.
+    // Two views per image, then multi-crop: two more of 12 pixels, and every view turned by
+    // up to 15 degrees half the time (a `[views]` change).
     for local_views in [0, 2] {
         let mut runs = Vec::new();
         for place in ["cpu", "device"] {
@@ -186,6 +187,10 @@ fn views_made_on_the_device_train_as_those_made_on_the_cpu() {
             let mut config = config(&data, &out, method_lines("simclr"), "epochs = 3");
             config.data.augment_on = place.into();
             config.data.local_views = local_views;
+            if local_views > 0 {
+                config.views.rotation = Some(15.0);
+                config.views.rotation_p = Some(0.5);
+            }
             let (_, report) = run(config, false);
             let views = report.views_per_s * report.train_s / report.steps as f64;
             assert!(
