@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use contrastive_augment::{Compose, Image, MultiViewPipeline, Transform, presets, resize};
+use contrastive_augment::{Compose, Image, Transform, presets, view_grid};
 use contrastive_data::{Dataset, Split, fashion_mnist, hwc_from_image, image_from_hwc};
 
 /// Writes `out`: one row per source image (the first `rows` of Fashion-MNIST's test set, or
@@ -52,44 +52,8 @@ pub fn run(
                 .collect::<Result<_, _>>()?
         }
     };
-    let pipeline = MultiViewPipeline::new(transforms, 0);
-    let items: Vec<usize> = (0..sources.len()).collect();
-    let all_views = pipeline.apply(&sources, &items, 0)?;
-    let (side, _, channels) = all_views[0][0].dim();
-    let cell = all_views
-        .iter()
-        .map(|v| v[0].dim().0)
-        .max()
-        .unwrap_or(side)
-        .max(96);
-    let pad = 4;
-    let (rows_n, cols) = (sources.len(), views + 1);
-    let mut grid = Image::from_elem(
-        (
-            rows_n * (cell + pad) + pad,
-            cols * (cell + pad) + pad,
-            channels,
-        ),
-        255,
-    );
-    for (r, source) in sources.iter().enumerate() {
-        let row: Vec<Image> =
-            std::iter::once(resize(source, side, side).map_err(anyhow::Error::from))
-                .chain(all_views.iter().map(|v| Ok(v[r].clone())))
-                .collect::<Result<_>>()?;
-        for (col, picture) in row.iter().enumerate() {
-            // Each picture fills its cell (multi-crop's local views are smaller).
-            let (top, left) = (pad + r * (cell + pad), pad + col * (cell + pad));
-            let (ph, pw, _) = picture.dim();
-            for y in 0..cell {
-                for x in 0..cell {
-                    for ch in 0..channels {
-                        grid[[top + y, left + x, ch]] = picture[[y * ph / cell, x * pw / cell, ch]];
-                    }
-                }
-            }
-        }
-    }
+    let grid = view_grid(&sources, &transforms, 0)?;
+    let rows_n = sources.len();
     image_from_hwc(grid.view())?
         .save(out)
         .with_context(|| format!("writing {}", out.display()))?;

@@ -230,3 +230,26 @@ fn the_pipeline_gives_the_same_views_on_one_and_two_threads() {
     assert_eq!(alone[1][0], one[1][3]);
     assert_ne!(pipeline.apply(&images, &items, 8).unwrap(), one);
 }
+
+#[test]
+fn a_view_grid_puts_each_image_beside_its_views() {
+    use contrastive_augment::view_grid;
+    let flip: Arc<dyn Transform> = Arc::new(RandomHorizontalFlip::new(1.0).unwrap());
+    let small = image(12, 12, 3, 1);
+    let grid = view_grid(std::slice::from_ref(&small), std::slice::from_ref(&flip), 0).unwrap();
+    // One row: the image, then its flip, each scaled 8x into a 96-pixel cell.
+    assert_eq!(grid.dim(), (104, 204, 3));
+    let (cell, pad) = (96, 4);
+    for (y, x) in [(0, 0), (50, 17), (95, 95)] {
+        let (sy, sx) = (y * 12 / cell, x * 12 / cell);
+        for ch in 0..3 {
+            assert_eq!(grid[[pad + y, pad + x, ch]], small[[sy, sx, ch]]);
+            assert_eq!(
+                grid[[pad + y, 2 * pad + cell + x, ch]],
+                small[[sy, 11 - sx, ch]]
+            );
+        }
+    }
+    let err = view_grid(&[small, image(12, 12, 1, 2)], &[flip], 0).unwrap_err();
+    assert!(err.to_string().contains("channel"), "{err}");
+}

@@ -11,6 +11,8 @@
 //! - `contrastive video demo --out DIR` generates the demo video set; `contrastive video
 //!   search --run RUN_DIR --image frame.png` answers which video shows the frame and when
 //!   (`--clip video.mp4`: which videos are most like a clip).
+//! - `contrastive views --config FILE [--set views.rotation=15]` draws the views a run
+//!   config makes, to see a change to its `[views]` before training with it.
 //! - `contrastive info` reports the libtorch build, the devices and the precision training
 //!   would use on them.
 
@@ -21,6 +23,7 @@ mod eval;
 mod search;
 mod train;
 mod video;
+mod views;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -49,6 +52,8 @@ enum Command {
     Search(search::SearchArgs),
     /// k-means over an embedding store: a grid of images per cluster and a 2-D map.
     Cluster(cluster::ClusterArgs),
+    /// A picture of the views a run config makes (to see a `[views]` change before training).
+    Views(views::ViewsArgs),
     /// Video: generate the demo set; search videos by a frame (which video, when) or a clip.
     Video(video::VideoArgs),
     /// Show the libtorch build, the devices and the default precision for a device.
@@ -72,6 +77,7 @@ fn main() -> Result<()> {
         Command::Index(args) => search::index(args),
         Command::Search(args) => search::search(args),
         Command::Cluster(args) => cluster::run(args),
+        Command::Views(args) => views::run(args),
         Command::Video(args) => video::run(args),
         Command::Info { device } => info(&device),
     }

@@ -165,3 +165,48 @@ fn an_index_is_built_beside_its_store_and_refused_for_another() {
     assert!(!ok);
     assert!(stderr.contains("invalid m"), "{stderr}");
 }
+
+#[test]
+fn views_of_a_config_are_drawn_and_bad_changes_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for class in ["a", "b"] {
+        let folder = dir.path().join("images").join(class);
+        std::fs::create_dir_all(&folder).unwrap();
+        for i in 0..3u32 {
+            image::GrayImage::from_fn(20, 20, |x, y| image::Luma([(x * 12 + y * i) as u8]))
+                .save(folder.join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    let config = dir.path().join("run.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[run]\nout = \"run\"\nepochs = 1\n[data]\ndataset = \"folder\"\ndir = {:?}\n\
+             batch_size = 4\naugment = \"simclr-blur\"\nlocal_views = 1\n[views]\nsolarize_p = 0.5\n\
+             [method]\nname = \"simclr\"\n[optimizer]\nname = \"sgd\"\nlr = 0.1\n",
+            dir.path().join("images").display().to_string()
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let out = dir.path().join("grid.png");
+    let out_arg = out.display().to_string();
+    let draw = |extra: &[&str]| {
+        let mut args = vec!["views", "--config", &config, "--rows", "2", "--views", "3"];
+        args.extend_from_slice(&["--out", &out_arg]);
+        args.extend_from_slice(extra);
+        contrastive(&args, &[])
+    };
+    let (ok, stderr) = draw(&["--set", "views.rotation=10"]);
+    assert!(ok, "{stderr}");
+    // Two rows, four columns (the image and three views: two global, one local) of 96-pixel
+    // cells 4 pixels apart.
+    let grid = image::open(&out).unwrap();
+    assert_eq!((grid.width(), grid.height()), (4 * 100 + 4, 2 * 100 + 4));
+    std::fs::remove_file(&out).unwrap();
+    let (ok, stderr) = draw(&["--set", "views.blur_p=2"]);
+    assert!(!ok);
+    assert!(stderr.contains("views.blur_p"), "{stderr}");
+    assert!(!out.exists(), "nothing was written");
+}
