@@ -35,8 +35,9 @@ pub fn run(
         },
     };
     // BYOL's two views alternate; multi-crop has one transform per view.
-    let transforms: Vec<Arc<dyn Transform>> = (0..views)
-        .map(|v| Arc::new(own[v % own.len()].clone()) as Arc<dyn Transform>)
+    let transforms: Vec<Arc<dyn Transform>> = own
+        .into_iter()
+        .map(|view| Arc::new(view) as Arc<dyn Transform>)
         .collect();
     let sources: Vec<Image> = match image {
         Some(path) => {
@@ -52,7 +53,7 @@ pub fn run(
                 .collect::<Result<_, _>>()?
         }
     };
-    let grid = view_grid(&sources, &transforms, 0)?;
+    let grid = view_grid(&sources, &transforms, views, 0)?;
     let rows_n = sources.len();
     image_from_hwc(grid.view())?
         .save(out)

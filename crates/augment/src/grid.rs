@@ -6,7 +6,8 @@ use crate::error::invalid;
 use crate::{Image, MultiViewPipeline, Result, Transform, resize};
 
 /// One row per image of `sources`: the image itself (resized to the first view's side), then
-/// its view by each of `transforms`, drawn from `seed`. Every picture is scaled (nearest) to
+/// `columns` views of it, view `v` by `transforms[v % transforms.len()]` (so a recipe's
+/// different views take turns), drawn from `seed`. Every picture is scaled (nearest) to
 /// fill a square cell of at least 96 pixels, cells 4 pixels apart on white. The sources must
 /// share a channel count (else an error).
 ///
@@ -15,12 +16,17 @@ use crate::{Image, MultiViewPipeline, Result, Transform, resize};
 /// use contrastive_augment::{Image, Transform, presets::ViewRecipe, view_grid};
 /// let image = Image::from_shape_fn((28, 28, 1), |(y, x, _)| (y * 9 + x) as u8);
 /// let view: Arc<dyn Transform> = Arc::new(ViewRecipe::w1().build()?);
-/// let grid = view_grid(&[image.clone(), image], &[view.clone(), view], 0)?;
+/// let grid = view_grid(&[image.clone(), image], &[view], 2, 0)?;
 /// // 2 rows x 3 cells (the source, 2 views) of 96 pixels, 4-pixel gaps.
 /// assert_eq!(grid.dim(), (2 * 100 + 4, 3 * 100 + 4, 1));
 /// # Ok::<(), contrastive_augment::Error>(())
 /// ```
-pub fn view_grid(sources: &[Image], transforms: &[Arc<dyn Transform>], seed: u64) -> Result<Image> {
+pub fn view_grid(
+    sources: &[Image],
+    transforms: &[Arc<dyn Transform>],
+    columns: usize,
+    seed: u64,
+) -> Result<Image> {
     if sources.windows(2).any(|w| w[0].dim().2 != w[1].dim().2) {
         return Err(invalid(
             "view_grid",
@@ -28,7 +34,9 @@ pub fn view_grid(sources: &[Image], transforms: &[Arc<dyn Transform>], seed: u64
             "the images must have one channel count",
         ));
     }
-    let pipeline = MultiViewPipeline::new(transforms.to_vec(), seed);
+    let transforms: Vec<_> = transforms.iter().cycle().take(columns).cloned().collect();
+    let cols = transforms.len() + 1;
+    let pipeline = MultiViewPipeline::new(transforms, seed);
     let items: Vec<usize> = (0..sources.len()).collect();
     let views = pipeline.apply(sources, &items, 0)?;
     let (side, channels) = match views.first().and_then(|v| v.first()) {
@@ -44,7 +52,7 @@ pub fn view_grid(sources: &[Image], transforms: &[Arc<dyn Transform>], seed: u64
         .max()
         .unwrap_or(96);
     let pad = 4;
-    let (rows, cols) = (sources.len(), transforms.len() + 1);
+    let rows = sources.len();
     let mut grid = Image::from_elem(
         (
             rows * (cell + pad) + pad,

@@ -236,7 +236,13 @@ fn a_view_grid_puts_each_image_beside_its_views() {
     use contrastive_augment::view_grid;
     let flip: Arc<dyn Transform> = Arc::new(RandomHorizontalFlip::new(1.0).unwrap());
     let small = image(12, 12, 3, 1);
-    let grid = view_grid(std::slice::from_ref(&small), std::slice::from_ref(&flip), 0).unwrap();
+    let grid = view_grid(
+        std::slice::from_ref(&small),
+        std::slice::from_ref(&flip),
+        1,
+        0,
+    )
+    .unwrap();
     // One row: the image, then its flip, each scaled 8x into a 96-pixel cell.
     assert_eq!(grid.dim(), (104, 204, 3));
     let (cell, pad) = (96, 4);
@@ -250,6 +256,6 @@ fn a_view_grid_puts_each_image_beside_its_views() {
             );
         }
     }
-    let err = view_grid(&[small, image(12, 12, 1, 2)], &[flip], 0).unwrap_err();
+    let err = view_grid(&[small, image(12, 12, 1, 2)], &[flip], 1, 0).unwrap_err();
     assert!(err.to_string().contains("channel"), "{err}");
 }

@@ -1,14 +1,12 @@
 //! `contrastive views`: a picture of the views a run config makes, to see what a `[views]`
 //! change does before training with it.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use contrastive_augment::{Transform, view_grid};
+use contrastive_augment::view_grid;
 use contrastive_data::{Channels, Resize, conform, image_from_hwc};
 use contrastive_trainer::{TrainConfig, load_data, view_transforms};
+use std::path::PathBuf;
 
 /// Arguments of `contrastive views`.
 #[derive(Args, Debug)]
@@ -60,11 +58,8 @@ pub fn run(args: ViewsArgs) -> Result<()> {
                 .collect()
         }
     };
-    let own = view_transforms(&config.data, &config.views, data.size, 2)?;
-    let transforms: Vec<Arc<dyn Transform>> = (0..args.views)
-        .map(|v| own[v % own.len()].clone())
-        .collect();
-    let grid = view_grid(&sources, &transforms, args.seed)?;
+    let transforms = view_transforms(&config.data, &config.views, data.size, 2)?;
+    let grid = view_grid(&sources, &transforms, args.views, args.seed)?;
     image_from_hwc(grid.view())?
         .save(&args.out)
         .with_context(|| format!("writing {}", args.out.display()))?;
