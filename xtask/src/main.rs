@@ -89,12 +89,9 @@ enum Task {
     /// Run the benchmarks (W1-W4, the ceiling, criterion), with --peers beside the Python
     /// peers, and write the report into docs/benchmarks.md.
     Bench(bench::Options),
-    /// Run `cargo fmt --check`, `cargo clippy -D warnings` and every test of the workspace.
-    Test {
-        /// Extra arguments passed to `cargo test` (after `--`, e.g. a test name filter).
-        #[arg(last = true)]
-        cargo_test_args: Vec<String>,
-    },
+    /// Run `cargo fmt --check`, `cargo clippy -D warnings` and every test of the workspace;
+    /// with --repeat N, the numeric test binaries N times each, to catch flaky tests.
+    Test(test::Options),
 }
 
 fn main() -> Result<()> {
@@ -113,7 +110,7 @@ fn main() -> Result<()> {
         Task::Train { config, args } => train::run(&root, config, &args),
         Task::Eval(options) => eval::run(&root, &options),
         Task::Bench(options) => bench::run(&root, &options),
-        Task::Test { cargo_test_args } => test::run(&root, &cargo_test_args),
+        Task::Test(options) => test::run(&root, &options),
     }
 }
 

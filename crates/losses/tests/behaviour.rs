@@ -4,12 +4,13 @@ use contrastive_losses::{
     ContrastiveConfig, ContrastiveLoss, Error, InfoNce, InfoNceConfig, Loss, MocoConfig, MocoQueue,
     SupCon, SupConConfig, TripletConfig, TripletLoss, momentum_update,
 };
-use contrastive_tensor::{Device, Kind, Tensor, nn, seed_all};
+use contrastive_tensor::{Device, Kind, Tensor, nn, seeded};
 
+/// Six embeddings in three classes, drawn under `seeded` (the tests run in parallel
+/// threads and share libtorch's generator).
 fn batch() -> (Tensor, Tensor) {
-    seed_all(1);
     (
-        Tensor::randn([6, 4], (Kind::Float, Device::Cpu)),
+        seeded(1, || Tensor::randn([6, 4], (Kind::Float, Device::Cpu))),
         Tensor::from_slice(&[0i64, 0, 1, 1, 2, 2]),
     )
 }
@@ -111,9 +112,14 @@ fn bf16_embeddings_are_computed_in_fp32() {
 
 #[test]
 fn the_moco_queue_is_a_fifo_of_normalised_keys() {
-    seed_all(2);
     let config = MocoConfig::default().with_queue_size(6);
-    let mut queue = MocoQueue::new(config, 4, 2, 100, Device::Cpu).unwrap();
+    let (mut queue, batches) = seeded(2, || {
+        let queue = MocoQueue::new(config, 4, 2, 100, Device::Cpu).unwrap();
+        let batches: Vec<Tensor> = (0..4)
+            .map(|_| Tensor::randn([2, 4], (Kind::Float, Device::Cpu)) * 3.0)
+            .collect();
+        (queue, batches)
+    });
     let norms = queue.keys().norm_scalaropt_dim(2.0, [1], false);
     assert!(norms.allclose(
         &Tensor::ones([6], (Kind::Float, Device::Cpu)),
@@ -121,9 +127,6 @@ fn the_moco_queue_is_a_fifo_of_normalised_keys() {
         1e-6,
         false
     ));
-    let batches: Vec<Tensor> = (0..4)
-        .map(|_| Tensor::randn([2, 4], (Kind::Float, Device::Cpu)) * 3.0)
-        .collect();
     for b in &batches {
         queue.enqueue(b).unwrap();
     }

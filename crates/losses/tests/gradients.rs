@@ -5,7 +5,7 @@ use contrastive_losses::{
     ContrastiveConfig, ContrastiveLoss, Distance, InfoNce, InfoNceConfig, Loss, Mining, MocoConfig,
     MocoQueue, SupCon, SupConConfig, TripletConfig, TripletLoss,
 };
-use contrastive_tensor::{Device, Kind, Tensor, no_grad, seed_all};
+use contrastive_tensor::{Device, Kind, Tensor, no_grad, seeded};
 
 const STEP: f64 = 1e-6;
 
@@ -36,8 +36,8 @@ fn check(name: &str, x: &Tensor, f: &dyn Fn(&Tensor) -> Tensor) {
 }
 
 fn inputs() -> (Tensor, Tensor) {
-    seed_all(9);
-    let x = Tensor::randn([10, 5], (Kind::Double, Device::Cpu));
+    // Under `seeded`: the tests run in parallel threads and draw from one global generator.
+    let x = seeded(9, || Tensor::randn([10, 5], (Kind::Double, Device::Cpu)));
     let labels = Tensor::from_slice(&[0i64, 1, 2, 0, 1, 2, 0, 1, 2, 3]);
     (x, labels)
 }
@@ -117,7 +117,7 @@ fn softmax_losses_have_exact_gradients() {
         Device::Cpu,
     )
     .unwrap();
-    let keys = Tensor::randn([4, 5], (Kind::Double, Device::Cpu));
+    let keys = seeded(10, || Tensor::randn([4, 5], (Kind::Double, Device::Cpu)));
     check("MoCo", &x.narrow(0, 0, 4), &|q| {
         queue.loss(q, &keys).unwrap()
     });

@@ -1,5 +1,6 @@
 //! Every loss against the PyTorch reference in `fixtures/reference.json` (made by
-//! `fixtures/make_fixtures.py`): loss and gradients within 1e-5 in fp32.
+//! `fixtures/make_fixtures.py`), and InfoNCE's chunked and two-view paths against its dense
+//! one, each within the rounding error its floating-point arithmetic allows ([`bound`]).
 
 use contrastive_losses::{
     ContrastiveConfig, ContrastiveLoss, Distance, InfoNce, InfoNceConfig, Loss, Mining, MocoConfig,
@@ -8,7 +9,33 @@ use contrastive_losses::{
 use contrastive_tensor::{Device, Kind, Tensor};
 use serde_json::Value;
 
-const TOLERANCE: f64 = 1e-5;
+/// The fixture's batch: `N` embeddings of dimension `D`.
+const N: i64 = 16;
+const D: i64 = 8;
+
+/// Unit roundoff (half the machine epsilon) of fp32 and fp64.
+const FP32: f64 = f32::EPSILON as f64 / 2.0;
+const FP64: f64 = f64::EPSILON / 2.0;
+
+/// The most two computations of one loss (or one gradient entry) over the fixture's batch may
+/// differ by when both are correct but round differently, in arithmetic of unit roundoff `u`,
+/// for results whose largest intermediate has magnitude `scale`.
+///
+/// Rounding error grows with the length of each chain of operations (Higham, *Accuracy and
+/// Stability of Numerical Algorithms*, 2nd ed., 2002, §3.1: a k-term sum or dot product is
+/// off by at most `gamma_k = k u / (1 - k u)` relative to its terms' magnitudes). Here a
+/// chain is: normalising an embedding (a `D`-term sum of squares), one distance or similarity
+/// (a `D`-term dot product), then a row's reduction over the batch (log-sum-exp, hinge sums,
+/// `N` terms) and the mean over rows (`N` terms): `2 D + 2 N` operations, each side, and two
+/// sides. The paths differ in order (dense vs blocks, mask vs index, our kernels vs
+/// PyTorch's, and whichever kernel the BLAS picks for a small matrix product on this CPU), so
+/// any fixed number of ulps is a guess; this bound is not. A real error — a wrong term, a
+/// missing positive, a temperature off by 0.1 % — moves the loss by far more (checked in
+/// `the_bound_catches_a_real_error`).
+fn bound(u: f64, scale: f64) -> f64 {
+    let chain = (2 * D + 2 * N) as f64;
+    2.0 * chain * u * scale
+}
 
 fn fixture() -> Value {
     let text = std::fs::read_to_string(concat!(
@@ -120,105 +147,175 @@ fn every_loss_matches_the_pytorch_reference() {
         let name = case["name"].as_str().unwrap();
         let (loss, grads) = ours(case, &fx);
         let expected = case["loss"].as_f64().unwrap();
+        // The largest intermediate: the loss itself, a similarity over the temperature, or a
+        // distance (at most 2 between unit vectors, a few units between raw ones).
+        let temperature = case["params"]["temperature"].as_f64().unwrap_or(0.2);
+        let scale = expected.abs().max(1.0 / temperature).max(4.0);
+        let tolerance = bound(FP32, scale);
         assert!(
-            (loss - expected).abs() < TOLERANCE,
-            "{name}: loss {loss} vs PyTorch {expected}"
+            (loss - expected).abs() <= tolerance,
+            "{name}: loss {loss:e} vs PyTorch {expected:e} (bound {tolerance:e})"
         );
         for (i, (grad, reference)) in grads
             .iter()
             .zip(case["grads"].as_array().unwrap())
             .enumerate()
         {
-            let diff = max_abs_diff(grad, &floats(reference));
-            assert!(diff < TOLERANCE, "{name}: gradient {i} differs by {diff}");
+            let reference = floats(reference);
+            let largest = reference.iter().fold(0f64, |m, g| m.max(g.abs() as f64));
+            let tolerance = bound(FP32, largest * scale);
+            let diff = max_abs_diff(grad, &reference);
+            assert!(
+                diff <= tolerance,
+                "{name}: gradient {i} differs by {diff:e} (bound {tolerance:e})"
+            );
         }
     }
+}
+
+/// The temperature of the cross-path checks below.
+const TAU: f64 = 0.5;
+
+/// InfoNCE's loss and the gradient with respect to `x` (all views, in order), computed by
+/// `path` from a fresh leaf copy of `x`.
+fn loss_and_grad(x: &Tensor, path: &dyn Fn(&Tensor) -> Tensor) -> (f64, Tensor) {
+    let leaf = x.copy().set_requires_grad(true);
+    let loss = path(&leaf);
+    loss.backward();
+    (loss.double_value(&[]), leaf.grad())
+}
+
+/// Asserts that two computations of one loss agree within [`bound`] for unit roundoff `u`.
+fn assert_same(what: &str, u: f64, (loss, grad): &(f64, Tensor), reference: &(f64, Tensor)) {
+    let tolerance = bound(u, reference.0.abs().max(1.0 / TAU));
+    assert!(
+        (loss - reference.0).abs() <= tolerance,
+        "{what}: loss {loss:e} vs {:e} (bound {tolerance:e})",
+        reference.0
+    );
+    let largest = reference.1.abs().max().double_value(&[]);
+    let tolerance = bound(u, largest / TAU);
+    let diff = (grad - &reference.1).abs().max().double_value(&[]);
+    assert!(
+        diff <= tolerance,
+        "{what}: gradients differ by {diff:e} (bound {tolerance:e})"
+    );
+}
+
+/// The fixture's embeddings in each precision the losses compute in, with its unit roundoff.
+fn precisions(fx: &Value) -> [(Tensor, f64); 2] {
+    let x = tensor(&fx["embeddings"], N, D);
+    [(x.shallow_clone(), FP32), (x.to_kind(Kind::Double), FP64)]
+}
+
+fn info_nce(decoupled: bool, chunk: Option<usize>) -> InfoNce {
+    let config = InfoNceConfig::new(TAU)
+        .with_decoupled(decoupled)
+        .with_chunk_size(chunk);
+    InfoNce::new(config).unwrap()
 }
 
 #[test]
 fn chunked_info_nce_gives_the_dense_loss_and_gradients() {
     let fx = fixture();
-    let x = tensor(&fx["embeddings"], 16, 8);
     let labels = fixture_labels(&fx);
-    for decoupled in [false, true] {
-        let run = |chunk: Option<usize>| {
-            let x = x.copy().set_requires_grad(true);
-            let config = InfoNceConfig::new(0.5)
-                .with_decoupled(decoupled)
-                .with_chunk_size(chunk);
-            let loss = InfoNce::new(config).unwrap().loss(&x, &labels).unwrap();
-            loss.backward();
-            (loss.double_value(&[]), x.grad())
-        };
-        let (dense, dense_grad) = run(None);
-        for chunk in [1, 3, 5, 16] {
-            let (chunked, grad) = run(Some(chunk));
-            assert!(
-                (chunked - dense).abs() < 1e-6,
-                "chunk {chunk}: {chunked} vs {dense}"
-            );
-            let diff = (grad - &dense_grad).abs().max().double_value(&[]);
-            assert!(
-                diff < 1e-6,
-                "chunk {chunk} (decoupled {decoupled}): gradients differ by {diff}"
-            );
+    for (x, u) in precisions(&fx) {
+        for decoupled in [false, true] {
+            let run = |chunk| {
+                loss_and_grad(&x, &|x| {
+                    info_nce(decoupled, chunk).loss(x, &labels).unwrap()
+                })
+            };
+            let dense = run(None);
+            for chunk in [1, 3, 5, 16] {
+                let what = format!("{:?} chunk {chunk} decoupled {decoupled}", x.kind());
+                assert_same(&what, u, &run(Some(chunk)), &dense);
+            }
         }
+        // Explicit masks give the same numbers as labels.
+        let ids = Tensor::arange(N / 2, (Kind::Int64, Device::Cpu)).repeat([2]);
+        let same = ids.unsqueeze(0).eq_tensor(&ids.unsqueeze(1));
+        let eye = Tensor::eye(N, (Kind::Bool, Device::Cpu));
+        let (positive, negative) = (same.logical_and(&eye.logical_not()), same.logical_not());
+        let loss = info_nce(false, None);
+        let masked = loss_and_grad(&x, &|x| loss.masked(x, &positive, &negative).unwrap());
+        let labelled = loss_and_grad(&x, &|x| loss.loss(x, &ids).unwrap());
+        assert_same(&format!("{:?} masks", x.kind()), u, &masked, &labelled);
     }
-    // Explicit masks and two views give the same numbers as labels.
-    let z1 = x.narrow(0, 0, 8);
-    let z2 = x.narrow(0, 8, 8);
-    let loss = InfoNce::new(InfoNceConfig::new(0.5)).unwrap();
-    let views = loss.views(&z1, &z2).unwrap().double_value(&[]);
-    let ids = Tensor::arange(8, (Kind::Int64, Device::Cpu)).repeat([2]);
-    assert!((views - loss.loss(&x, &ids).unwrap().double_value(&[])).abs() < 1e-6);
-    let same = ids.unsqueeze(0).eq_tensor(&ids.unsqueeze(1));
-    let eye = Tensor::eye(16, (Kind::Bool, Device::Cpu));
-    let masked = loss
-        .masked(
-            &x,
-            &same.logical_and(&eye.logical_not()),
-            &same.logical_not(),
-        )
-        .unwrap();
-    assert!((views - masked.double_value(&[])).abs() < 1e-6);
+}
+
+/// Two views through [`InfoNce::views`]: the loss and the gradient of both views.
+fn views(x: &Tensor, loss: &InfoNce) -> (f64, Tensor) {
+    loss_and_grad(x, &|x| {
+        loss.views(&x.narrow(0, 0, N / 2), &x.narrow(0, N / 2, N / 2))
+            .unwrap()
+    })
 }
 
 #[test]
 fn chunked_views_give_the_dense_loss_and_gradients() {
     let fx = fixture();
-    let x = tensor(&fx["embeddings"], 16, 8);
-    let ids = Tensor::arange(8, (Kind::Int64, Device::Cpu)).repeat([2]);
-    for decoupled in [false, true] {
-        // The general (label) path is the reference for the two-view path.
-        let reference = {
-            let x = x.copy().set_requires_grad(true);
-            let loss = InfoNce::new(InfoNceConfig::new(0.5).with_decoupled(decoupled))
-                .unwrap()
-                .loss(&x, &ids)
-                .unwrap();
-            loss.backward();
-            (loss.double_value(&[]), x.grad())
-        };
-        for chunk in [None, Some(1), Some(5), Some(16)] {
-            let (z1, z2) = (
-                x.narrow(0, 0, 8).copy().set_requires_grad(true),
-                x.narrow(0, 8, 8).copy().set_requires_grad(true),
-            );
-            let config = InfoNceConfig::new(0.5)
-                .with_decoupled(decoupled)
-                .with_chunk_size(chunk);
-            let loss = InfoNce::new(config).unwrap().views(&z1, &z2).unwrap();
-            loss.backward();
-            assert!(
-                (loss.double_value(&[]) - reference.0).abs() < 1e-6,
-                "chunk {chunk:?} dcl {decoupled}"
-            );
-            let grad = Tensor::cat(&[z1.grad(), z2.grad()], 0);
-            let diff = (grad - &reference.1).abs().max().double_value(&[]);
-            assert!(
-                diff < 1e-6,
-                "chunk {chunk:?} dcl {decoupled}: gradients differ by {diff}"
-            );
+    let ids = Tensor::arange(N / 2, (Kind::Int64, Device::Cpu)).repeat([2]);
+    for (x, u) in precisions(&fx) {
+        for decoupled in [false, true] {
+            // The general (label) path is the reference for the two-view path.
+            let reference =
+                loss_and_grad(&x, &|x| info_nce(decoupled, None).loss(x, &ids).unwrap());
+            for chunk in [None, Some(1), Some(5), Some(16)] {
+                let what = format!("{:?} views chunk {chunk:?} decoupled {decoupled}", x.kind());
+                assert_same(
+                    &what,
+                    u,
+                    &views(&x, &info_nce(decoupled, chunk)),
+                    &reference,
+                );
+            }
         }
     }
+}
+
+#[test]
+fn the_bound_catches_a_real_error() {
+    // A temperature off by 0.1 % must move the loss and its gradients past the bound, in
+    // both precisions, or the bound would be too loose to mean anything.
+    let fx = fixture();
+    for (x, u) in precisions(&fx) {
+        let right = views(&x, &info_nce(false, None));
+        let config = InfoNceConfig::new(TAU * 1.001);
+        let wrong = views(&x, &InfoNce::new(config).unwrap());
+        let loss_bound = bound(u, right.0.abs().max(1.0 / TAU));
+        assert!((wrong.0 - right.0).abs() > 10.0 * loss_bound);
+        let grad_bound = bound(u, right.1.abs().max().double_value(&[]) / TAU);
+        let diff = (&wrong.1 - &right.1).abs().max().double_value(&[]);
+        assert!(diff > 10.0 * grad_bound, "{diff:e} vs {grad_bound:e}");
+    }
+}
+
+#[test]
+fn every_loss_is_bitwise_repeatable_across_calls_and_threads() {
+    // Fixed inputs and thread count give the same bits every time, from any thread: no
+    // state is shared between calls, and no kernel picks its order by load. (Across CPUs
+    // and libtorch builds only [`bound`] holds.)
+    let fx = fixture();
+    let bits = |case: &Value| {
+        let (loss, grads) = ours(case, &fixture());
+        let grads: Vec<Vec<f32>> = grads
+            .iter()
+            .map(|g| Vec::<f32>::try_from(g.view(-1)).unwrap())
+            .collect();
+        (loss.to_bits(), grads)
+    };
+    let cases = fx["cases"].as_array().unwrap();
+    let first: Vec<_> = cases.iter().map(bits).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..10 {
+                    for (case, expected) in cases.iter().zip(&first) {
+                        assert!(bits(case) == *expected, "{} changed", case["name"]);
+                    }
+                }
+            });
+        }
+    });
 }

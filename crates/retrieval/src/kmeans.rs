@@ -187,18 +187,19 @@ fn plus_plus(x: &Tensor, norms: &Tensor, k: usize, rng: &mut ChaCha8Rng) -> Resu
 
 #[cfg(test)]
 mod tests {
-    use contrastive_tensor::seed_all;
+    use contrastive_tensor::seeded;
 
     use super::*;
     use crate::metrics::ari;
 
     #[test]
     fn separated_blobs_are_found() {
-        seed_all(2);
-        let centres = Tensor::randn([4, 6], (Kind::Float, Device::Cpu)) * 10.0;
         let truth: Vec<i64> = (0..400).map(|i| i % 4).collect();
-        let x = centres.index_select(0, &Tensor::from_slice(&truth))
-            + Tensor::randn([400, 6], (Kind::Float, Device::Cpu));
+        let x = seeded(2, || {
+            let centres = Tensor::randn([4, 6], (Kind::Float, Device::Cpu)) * 10.0;
+            centres.index_select(0, &Tensor::from_slice(&truth))
+                + Tensor::randn([400, 6], (Kind::Float, Device::Cpu))
+        });
         let fitted = KMeans::new(4, 0).fit(&x).unwrap();
         let truth: Vec<usize> = truth.iter().map(|&t| t as usize).collect();
         assert!((ari(&truth, &fitted.labels) - 1.0).abs() < 1e-9);

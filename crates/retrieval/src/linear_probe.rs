@@ -11,7 +11,7 @@ use crate::{Error, Result};
 
 /// Trains `W x + b` with softmax cross-entropy on frozen features, standardised with the
 /// training set's mean and deviation, by mini-batch Adam with a cosine learning rate.
-/// Shuffling draws from libtorch's global generator (seed it with `seed_all`).
+/// Its initial weights and batch order come from its own `seed` alone.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LinearProbe {
     /// Passes over the training features.
@@ -141,23 +141,23 @@ impl LinearProbe {
 
 #[cfg(test)]
 mod tests {
-    use contrastive_tensor::{Device, seed_all};
+    use contrastive_tensor::{Device, seeded};
 
     use super::*;
 
     #[test]
     fn separable_classes_are_learned() {
-        seed_all(3);
         // Three clusters around distinct centres in 16 dimensions.
-        let centres = Tensor::randn([3, 16], (Kind::Float, Device::Cpu)) * 3.0;
-        let make = |n: i64| {
-            let y = Tensor::randint(3, [n], (Kind::Int64, Device::Cpu));
-            let x =
-                centres.index_select(0, &y) + Tensor::randn([n, 16], (Kind::Float, Device::Cpu));
-            (x, y)
-        };
-        let (x, y) = make(600);
-        let (tx, ty) = make(300);
+        let ((x, y), (tx, ty)) = seeded(3, || {
+            let centres = Tensor::randn([3, 16], (Kind::Float, Device::Cpu)) * 3.0;
+            let make = |n: i64| {
+                let y = Tensor::randint(3, [n], (Kind::Int64, Device::Cpu));
+                let x = centres.index_select(0, &y)
+                    + Tensor::randn([n, 16], (Kind::Float, Device::Cpu));
+                (x, y)
+            };
+            (make(600), make(300))
+        });
         let probe = LinearProbe {
             epochs: 50,
             batch_size: 64,

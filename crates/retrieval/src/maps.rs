@@ -71,17 +71,18 @@ pub fn tsne_2d(x: &Tensor, perplexity: f32) -> Result<Tensor> {
 
 #[cfg(test)]
 mod tests {
-    use contrastive_tensor::{Device, seed_all};
+    use contrastive_tensor::{Device, seeded};
 
     use super::*;
 
     /// Three tight groups far apart in 16 dimensions.
     fn groups() -> Tensor {
-        seed_all(4);
-        let cpu = (Kind::Float, Device::Cpu);
-        let centres = Tensor::randn([3, 16], cpu) * 10.0;
-        let pick = Tensor::arange(150, (Kind::Int64, Device::Cpu)).remainder(3);
-        centres.index_select(0, &pick) + Tensor::randn([150, 16], cpu)
+        seeded(4, || {
+            let cpu = (Kind::Float, Device::Cpu);
+            let centres = Tensor::randn([3, 16], cpu) * 10.0;
+            let pick = Tensor::arange(150, (Kind::Int64, Device::Cpu)).remainder(3);
+            centres.index_select(0, &pick) + Tensor::randn([150, 16], cpu)
+        })
     }
 
     /// Share of points whose nearest other point on the map is of their own group.

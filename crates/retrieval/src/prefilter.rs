@@ -207,7 +207,7 @@ fn rescore(
 
 #[cfg(test)]
 mod tests {
-    use contrastive_tensor::{no_grad, seed_all};
+    use contrastive_tensor::{no_grad, seeded};
 
     use super::*;
     use crate::search::search_cpu;
@@ -224,12 +224,13 @@ mod tests {
 
     #[test]
     fn the_prefilter_finds_what_fp32_finds() {
-        seed_all(21);
         let cpu = (Kind::Float, Device::Cpu);
         // Rows of very different norms, more rows than one block, a short last query block.
-        let database = Tensor::randn([DATABASE_BLOCK * 3 + 11, 32], cpu)
-            * (Tensor::rand([DATABASE_BLOCK * 3 + 11, 1], cpu) * 3.0 + 0.1);
-        let queries = Tensor::randn([QUERY_BLOCK + 3, 32], cpu);
+        let (database, queries) = seeded(21, || {
+            let database = Tensor::randn([DATABASE_BLOCK * 3 + 11, 32], cpu)
+                * (Tensor::rand([DATABASE_BLOCK * 3 + 11, 1], cpu) * 3.0 + 0.1);
+            (database, Tensor::randn([QUERY_BLOCK + 3, 32], cpu))
+        });
         for (metric, k) in [
             (Metric::InnerProduct, 10),
             (Metric::Cosine, 1),
@@ -246,13 +247,14 @@ mod tests {
 
     #[test]
     fn near_ties_below_bf16_resolution_are_still_ranked_exactly() {
-        seed_all(22);
         let cpu = (Kind::Float, Device::Cpu);
         // 40 base rows, each repeated 100 times with changes far below bf16's resolution:
         // their bf16 scores tie, their fp32 scores do not.
-        let base = Tensor::randn([40, 16], cpu).repeat([100, 1]);
-        let database = &base + Tensor::randn([4000, 16], cpu) * 1e-4;
-        let queries = Tensor::randn([64, 16], cpu);
+        let (database, queries) = seeded(22, || {
+            let base = Tensor::randn([40, 16], cpu).repeat([100, 1]);
+            let database = &base + Tensor::randn([4000, 16], cpu) * 1e-4;
+            (database, Tensor::randn([64, 16], cpu))
+        });
         let [fast, exact] = both(&database, &queries, 20, Metric::InnerProduct);
         assert!(fast.scores.allclose(&exact.scores, 1e-6, 1e-6, false));
         // Where the two disagree, the rows tie at fp32 resolution (the two fp32 paths sum

@@ -342,7 +342,7 @@ impl TopK {
 
 #[cfg(test)]
 mod tests {
-    use contrastive_tensor::seed_all;
+    use contrastive_tensor::seeded;
 
     use super::*;
 
@@ -368,9 +368,10 @@ mod tests {
 
     #[test]
     fn every_metric_matches_brute_force() {
-        seed_all(11);
-        let db = Tensor::randn([500, 16], (Kind::Float, Device::Cpu));
-        let q = Tensor::randn([37, 16], (Kind::Float, Device::Cpu));
+        let (db, q) = seeded(11, || {
+            let cpu = (Kind::Float, Device::Cpu);
+            (Tensor::randn([500, 16], cpu), Tensor::randn([37, 16], cpu))
+        });
         for metric in [Metric::Cosine, Metric::InnerProduct, Metric::L2] {
             let found = search(&db, &q, 5, metric).unwrap();
             assert!(
@@ -387,9 +388,11 @@ mod tests {
 
     #[test]
     fn blocks_of_queries_and_rows_give_the_full_top_k() {
-        seed_all(12);
-        let db = Tensor::randn([DATABASE_BLOCK * 2 + 77, 8], (Kind::Float, Device::Cpu));
-        let q = Tensor::randn([QUERY_BLOCK + 5, 8], (Kind::Float, Device::Cpu));
+        let (db, q) = seeded(12, || {
+            let cpu = (Kind::Float, Device::Cpu);
+            let db = Tensor::randn([DATABASE_BLOCK * 2 + 77, 8], cpu);
+            (db, Tensor::randn([QUERY_BLOCK + 5, 8], cpu))
+        });
         for metric in [Metric::InnerProduct, Metric::L2] {
             let found = search(&db, &q, 7, metric).unwrap();
             let scorer = Scorer::new(&db, metric);

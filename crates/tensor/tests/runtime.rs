@@ -1,7 +1,7 @@
 //! Devices, seeding, threads, and that the binary keeps libtorch_cuda linked.
 
 use contrastive_tensor::{
-    Device, Error, Kind, Tensor, cuda_device_count, parse_device, seed_all, set_threads, threads,
+    Device, Error, Kind, Tensor, cuda_device_count, parse_device, seeded, set_threads, threads,
 };
 
 #[test]
@@ -38,12 +38,8 @@ fn device_strings_parse_or_name_the_problem() {
 
 #[test]
 fn the_same_seed_gives_the_same_numbers() {
-    seed_all(42);
-    let a = Tensor::randn([100], (Kind::Float, Device::Cpu));
-    seed_all(42);
-    let b = Tensor::randn([100], (Kind::Float, Device::Cpu));
-    seed_all(43);
-    let c = Tensor::randn([100], (Kind::Float, Device::Cpu));
+    let draw = || Tensor::randn([100], (Kind::Float, Device::Cpu));
+    let (a, b, c) = (seeded(42, draw), seeded(42, draw), seeded(43, draw));
     assert!(a.equal(&b));
     assert!(!a.equal(&c));
 }

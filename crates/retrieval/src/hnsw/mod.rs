@@ -338,7 +338,7 @@ fn splitmix64(x: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use contrastive_tensor::{Device, seed_all};
+    use contrastive_tensor::{Device, seeded};
 
     use super::*;
     use crate::metrics::neighbour_recall;
@@ -346,12 +346,13 @@ mod tests {
 
     /// Rows near a few hundred centres on a 12-dimensional subspace, like real embeddings.
     fn clustered(n: i64, seed: u64) -> Tensor {
-        seed_all(seed);
-        let cpu = (Kind::Float, Device::Cpu);
-        let centres = Tensor::randn([200, 12], cpu);
-        let pick = Tensor::randint(200, [n], (Kind::Int64, Device::Cpu));
-        let latent = centres.index_select(0, &pick) + Tensor::randn([n, 12], cpu) * 0.3;
-        latent.matmul(&Tensor::randn([12, 64], cpu)) + Tensor::randn([n, 64], cpu) * 0.05
+        seeded(seed, || {
+            let cpu = (Kind::Float, Device::Cpu);
+            let centres = Tensor::randn([200, 12], cpu);
+            let pick = Tensor::randint(200, [n], (Kind::Int64, Device::Cpu));
+            let latent = centres.index_select(0, &pick) + Tensor::randn([n, 12], cpu) * 0.3;
+            latent.matmul(&Tensor::randn([12, 64], cpu)) + Tensor::randn([n, 64], cpu) * 0.05
+        })
     }
 
     #[test]
