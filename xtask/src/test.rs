@@ -1,6 +1,6 @@
 //! `cargo xtask test`: the one command CI and developers run, and `--repeat N`, which runs
-//! the numeric test binaries many times in a row (optionally under load) to catch flaky
-//! tests before CI does.
+//! the numeric test binaries in N rounds (optionally under load) to catch flaky tests
+//! before CI does.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -29,8 +29,8 @@ pub const NUMERIC_CRATES: [&str; 7] = [
 /// What `--repeat` runs, and how.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Options {
-    /// Run the numeric test binaries this many times each (no fmt or clippy), and report
-    /// every failure; the test command itself when absent.
+    /// Run the numeric test binaries in this many rounds, each binary once a round (no fmt,
+    /// clippy or doc tests), and report every failing run; the test command when absent.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub repeat: Option<u32>,
     /// With --repeat: the packages whose test binaries to run (repeatable); by default the
@@ -42,7 +42,7 @@ pub struct Options {
     #[arg(long, requires = "repeat")]
     pub load: bool,
     /// Extra arguments passed to `cargo test` (after `--`, e.g. a test name filter); with
-    /// --repeat, to each test binary.
+    /// --repeat, to each test binary (those without the libtest harness ignore them).
     #[arg(last = true)]
     pub cargo_test_args: Vec<String>,
 }
@@ -92,8 +92,8 @@ impl TestBinary {
     }
 }
 
-/// Builds the test binaries of `options.packages` (or [`NUMERIC_CRATES`]) and runs each
-/// `times` times in a row, in the folder `cargo test` would run it from.
+/// Builds the test binaries of `options.packages` (or [`NUMERIC_CRATES`]) and runs them in
+/// `times` rounds, each from the folder `cargo test` would run it from.
 fn repeat(root: &Path, options: &Options, times: u32) -> Result<()> {
     let packages: Vec<&str> = if options.packages.is_empty() {
         NUMERIC_CRATES.to_vec()
@@ -150,7 +150,7 @@ fn repeat(root: &Path, options: &Options, times: u32) -> Result<()> {
         binaries.len(),
         packages.join(", ")
     );
-    println!("{passed} passed, {failed} failed");
+    println!("binary runs: {passed} passed, {failed} failed");
     if failed > 0 {
         bail!("{failed} of {} binary runs failed", passed + failed);
     }

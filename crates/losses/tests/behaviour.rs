@@ -147,18 +147,24 @@ fn the_moco_queue_is_a_fifo_of_normalised_keys() {
     let state = queue.state();
     assert_eq!(state[1].1.int64_value(&[]), 2);
 
-    let mut restored = MocoQueue::new(config, 4, 2, 100, Device::Cpu).unwrap();
+    let mut restored = seeded(5, || MocoQueue::new(config, 4, 2, 100, Device::Cpu)).unwrap();
     restored.restore(&state[0].1, &state[1].1).unwrap();
     assert!(restored.keys().equal(queue.keys()));
     assert!(
         queue
-            .enqueue(&Tensor::randn([4, 4], (Kind::Float, Device::Cpu)))
+            .enqueue(&seeded(3, || Tensor::randn(
+                [4, 4],
+                (Kind::Float, Device::Cpu)
+            )))
             .is_err(),
         "4 does not divide 6"
     );
     assert!(
         queue
-            .enqueue(&Tensor::randn([2, 5], (Kind::Float, Device::Cpu)))
+            .enqueue(&seeded(4, || Tensor::randn(
+                [2, 5],
+                (Kind::Float, Device::Cpu)
+            )))
             .is_err(),
         "wrong width"
     );
@@ -179,10 +185,13 @@ fn moco_queues_that_do_not_fit_the_run_are_refused() {
 
 #[test]
 fn the_momentum_update_is_an_ema_of_parameters_and_buffers() {
+    // Layers draw their initial weights: under `seeded`, like every draw of this binary.
     let make = |fill: f64| {
         let vs = nn::VarStore::new(Device::Cpu);
-        let _ = nn::linear(vs.root() / "fc", 3, 2, Default::default());
-        let _ = nn::batch_norm1d(vs.root() / "bn", 2, Default::default());
+        seeded(6, || {
+            let _ = nn::linear(vs.root() / "fc", 3, 2, Default::default());
+            let _ = nn::batch_norm1d(vs.root() / "bn", 2, Default::default());
+        });
         for (_, mut v) in vs.variables() {
             let _ = contrastive_tensor::no_grad(|| v.fill_(fill));
         }
@@ -197,6 +206,8 @@ fn the_momentum_update_is_an_ema_of_parameters_and_buffers() {
         );
     }
     let other = nn::VarStore::new(Device::Cpu);
-    let _ = nn::linear(other.root() / "fc", 3, 5, Default::default());
+    let _ = seeded(7, || {
+        nn::linear(other.root() / "fc", 3, 5, Default::default())
+    });
     assert!(momentum_update(&key, &other, 0.9).is_err());
 }

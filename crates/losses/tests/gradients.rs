@@ -109,13 +109,15 @@ fn softmax_losses_have_exact_gradients() {
     }
     let supcon = SupCon::new(SupConConfig::new(0.2)).unwrap();
     check("SupCon", &x, &|x| supcon.loss(x, &labels).unwrap());
-    let queue = MocoQueue::new(
-        MocoConfig::default().with_queue_size(12),
-        5,
-        4,
-        100,
-        Device::Cpu,
-    )
+    let queue = seeded(11, || {
+        MocoQueue::new(
+            MocoConfig::default().with_queue_size(12),
+            5,
+            4,
+            100,
+            Device::Cpu,
+        )
+    })
     .unwrap();
     let keys = seeded(10, || Tensor::randn([4, 5], (Kind::Double, Device::Cpu)));
     check("MoCo", &x.narrow(0, 0, 4), &|q| {

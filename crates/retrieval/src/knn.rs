@@ -115,7 +115,7 @@ pub(crate) fn check_inputs(train: &Tensor, labels: &Tensor, queries: &Tensor) ->
 
 #[cfg(test)]
 mod tests {
-    use contrastive_tensor::{Device, Tensor};
+    use contrastive_tensor::{Device, Tensor, seeded};
 
     use super::*;
 
@@ -138,9 +138,15 @@ mod tests {
 
     #[test]
     fn chunking_does_not_change_predictions() {
-        let train = Tensor::randn([300, 8], (Kind::Float, Device::Cpu));
-        let labels = Tensor::randint(5, [300], (Kind::Int64, Device::Cpu));
-        let queries = Tensor::randn([70, 8], (Kind::Float, Device::Cpu));
+        let (train, labels, queries) = seeded(13, || {
+            let cpu = (Kind::Float, Device::Cpu);
+            let labels = Tensor::randint(5, [300], (Kind::Int64, Device::Cpu));
+            (
+                Tensor::randn([300, 8], cpu),
+                labels,
+                Tensor::randn([70, 8], cpu),
+            )
+        });
         let whole = KnnClassifier::new(20, 0.1).unwrap();
         let chunked = KnnClassifier { chunk: 16, ..whole };
         let a = whole.predict(&train, &labels, &queries, 5).unwrap();

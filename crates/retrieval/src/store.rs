@@ -205,6 +205,8 @@ fn short(identity: &str) -> &str {
 
 #[cfg(test)]
 mod tests {
+    use contrastive_tensor::seeded;
+
     use super::*;
 
     fn info(n: usize) -> StoreInfo {
@@ -224,7 +226,7 @@ mod tests {
     fn a_store_round_trips_grows_and_searches() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.safetensors");
-        let x = Tensor::randn([10, 4], (Kind::Float, Device::Cpu));
+        let x = seeded(14, || Tensor::randn([10, 4], (Kind::Float, Device::Cpu)));
         let mut store = EmbeddingStore::new(&x, info(10)).unwrap();
         store
             .add(&x.narrow(0, 0, 2), vec!["a".into(), "b".into()], "abc123")
@@ -240,11 +242,11 @@ mod tests {
 
     #[test]
     fn another_model_or_width_is_refused() {
-        let x = Tensor::randn([3, 4], (Kind::Float, Device::Cpu));
+        let x = seeded(15, || Tensor::randn([3, 4], (Kind::Float, Device::Cpu)));
         let mut store = EmbeddingStore::new(&x, info(3)).unwrap();
         let err = store.add(&x, vec!["a".into(); 3], "other").unwrap_err();
         assert!(err.to_string().contains("abc123"), "{err}");
-        let wide = Tensor::randn([1, 5], (Kind::Float, Device::Cpu));
+        let wide = seeded(16, || Tensor::randn([1, 5], (Kind::Float, Device::Cpu)));
         let err = store.search(&wide, 1, Metric::L2).unwrap_err();
         assert!(err.to_string().contains("5-wide"), "{err}");
         assert!(EmbeddingStore::new(&x, info(2)).is_err());

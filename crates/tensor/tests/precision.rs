@@ -1,7 +1,7 @@
 //! Mixed precision (CPU autocast) and the channels-last layout.
 
 use contrastive_tensor::{
-    Device, Kind, ModuleT, Precision, Tensor, autocast, is_channels_last, nn, no_grad, seed_all,
+    Device, Kind, ModuleT, Precision, Tensor, autocast, is_channels_last, nn, no_grad, seeded,
     to_channels_last, to_contiguous, var_store_to_channels_last,
 };
 
@@ -43,10 +43,14 @@ fn relative_error(a: &Tensor, b: &Tensor) -> f64 {
 
 #[test]
 fn bf16_autocast_forward_is_within_one_percent_of_fp32() {
-    seed_all(3);
     let vs = nn::VarStore::new(Device::Cpu);
-    let net = small_cnn(&vs);
-    let x = Tensor::rand([32, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let (net, x) = seeded(3, || {
+        let net = small_cnn(&vs);
+        (
+            net,
+            Tensor::rand([32, 1, 28, 28], (Kind::Float, Device::Cpu)),
+        )
+    });
     let fp32 = no_grad(|| net.forward_t(&x, false));
     let bf16 = {
         let guard = autocast(Device::Cpu, Precision::Bf16).unwrap();
@@ -112,8 +116,7 @@ fn precisions_parse_and_print() {
 
 #[test]
 fn channels_last_keeps_values_and_model_outputs() {
-    seed_all(5);
-    let x = Tensor::rand([4, 3, 9, 7], (Kind::Float, Device::Cpu));
+    let x = seeded(5, || Tensor::rand([4, 3, 9, 7], (Kind::Float, Device::Cpu)));
     let nhwc = to_channels_last(&x).unwrap();
     assert!(is_channels_last(&nhwc).unwrap());
     assert!(!is_channels_last(&x).unwrap());
@@ -126,8 +129,13 @@ fn channels_last_keeps_values_and_model_outputs() {
     assert!(!is_channels_last(&to_channels_last(&bias).unwrap()).unwrap());
 
     let vs = nn::VarStore::new(Device::Cpu);
-    let net = small_cnn(&vs);
-    let input = Tensor::rand([8, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let (net, input) = seeded(6, || {
+        let net = small_cnn(&vs);
+        (
+            net,
+            Tensor::rand([8, 1, 28, 28], (Kind::Float, Device::Cpu)),
+        )
+    });
     let before = no_grad(|| net.forward_t(&input, false));
     var_store_to_channels_last(&vs).unwrap();
     assert!(is_channels_last(&vs.variables()["conv1.weight"]).unwrap());

@@ -361,7 +361,8 @@ mod tests {
         let queries = clustered(200, 4);
         for metric in [Metric::Cosine, Metric::InnerProduct, Metric::L2] {
             let config = HnswConfig::default().with_metric(metric);
-            let index = HnswIndex::build(&rows, config).unwrap();
+            let shared = rows.shallow_clone();
+            let index = on_one_thread(move || HnswIndex::build(&shared, config)).unwrap();
             let exact = search(&rows, &queries, 10, metric).unwrap();
             let found = index.search(&queries, 10).unwrap();
             let high = neighbour_recall(&found.indices, &exact.indices);
