@@ -89,6 +89,36 @@ pub enum Error {
         /// The shape in the model.
         expected: Vec<i64>,
     },
+    /// A checkpoint tensor of another element type than the reader expects (a header
+    /// edited from `F32` to `I32` keeps the byte size; converting would load garbage).
+    #[error(
+        "checkpoint {}: tensor {name:?} is stored as {found:?} but {expected:?} is expected",
+        path.display()
+    )]
+    TensorKindMismatch {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// The tensor's name.
+        name: String,
+        /// The kind in the file.
+        found: Kind,
+        /// The kind the reader needs.
+        expected: Kind,
+    },
+    /// A floating-point tensor holding NaN or infinity, where only finite values are valid
+    /// (weights, optimiser state, embeddings).
+    #[error(
+        "{}: tensor {name:?} holds {count} non-finite value(s) (NaN or infinity)",
+        path.display()
+    )]
+    NonFiniteTensor {
+        /// The file (or what was being checked).
+        path: PathBuf,
+        /// The tensor's name.
+        name: String,
+        /// How many of its values are not finite.
+        count: i64,
+    },
     /// A file that is not valid safetensors (truncated, corrupt, unsupported dtype).
     #[error("checkpoint {}: {message}", path.display())]
     InvalidCheckpoint {

@@ -61,8 +61,8 @@ pub use crate::module::{Encoder, Module, ModuleT};
 pub use crate::precision::{AutocastGuard, Precision, autocast, cpu_has_native_bf16};
 pub use crate::runtime::{keep_freed_memory, seed_all, seeded, set_threads, threads};
 pub use crate::safetensors_io::{
-    SafetensorsFile, StagedFile, load_var_store, save_safetensors, save_var_store,
-    stage_safetensors,
+    DIGEST_KEY, SafetensorsFile, StagedFile, first_non_finite, load_var_store, non_finite_count,
+    save_safetensors, save_var_store, stage_safetensors, write_atomically,
 };
 
 /// The libtorch version this crate is built for (tch 0.26 checks for exactly this one).

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor, nn::VarStore};
 
 use crate::{Error, Result};
@@ -61,6 +62,34 @@ impl SafetensorsFile {
         let (header_len, header) =
             SafeTensors::read_metadata(buffer).map_err(|e| invalid(e.to_string()))?;
         let data_start = 8 + header_len;
+        let mut metadata: BTreeMap<String, String> = header
+            .metadata()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        if let Some(expected) = metadata.remove(DIGEST_KEY) {
+            let tensors = header.tensors();
+            let parts = tensors.iter().map(|(name, info)| {
+                let (begin, end) = info.data_offsets;
+                let shape = info.shape.iter().map(|&d| d as i64).collect();
+                let data = &buffer[data_start + begin..data_start + end];
+                (name.as_str(), info.dtype, shape, data)
+            });
+            if digest(parts, &metadata) != expected {
+                return Err(invalid(format!(
+                    "its content does not match the SHA-256 recorded when it was written \
+                     ({DIGEST_KEY}): the file is damaged"
+                )));
+            }
+        } else if let Some(ours) = metadata.keys().find(|k| k.starts_with(OUR_PREFIX)) {
+            // Our writers always record the SHA-256; without it, a damaged key name could
+            // hide a damaged value.
+            return Err(invalid(format!(
+                "it holds our metadata ({ours}) but no {DIGEST_KEY}: the file is damaged, or \
+                 was written by a version before checksums (write it again)"
+            )));
+        }
         let mut tensors = BTreeMap::new();
         for (name, info) in header.tensors() {
             let kind = kind_of(info.dtype).ok_or_else(|| {
@@ -79,12 +108,6 @@ impl SafetensorsFile {
             let shape: Vec<i64> = info.shape.iter().map(|&d| d as i64).collect();
             tensors.insert(name, raw.f_view_dtype(kind)?.f_view(shape.as_slice())?);
         }
-        let metadata = header
-            .metadata()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
         Ok(Self {
             path,
             tensors,
@@ -92,9 +115,25 @@ impl SafetensorsFile {
         })
     }
 
+    /// Removes and returns the tensor `name`, which must be in the file with element type
+    /// `kind` and, for floating-point kinds, hold only finite values.
+    pub fn take(&mut self, name: &str, kind: Kind) -> Result<Tensor> {
+        let tensor = self
+            .tensors
+            .remove(name)
+            .ok_or_else(|| Error::MissingTensors {
+                path: self.path.clone(),
+                names: vec![name.to_owned()],
+            })?;
+        check_tensor(&self.path, name, &tensor, kind)?;
+        Ok(tensor)
+    }
+
     /// Copies the file's tensors into `targets` (name -> tensor), strictly: every target must
-    /// be in the file with the same shape, and the file may hold nothing else. Values are
-    /// converted to each target's kind and device. Nothing is copied unless all checks pass.
+    /// be in the file with the same shape and element type, the file may hold nothing else,
+    /// and floating-point values must be finite (a poisoned checkpoint is refused with the
+    /// tensor named). Values move to each target's device. Nothing is copied unless all
+    /// checks pass.
     pub fn copy_into(&self, targets: &HashMap<String, Tensor>) -> Result<()> {
         let mut missing: Vec<String> = targets
             .keys()
@@ -132,6 +171,12 @@ impl SafetensorsFile {
                     expected,
                 });
             }
+            check_tensor(
+                &self.path,
+                name,
+                &self.tensors[*name],
+                targets[*name].kind(),
+            )?;
         }
         tch::no_grad(|| -> Result<()> {
             for name in names {
@@ -141,6 +186,60 @@ impl SafetensorsFile {
             Ok(())
         })
     }
+}
+
+/// Checks that `tensor` (called `name` in `path`) has element type `kind` and, when that
+/// is a floating-point kind, only finite values.
+fn check_tensor(path: &Path, name: &str, tensor: &Tensor, kind: Kind) -> Result<()> {
+    if tensor.kind() != kind {
+        return Err(Error::TensorKindMismatch {
+            path: path.to_path_buf(),
+            name: name.to_owned(),
+            found: tensor.kind(),
+            expected: kind,
+        });
+    }
+    match non_finite_count(tensor)? {
+        0 => Ok(()),
+        count => Err(Error::NonFiniteTensor {
+            path: path.to_path_buf(),
+            name: name.to_owned(),
+            count,
+        }),
+    }
+}
+
+/// How many values of `tensor` are NaN or infinite (always 0 for integer and bool kinds).
+///
+/// ```
+/// use contrastive_tensor::{Tensor, non_finite_count};
+/// let t = Tensor::from_slice(&[1.0f32, f32::NAN, f32::INFINITY, -2.0]);
+/// assert_eq!(non_finite_count(&t)?, 2);
+/// # Ok::<(), contrastive_tensor::Error>(())
+/// ```
+pub fn non_finite_count(tensor: &Tensor) -> Result<i64> {
+    if !tensor.is_floating_point() || tensor.numel() == 0 {
+        return Ok(0);
+    }
+    Ok(tensor
+        .f_isfinite()?
+        .logical_not()
+        .sum(Kind::Int64)
+        .int64_value(&[]))
+}
+
+/// The name of the first tensor of `tensors` (in the order given) holding NaN or infinity,
+/// with its count of such values; `None` when all are finite.
+pub fn first_non_finite<'a>(
+    tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
+) -> Result<Option<(String, i64)>> {
+    for (name, tensor) in tensors {
+        let count = non_finite_count(tensor)?;
+        if count > 0 {
+            return Ok(Some((name.to_owned(), count)));
+        }
+    }
+    Ok(None)
 }
 
 /// Loads a checkpoint into every variable of `vs` (parameters and buffers), strictly: see
@@ -221,13 +320,39 @@ pub fn stage_safetensors(
             path: target.clone(),
             message: e.to_string(),
         })?;
-    let info: HashMap<String, String> = metadata.clone().into_iter().collect();
+    let mut info: HashMap<String, String> = metadata.clone().into_iter().collect();
+    let parts = cpu
+        .iter()
+        .zip(&bytes)
+        .map(|((name, t), (dtype, data))| (*name, *dtype, t.size(), data.as_slice()));
+    info.insert(DIGEST_KEY.to_owned(), digest(parts, metadata));
     let encoded =
         safetensors::serialize(views, Some(info)).map_err(|e| Error::InvalidCheckpoint {
             path: target.clone(),
             message: e.to_string(),
         })?;
 
+    stage_bytes(target, &encoded)
+}
+
+/// Writes `bytes` to `path` atomically, as [`save_safetensors`] does: a temporary file
+/// beside it, synced, then renamed over it. A reader (or a kill at any moment) sees the old
+/// file or the new one, never a truncated one.
+///
+/// ```
+/// use contrastive_tensor::write_atomically;
+/// let dir = tempfile::tempdir().unwrap();
+/// let path = dir.path().join("config.toml");
+/// write_atomically(&path, b"[run]\nepochs = 3\n")?;
+/// assert_eq!(std::fs::read(&path).unwrap(), b"[run]\nepochs = 3\n");
+/// # Ok::<(), contrastive_tensor::Error>(())
+/// ```
+pub fn write_atomically(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
+    stage_bytes(path.as_ref().to_path_buf(), bytes)?.commit()
+}
+
+/// Writes and syncs `bytes` to a new temporary file beside `target`.
+fn stage_bytes(target: PathBuf, bytes: &[u8]) -> Result<StagedFile> {
     let temp = temp_path_for(&target);
     // From here on, dropping `stage` (on any error) removes the temporary file.
     let stage = StagedFile {
@@ -239,7 +364,7 @@ pub fn stage_safetensors(
         .create_new(true)
         .open(&temp)
         .map_err(|e| Error::io(&temp, e))?;
-    file.write_all(&encoded)
+    file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(|e| Error::io(&temp, e))?;
     Ok(stage)
@@ -281,6 +406,47 @@ impl Drop for StagedFile {
             let _ = fs::remove_file(temp);
         }
     }
+}
+
+/// Metadata key of the SHA-256 that [`save_safetensors`] records of everything else in the
+/// file (each tensor's name, dtype, shape and bytes, and the other metadata), and that
+/// reading checks: a flipped bit or an edited header anywhere is an error, never a silently
+/// different value. Files without it are read unchecked when they come from other tools
+/// (no `contrastive.` metadata) and refused otherwise.
+pub const DIGEST_KEY: &str = "contrastive.sha256";
+
+/// The prefix of every metadata key our writers use.
+const OUR_PREFIX: &str = "contrastive.";
+
+/// The hex SHA-256 of `tensors` (name, dtype, shape, bytes; in any order) and `metadata`,
+/// each field length-prefixed so that no two different contents hash the same stream.
+fn digest<'a>(
+    tensors: impl Iterator<Item = (&'a str, Dtype, Vec<i64>, &'a [u8])>,
+    metadata: &BTreeMap<String, String>,
+) -> String {
+    let mut tensors: Vec<_> = tensors.collect();
+    tensors.sort_by(|a, b| a.0.cmp(b.0));
+    let mut hasher = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        hasher.update((bytes.len() as u64).to_le_bytes());
+        hasher.update(bytes);
+    };
+    for (name, dtype, shape, data) in &tensors {
+        field(name.as_bytes());
+        field(format!("{dtype:?}").as_bytes());
+        let dims: Vec<u8> = shape.iter().flat_map(|d| d.to_le_bytes()).collect();
+        field(&dims);
+        field(data);
+    }
+    for (key, value) in metadata.iter().filter(|(k, _)| *k != DIGEST_KEY) {
+        field(key.as_bytes());
+        field(value.as_bytes());
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn temp_path_for(target: &Path) -> PathBuf {

@@ -295,3 +295,92 @@ fn a_mapped_file_gives_the_same_tensors_without_reading_them() {
     assert!(SafetensorsFile::map(&truncated).is_err());
     assert!(SafetensorsFile::map(dir.path().join("absent")).is_err());
 }
+
+#[test]
+fn a_tensor_of_another_kind_or_holding_nan_is_refused_and_nothing_is_loaded() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = store(6);
+    let target = store(6);
+    let before = target.variables()["conv1.weight"].copy();
+    let vars = source.variables();
+    // The same bytes under another dtype (a header edited F32 -> I32), and a NaN weight.
+    let reinterpreted = vars["fc.weight"].view_dtype(Kind::Int);
+    let poisoned = vars["fc.bias"].copy();
+    let _ = poisoned.get(2).fill_(f64::NAN);
+    for (name, replacement, expected) in [
+        (
+            "fc.weight",
+            &reinterpreted,
+            "is stored as Int but Float is expected",
+        ),
+        ("fc.bias", &poisoned, "holds 1 non-finite value(s)"),
+    ] {
+        let path = dir.path().join(format!("{name}.safetensors"));
+        let named: Vec<(&str, &Tensor)> = vars
+            .iter()
+            .map(|(n, t)| (n.as_str(), if n == name { replacement } else { t }))
+            .collect();
+        save_safetensors(&path, &named, &no_metadata()).unwrap();
+        let err = load_var_store(&target, &path).unwrap_err().to_string();
+        assert!(err.contains(name) && err.contains(expected), "{err}");
+        assert!(target.variables()["conv1.weight"].equal(&before));
+    }
+}
+
+#[test]
+fn take_checks_the_kind_and_the_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.safetensors");
+    let ok = Tensor::from_slice(&[1.0f32, 2.0]);
+    let bad = Tensor::from_slice(&[1.0f32, f32::INFINITY]);
+    save_safetensors(&path, &[("ok", &ok), ("bad", &bad)], &no_metadata()).unwrap();
+    let mut file = SafetensorsFile::map(&path).unwrap();
+    assert!(file.take("ok", Kind::Double).is_err());
+    assert!(
+        file.take("bad", Kind::Float)
+            .unwrap_err()
+            .to_string()
+            .contains("non-finite")
+    );
+    assert!(file.take("absent", Kind::Float).is_err());
+    let mut file = SafetensorsFile::map(&path).unwrap();
+    assert!(file.take("ok", Kind::Float).unwrap().equal(&ok));
+}
+
+#[test]
+fn the_recorded_sha256_catches_any_damage_and_other_tools_files_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("w.safetensors");
+    let w = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0]);
+    let ours = BTreeMap::from([("contrastive.thing".to_string(), "x".to_string())]);
+    save_safetensors(&path, &[("w", &w)], &ours).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    // One bit of one value: still a valid file, but not the one written.
+    let mut flipped = bytes.clone();
+    *flipped.last_mut().unwrap() ^= 1;
+    std::fs::write(&path, &flipped).unwrap();
+    let err = SafetensorsFile::read(&path).unwrap_err().to_string();
+    assert!(err.contains("damaged"), "{err}");
+    // Written by another tool (no digest): read as it is, unless it claims to be ours.
+    let view = |t: &Tensor| {
+        let data: Vec<u8> = Vec::<f32>::try_from(t)
+            .unwrap()
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        data
+    };
+    let data = view(&w);
+    for (metadata, accepted) in [(None, true), (Some(ours), false)] {
+        let tensor =
+            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![4], &data).unwrap();
+        let info = metadata.map(|m| m.into_iter().collect());
+        let encoded = safetensors::serialize([("w", tensor)], info).unwrap();
+        std::fs::write(&path, encoded).unwrap();
+        let read = SafetensorsFile::read(&path);
+        assert_eq!(read.is_ok(), accepted, "{:?}", read.err());
+        if let Ok(file) = read {
+            assert!(file.tensors["w"].equal(&w));
+        }
+    }
+}
