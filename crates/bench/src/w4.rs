@@ -47,8 +47,8 @@ pub fn rows(scale: Scale, runs: usize) -> anyhow::Result<Vec<Row>> {
     let mut kmeans = Row::ms("W4", &format!("kmeans_k10_{n}x128"), kmeans_ms);
     kmeans.note = Some(format!(
         "NMI {:.3}, ARI {:.3}",
-        nmi(&truth, &labels),
-        ari(&truth, &labels)
+        nmi(&truth, &labels)?,
+        ari(&truth, &labels)?
     ));
     Ok(vec![Row::ms("W4", &name, search_ms), kmeans])
 }

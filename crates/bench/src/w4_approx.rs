@@ -94,7 +94,7 @@ pub fn rows(scale: Scale, runs: usize) -> anyhow::Result<Vec<Row>> {
     for ef in EF_SEARCH {
         let mut found = None;
         let ms = median_ms(runs, || found = Some(index.search_with(&queries, 10, ef)));
-        let r = neighbour_recall(&found.expect("ran")?.indices, &exact);
+        let r = neighbour_recall(&found.expect("ran")?.indices, &exact)?;
         let mut row = Row::rate(
             "W4",
             &format!("hnsw_m{M}_ef{ef}_qps_{size}"),

@@ -145,6 +145,19 @@ pub fn read_idx_pair(
             labels: labels.dims[0],
         });
     }
+    if let Some(bad) = labels
+        .data
+        .iter()
+        .find(|&&l| usize::from(l) >= class_names.len())
+    {
+        return Err(Error::format(
+            labels_path,
+            format!(
+                "label {bad} is out of range for {} classes",
+                class_names.len()
+            ),
+        ));
+    }
     let labels = labels.data.into_iter().map(u16::from).collect();
     InMemoryDataset::new(
         images.data,

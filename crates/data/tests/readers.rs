@@ -154,7 +154,12 @@ fn image_and_label_counts_must_agree() {
     fs::write(&labels, idx_bytes(&[4], &[0, 1, 2, 7])).unwrap();
     let err =
         read_idx_pair(&images, &labels, vec!["a".into(), "b".into(), "c".into()]).unwrap_err();
-    assert!(err.to_string().contains("label 7"), "{err}");
+    // ... naming the labels file, where the bad value is.
+    let text = err.to_string();
+    assert!(
+        text.contains("label 7") && text.contains("labels.idx"),
+        "{text}"
+    );
 }
 
 /// One CIFAR record: label byte(s), then R, G and B planes where channel c of pixel

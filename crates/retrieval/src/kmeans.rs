@@ -4,7 +4,7 @@ use contrastive_tensor::{Device, Kind, Tensor, no_grad};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::error::invalid;
+use crate::error::{check_finite, invalid};
 use crate::{Error, Result};
 
 /// Lloyd's k-means (squared Euclidean distance), started `inits` times from k-means++
@@ -63,6 +63,7 @@ impl KMeans {
                 message: format!("needs [N >= k = {}, D] rows, got {size:?}", self.k),
             });
         }
+        check_finite("k-means rows", x)?;
         no_grad(|| {
             let x = x.to_kind(Kind::Float);
             let norms = x.square().sum_dim_intlist(1, false, Kind::Float);
@@ -202,7 +203,7 @@ mod tests {
         });
         let fitted = KMeans::new(4, 0).fit(&x).unwrap();
         let truth: Vec<usize> = truth.iter().map(|&t| t as usize).collect();
-        assert!((ari(&truth, &fitted.labels) - 1.0).abs() < 1e-9);
+        assert!((ari(&truth, &fitted.labels).unwrap() - 1.0).abs() < 1e-9);
         // The inertia is about N * D * 1 (unit noise).
         assert!(
             (fitted.inertia / 2400.0 - 1.0).abs() < 0.15,

@@ -2,7 +2,7 @@
 
 use contrastive_tensor::{Kind, Tensor, no_grad};
 
-use crate::error::invalid;
+use crate::error::{check_finite, invalid};
 use crate::search::normalize;
 use crate::{Error, Result};
 
@@ -48,6 +48,9 @@ impl KnnClassifier {
         classes: usize,
     ) -> Result<Tensor> {
         check_inputs(train, labels, queries)?;
+        check_finite("kNN training items", train)?;
+        check_finite("kNN queries", queries)?;
+        check_labels(labels, classes)?;
         no_grad(|| {
             let train = normalize(&train.to_kind(Kind::Float));
             let queries = normalize(&queries.to_kind(Kind::Float).to_device(train.device()));
@@ -86,6 +89,22 @@ pub fn accuracy(predicted: &Tensor, truth: &Tensor) -> f64 {
         .to_kind(Kind::Double)
         .mean(Kind::Double)
         .double_value(&[])
+}
+
+/// An error unless every label is in `0..classes` (and `classes` is at least 1).
+fn check_labels(labels: &Tensor, classes: usize) -> Result<()> {
+    if classes == 0 {
+        return Err(invalid("classes", "must be at least 1"));
+    }
+    let labels = labels.to_kind(Kind::Int64);
+    let (low, high) = (labels.min().int64_value(&[]), labels.max().int64_value(&[]));
+    if low < 0 || high >= classes as i64 {
+        return Err(invalid(
+            "labels",
+            format!("must be in 0..{classes}, found labels from {low} to {high}"),
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn check_inputs(train: &Tensor, labels: &Tensor, queries: &Tensor) -> Result<()> {

@@ -4,6 +4,7 @@
 
 use contrastive_tensor::{Kind, Tensor, no_grad};
 
+use crate::error::check_finite;
 use crate::search::{Metric, Scorer};
 use crate::{Error, Result};
 
@@ -44,6 +45,7 @@ pub fn retrieval_metrics(
             ),
         });
     }
+    check_finite("embeddings", embeddings)?;
     let labels: Vec<i64> = Vec::try_from(
         &labels
             .to_kind(Kind::Int64)
@@ -124,16 +126,21 @@ pub fn retrieval_metrics(
     })
 }
 
+/// An [`Error::Shape`] unless the two labelings (or lists) `op` compares have one length.
+fn same_length(op: &'static str, a: usize, b: usize) -> Result<()> {
+    if a == b {
+        Ok(())
+    } else {
+        Err(Error::Shape {
+            op,
+            message: format!("two labelings of the same items are needed, got {a} and {b}"),
+        })
+    }
+}
+
 /// The contingency table of two labelings (values remapped to `0..`), with row and column
 /// sums.
 fn contingency(a: &[usize], b: &[usize]) -> (Vec<Vec<f64>>, Vec<f64>, Vec<f64>) {
-    assert_eq!(
-        a.len(),
-        b.len(),
-        "two labelings of the same items: {} and {}",
-        a.len(),
-        b.len()
-    );
     let remap = |x: &[usize]| {
         let mut seen = std::collections::BTreeMap::new();
         x.iter()
@@ -174,25 +181,33 @@ fn entropy(counts: &[f64], n: f64) -> f64 {
 /// use contrastive_tensor::Tensor;
 /// let exact = Tensor::from_slice(&[1i64, 2, 3, 4]).view([2, 2]);
 /// let found = Tensor::from_slice(&[2i64, 1, 3, -1]).view([2, 2]);
-/// assert_eq!(neighbour_recall(&found, &exact), 0.75);
+/// assert_eq!(neighbour_recall(&found, &exact)?, 0.75);
+/// # Ok::<(), contrastive_retrieval::Error>(())
 /// ```
-pub fn neighbour_recall(found: &Tensor, exact: &Tensor) -> f64 {
-    let [m, k] = [exact.size()[0], exact.size()[1]];
-    if m * k == 0 {
-        return f64::NAN;
+///
+/// Both must be `[M, _]` for the same `M`; no query (or `k = 0`) is an error.
+pub fn neighbour_recall(found: &Tensor, exact: &Tensor) -> Result<f64> {
+    let (f, e) = (found.size(), exact.size());
+    if f.len() != 2 || e.len() != 2 || f[0] != e[0] || e[0] * e[1] == 0 {
+        return Err(Error::Shape {
+            op: "neighbour recall",
+            message: format!("expected found [M, k'] and exact [M, k > 0], got {f:?} and {e:?}"),
+        });
     }
+    let [m, k] = [e[0], e[1]];
     let hits = found
         .unsqueeze(2)
         .eq_tensor(&exact.unsqueeze(1))
         .any_dim(1, false)
         .sum(Kind::Int64)
         .int64_value(&[]);
-    hits as f64 / (m * k) as f64
+    Ok(hits as f64 / (m * k) as f64)
 }
 
 /// Normalised mutual information with the arithmetic mean of the entropies (scikit-learn's
-/// default `normalized_mutual_info_score`).
-pub fn nmi(truth: &[usize], predicted: &[usize]) -> f64 {
+/// default `normalized_mutual_info_score`). Labelings of different lengths are an error.
+pub fn nmi(truth: &[usize], predicted: &[usize]) -> Result<f64> {
+    same_length("nmi", truth.len(), predicted.len())?;
     let n = truth.len() as f64;
     let (table, rows, cols) = contingency(truth, predicted);
     let mut mi = 0.0;
@@ -205,14 +220,19 @@ pub fn nmi(truth: &[usize], predicted: &[usize]) -> f64 {
     }
     let (ha, hb) = (entropy(&rows, n), entropy(&cols, n));
     if ha == 0.0 && hb == 0.0 {
-        return 1.0;
+        return Ok(1.0);
     }
-    (mi / ((ha + hb) / 2.0)).clamp(0.0, 1.0)
+    Ok((mi / ((ha + hb) / 2.0)).clamp(0.0, 1.0))
 }
 
 /// Adjusted Rand index (Hubert and Arabie, 1985), as scikit-learn's
-/// `adjusted_rand_score`.
-pub fn ari(truth: &[usize], predicted: &[usize]) -> f64 {
+/// `adjusted_rand_score` (1.0 for fewer than two items, as it gives). Labelings of
+/// different lengths are an error.
+pub fn ari(truth: &[usize], predicted: &[usize]) -> Result<f64> {
+    same_length("ari", truth.len(), predicted.len())?;
+    if truth.len() < 2 {
+        return Ok(1.0);
+    }
     let pairs = |x: f64| x * (x - 1.0) / 2.0;
     let n = truth.len() as f64;
     let (table, rows, cols) = contingency(truth, predicted);
@@ -224,14 +244,22 @@ pub fn ari(truth: &[usize], predicted: &[usize]) -> f64 {
     let expected = sa * sb / pairs(n);
     let max = (sa + sb) / 2.0;
     if max == expected {
-        return 1.0;
+        return Ok(1.0);
     }
-    (index - expected) / (max - expected)
+    Ok((index - expected) / (max - expected))
 }
 
 /// Accuracy of `predicted` cluster ids under the one-to-one matching of clusters to classes
 /// that maximises it (Hungarian algorithm), as in unsupervised clustering papers.
-pub fn clustering_accuracy(truth: &[usize], predicted: &[usize]) -> f64 {
+/// Labelings of different lengths, or none, are an error.
+pub fn clustering_accuracy(truth: &[usize], predicted: &[usize]) -> Result<f64> {
+    same_length("clustering accuracy", truth.len(), predicted.len())?;
+    if truth.is_empty() {
+        return Err(Error::Shape {
+            op: "clustering accuracy",
+            message: "no items".into(),
+        });
+    }
     let (table, _, _) = contingency(predicted, truth);
     let size = table.len().max(table.first().map_or(0, Vec::len));
     // Square cost matrix: minimise -count.
@@ -248,7 +276,7 @@ pub fn clustering_accuracy(truth: &[usize], predicted: &[usize]) -> f64 {
         .enumerate()
         .map(|(i, &j)| -cost[i][j])
         .sum();
-    matched / truth.len() as f64
+    Ok(matched / truth.len() as f64)
 }
 
 /// The assignment of rows to columns of a square `cost` matrix with the least total cost
@@ -313,26 +341,39 @@ pub fn hungarian(cost: &[Vec<f64>]) -> Vec<usize> {
 
 /// Alignment (Wang and Isola, 2020): the mean of `|f(x) - f(y)|^alpha` over positive pairs
 /// (rows of `z1` and `z2`, L2-normalised here). Lower is better; `alpha` is usually 2.
-pub fn alignment(z1: &Tensor, z2: &Tensor, alpha: f64) -> f64 {
-    assert_eq!(
-        z1.size(),
-        z2.size(),
-        "alignment: paired embeddings of one shape"
-    );
-    no_grad(|| {
+/// Both must be `[N > 0, D]` of one shape.
+pub fn alignment(z1: &Tensor, z2: &Tensor, alpha: f64) -> Result<f64> {
+    if z1.size() != z2.size() || z1.dim() != 2 || z1.size()[0] == 0 {
+        return Err(Error::Shape {
+            op: "alignment",
+            message: format!(
+                "expected paired embeddings [N > 0, D] of one shape, got {:?} and {:?}",
+                z1.size(),
+                z2.size()
+            ),
+        });
+    }
+    Ok(no_grad(|| {
         let d = crate::search::normalize(&z1.to_kind(Kind::Double))
             - crate::search::normalize(&z2.to_kind(Kind::Double));
         d.norm_scalaropt_dim(2.0, [1], false)
             .pow_tensor_scalar(alpha)
             .mean(Kind::Double)
             .double_value(&[])
-    })
+    }))
 }
 
 /// Uniformity (Wang and Isola, 2020): `log mean exp(-t |f(x) - f(y)|^2)` over all distinct
-/// pairs of rows of `z` (L2-normalised here). Lower is better; `t` is usually 2.
-pub fn uniformity(z: &Tensor, t: f64) -> f64 {
-    no_grad(|| {
+/// pairs of rows of `z` (L2-normalised here). Lower is better; `t` is usually 2. `z` must
+/// be `[N >= 2, D]`.
+pub fn uniformity(z: &Tensor, t: f64) -> Result<f64> {
+    if z.dim() != 2 || z.size()[0] < 2 {
+        return Err(Error::Shape {
+            op: "uniformity",
+            message: format!("expected embeddings [N >= 2, D], got {:?}", z.size()),
+        });
+    }
+    Ok(no_grad(|| {
         let z = crate::search::normalize(&z.to_kind(Kind::Double));
         let n = z.size()[0];
         let sq = (z.matmul(&z.tr()) * -2.0 + 2.0).clamp_min(0.0);
@@ -343,7 +384,7 @@ pub fn uniformity(z: &Tensor, t: f64) -> f64 {
             .mean(Kind::Double)
             .log()
             .double_value(&[])
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -355,14 +396,14 @@ mod tests {
         let truth = [0, 0, 1, 1, 2, 2];
         // The same partition under other names: perfect.
         let renamed = [5, 5, 3, 3, 9, 9];
-        assert!((nmi(&truth, &renamed) - 1.0).abs() < 1e-12);
-        assert!((ari(&truth, &renamed) - 1.0).abs() < 1e-12);
-        assert!((clustering_accuracy(&truth, &renamed) - 1.0).abs() < 1e-12);
+        assert!((nmi(&truth, &renamed).unwrap() - 1.0).abs() < 1e-12);
+        assert!((ari(&truth, &renamed).unwrap() - 1.0).abs() < 1e-12);
+        assert!((clustering_accuracy(&truth, &renamed).unwrap() - 1.0).abs() < 1e-12);
         // One cluster for everything: NMI 0, ARI 0, accuracy of the largest class.
         let one = [0; 6];
-        assert!(nmi(&truth, &one).abs() < 1e-12);
-        assert!(ari(&truth, &one).abs() < 1e-12);
-        assert!((clustering_accuracy(&truth, &one) - 2.0 / 6.0).abs() < 1e-12);
+        assert!(nmi(&truth, &one).unwrap().abs() < 1e-12);
+        assert!(ari(&truth, &one).unwrap().abs() < 1e-12);
+        assert!((clustering_accuracy(&truth, &one).unwrap() - 2.0 / 6.0).abs() < 1e-12);
     }
 
     #[test]

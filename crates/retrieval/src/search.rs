@@ -6,7 +6,7 @@ use contrastive_tensor::{Device, Kind, Tensor, no_grad, with_f32_slice};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::error::invalid;
+use crate::error::{check_finite, invalid};
 use crate::prefilter;
 use crate::{Error, Result};
 
@@ -168,8 +168,22 @@ pub fn normalize(x: &Tensor) -> Tensor {
 /// in matrix products whose scores stream through a bounded heap per query; on a GPU,
 /// chunks of queries meet the whole database (at most about 64 M similarities at once) and
 /// a top-k. Equal scores keep the lower row first.
-/// `k` larger than the database is clamped to its size.
+/// `k` larger than the database is clamped to its size. A row of either holding NaN or
+/// infinity is an [`Error::NonFinite`] naming it.
 pub fn search(database: &Tensor, queries: &Tensor, k: usize, metric: Metric) -> Result<Neighbours> {
+    check_finite("database", database)?;
+    search_finite_database(database, queries, k, metric)
+}
+
+/// [`search`] of a database known to be finite (an embedding store checks its rows when
+/// they come in, so its searches need not read them all again).
+pub(crate) fn search_finite_database(
+    database: &Tensor,
+    queries: &Tensor,
+    k: usize,
+    metric: Metric,
+) -> Result<Neighbours> {
+    check_finite("queries", queries)?;
     let (d, q) = (database.size(), queries.size());
     if d.len() != 2 || q.len() != 2 || d[1] != q[1] {
         return Err(Error::Shape {

@@ -8,7 +8,8 @@ use std::path::Path;
 use contrastive_tensor::{Device, Kind, SafetensorsFile, Tensor, save_safetensors};
 use serde::{Deserialize, Serialize};
 
-use crate::search::{Metric, Neighbours, search};
+use crate::error::check_finite;
+use crate::search::{Metric, Neighbours, search_finite_database};
 use crate::{Error, Result};
 
 /// How a query image must be prepared to be comparable with the store: what the model saw.
@@ -46,7 +47,8 @@ const INFO_KEY: &str = "contrastive.store";
 const TENSOR: &str = "embeddings";
 
 impl EmbeddingStore {
-    /// A store of `embeddings` `[N, D]` with one id per row.
+    /// A store of `embeddings` `[N, D]` with one id per row; a row holding NaN or infinity
+    /// is an [`Error::NonFinite`] naming it.
     pub fn new(embeddings: &Tensor, info: StoreInfo) -> Result<Self> {
         let size = embeddings.size();
         if size.len() != 2 || size[0] as usize != info.ids.len() {
@@ -55,6 +57,7 @@ impl EmbeddingStore {
                 message: format!("{size:?} embeddings for {} ids", info.ids.len()),
             });
         }
+        check_finite("store embeddings", embeddings)?;
         Ok(Self {
             embeddings: embeddings.to_kind(Kind::Float).to_device(Device::Cpu),
             info,
@@ -86,7 +89,8 @@ impl EmbeddingStore {
         &self.info
     }
 
-    /// Adds rows made by the same model (`model` must equal the store's identity).
+    /// Adds rows made by the same model (`model` must equal the store's identity); rows
+    /// holding NaN or infinity are refused, and then nothing is added.
     pub fn add(&mut self, embeddings: &Tensor, ids: Vec<String>, model: &str) -> Result<()> {
         self.check_model(model)?;
         let size = embeddings.size();
@@ -100,6 +104,7 @@ impl EmbeddingStore {
                 ),
             });
         }
+        check_finite("added embeddings", embeddings)?;
         let rows = embeddings.to_kind(Kind::Float).to_device(Device::Cpu);
         self.embeddings = Tensor::cat(&[&self.embeddings, &rows], 0);
         self.info.ids.extend(ids);
@@ -134,7 +139,7 @@ impl EmbeddingStore {
                 ),
             });
         }
-        search(&self.embeddings, queries, k, metric)
+        search_finite_database(&self.embeddings, queries, k, metric)
     }
 
     /// Writes the store to `path` atomically: tensor `embeddings` and the [`StoreInfo`] as
@@ -166,10 +171,12 @@ impl EmbeddingStore {
             .get(INFO_KEY)
             .ok_or_else(|| not_a_store("no store metadata"))
             .and_then(|t| serde_json::from_str(t).map_err(|e| not_a_store(&e.to_string())))?;
-        let embeddings = file
-            .tensors
-            .remove(TENSOR)
-            .ok_or_else(|| not_a_store("no `embeddings` tensor"))?;
+        if !file.tensors.contains_key(TENSOR) {
+            return Err(not_a_store("no `embeddings` tensor"));
+        }
+        // F32 exactly (a header edited to another dtype of the same size is refused, not
+        // reinterpreted), and finite.
+        let embeddings = file.take(TENSOR, Kind::Float)?;
         Self::new(&embeddings, info)
     }
 

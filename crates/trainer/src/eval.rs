@@ -318,7 +318,7 @@ impl Features {
             video_recall_at_10: Some(retrieval.video_recall_at_k[1].1),
             scene_recall_at_1: Some(retrieval.scene_recall_at_1),
             clip_recall_at_1: retrieval.clip_recall_at_1,
-            video_nmi: Some(nmi(&index.video, &clustering.labels)),
+            video_nmi: Some(nmi(&index.video, &clustering.labels)?),
             ..Default::default()
         })
     }
@@ -370,9 +370,9 @@ impl Features {
             .into_iter()
             .map(|l| l as usize)
             .collect();
-        results.kmeans_nmi = Some(nmi(&truth, &clustering.labels));
-        results.kmeans_ari = Some(ari(&truth, &clustering.labels));
-        results.kmeans_accuracy = Some(clustering_accuracy(&truth, &clustering.labels));
+        results.kmeans_nmi = Some(nmi(&truth, &clustering.labels)?);
+        results.kmeans_ari = Some(ari(&truth, &clustering.labels)?);
+        results.kmeans_accuracy = Some(clustering_accuracy(&truth, &clustering.labels)?);
         Ok(())
     }
 

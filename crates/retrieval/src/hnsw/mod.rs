@@ -20,7 +20,7 @@ use contrastive_tensor::{Kind, Tensor, no_grad, with_f32_slice};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::error::invalid;
+use crate::error::{check_finite, invalid};
 use crate::search::{Metric, Neighbours};
 use crate::{Error, Result};
 
@@ -253,6 +253,7 @@ impl HnswIndex {
                 ),
             });
         }
+        check_finite(op, vectors)?;
         let rows = no_grad(|| {
             vectors
                 .to_kind(Kind::Float)
@@ -365,12 +366,13 @@ mod tests {
             let index = on_one_thread(move || HnswIndex::build(&shared, config)).unwrap();
             let exact = search(&rows, &queries, 10, metric).unwrap();
             let found = index.search(&queries, 10).unwrap();
-            let high = neighbour_recall(&found.indices, &exact.indices);
+            let high = neighbour_recall(&found.indices, &exact.indices).unwrap();
             assert!(high >= 0.95, "{metric:?}: recall@10 {high}");
             let low = neighbour_recall(
                 &index.search_with(&queries, 10, 10).unwrap().indices,
                 &exact.indices,
-            );
+            )
+            .unwrap();
             assert!(low <= high, "{metric:?}: ef 10 gave {low}, ef 64 {high}");
             // Scores are the exact search's scores of the rows found.
             let best = found.indices.int64_value(&[0, 0]);
