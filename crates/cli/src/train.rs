@@ -1,16 +1,18 @@
-//! `contrastive train`: a run from a config, with a progress bar, Ctrl-C handling and a
-//! summary at the end.
+//! `contrastive train`: a run from a config, with a progress bar, Ctrl-C, SIGTERM and
+//! SIGHUP handling (save, then exit) and a summary at the end.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use contrastive_trainer::{Observer, Plan, Record, Report, TrainConfig, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 /// Arguments of `contrastive train`.
 #[derive(Args, Debug)]
@@ -100,15 +102,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let mut trainer = Trainer::new(config, resume).context("preparing the run")?;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let flag = Arc::clone(&stop);
-    ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            // A second Ctrl-C: leave at once (the last checkpoint stays whole).
-            std::process::exit(130);
-        }
-        eprintln!("\nstopping after this step (Ctrl-C again to quit at once)...");
-    })
-    .context("installing the Ctrl-C handler")?;
+    let signal = stop_on_signals(&stop)?;
 
     let mut progress = Progress::new(args.quiet);
     let report = trainer.run(&mut progress, &stop);
@@ -116,9 +110,37 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let report = report.context("training")?;
     print_report(&report);
     if report.interrupted {
-        std::process::exit(130);
+        // 128 + the signal's number, as shells report a process it ended.
+        std::process::exit(128 + signal.load(Ordering::SeqCst));
     }
     Ok(())
+}
+
+/// Sets `stop` at the first SIGINT (Ctrl-C), SIGTERM (`docker stop`, Kubernetes, SLURM) or
+/// SIGHUP (a closed terminal), so the run saves its checkpoint after the current step;
+/// a second signal leaves at once (the last checkpoint stays whole). Returns the number of
+/// the signal that stopped the run.
+fn stop_on_signals(stop: &Arc<AtomicBool>) -> Result<Arc<AtomicI32>> {
+    let mut signals =
+        Signals::new([SIGINT, SIGTERM, SIGHUP]).context("installing the signal handlers")?;
+    let received = Arc::new(AtomicI32::new(SIGINT));
+    let (flag, number) = (Arc::clone(stop), Arc::clone(&received));
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            if flag.load(Ordering::SeqCst) {
+                std::process::exit(128 + signal);
+            }
+            number.store(signal, Ordering::SeqCst);
+            flag.store(true, Ordering::SeqCst);
+            let name = match signal {
+                SIGTERM => "SIGTERM",
+                SIGHUP => "SIGHUP",
+                _ => "Ctrl-C",
+            };
+            eprintln!("\n{name}: stopping after this step (Ctrl-C again to quit at once)...");
+        }
+    });
+    Ok(received)
 }
 
 fn print_report(report: &Report) {

@@ -210,3 +210,123 @@ fn views_of_a_config_are_drawn_and_bad_changes_refused() {
     assert!(stderr.contains("views.blur_p"), "{stderr}");
     assert!(!out.exists(), "nothing was written");
 }
+
+/// A run config training SimCLR on generated shapes in `root/data` into `root/run`, for
+/// `epochs` epochs of 4 steps, a checkpoint every step.
+fn shapes_config(root: &std::path::Path, epochs: usize) -> std::path::PathBuf {
+    let data = root.join("data");
+    contrastive_e2e::write_shapes(&data, 32, 24, 1);
+    let config = root.join("config.toml");
+    let text = format!(
+        "[run]\nout = {:?}\nseed = 5\nthreads = 1\nepochs = {epochs}\ncheckpoint_every = 1\n\
+         [data]\ndataset = \"folder\"\ndir = {:?}\nbatch_size = 32\naugment = \"simclr\"\n\
+         [model]\nhead_hidden = 16\nhead_out = 8\n[eval]\nevery_epochs = 0\nfinal = false\n\
+         [method]\nname = \"simclr\"\n[optimizer]\nname = \"sgd\"\nlr = 0.05\n",
+        root.join("run").display().to_string(),
+        data.display().to_string(),
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// Starts `contrastive train --quiet ARGS` (a long run) and waits until `run` has a
+/// checkpoint.
+fn start_training(args: &[&std::ffi::OsStr], run: &std::path::Path) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_contrastive"))
+        .args(["train", "--quiet"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !run.join("checkpoints/last.safetensors").is_file() {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child
+}
+
+#[test]
+fn sigterm_and_sighup_save_the_run_like_ctrl_c() {
+    for (signal, status) in [
+        (libc::SIGTERM, 143),
+        (libc::SIGHUP, 129),
+        (libc::SIGINT, 130),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = shapes_config(dir.path(), 1000);
+        let run = dir.path().join("run");
+        let child = start_training(&["--config".as_ref(), config.as_os_str()], &run);
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(status), "signal {signal}: {stderr}");
+        assert!(stderr.contains("stopping after this step"), "{stderr}");
+        // The step it stopped after is in the checkpoint: the log's last step.
+        let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+        let saved =
+            contrastive_trainer::Checkpoint::read(&run.join("checkpoints/last.safetensors"))
+                .unwrap();
+        assert_eq!(Some(saved.position.step), last["step"].as_u64(), "{text}");
+    }
+}
+
+#[test]
+fn a_second_training_in_the_same_run_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = shapes_config(dir.path(), 1000);
+    let run = dir.path().join("run");
+    let run_text = run.display().to_string();
+    let mut first = start_training(&["--config".as_ref(), config.as_os_str()], &run);
+    let pid = first.id().to_string();
+    // Another fresh run there, and a resume of the live run, are both refused.
+    let config_text = config.display().to_string();
+    for args in [
+        vec!["train", "--config", &config_text],
+        vec!["train", "--resume", &run_text],
+    ] {
+        let (ok, stderr) = contrastive(&args, &[]);
+        assert!(!ok, "{args:?} was accepted");
+        if args[1] == "--resume" {
+            assert!(
+                stderr.contains(&format!("in use by process {pid}")),
+                "{stderr}"
+            );
+        } else {
+            assert!(stderr.contains("already holds a run"), "{stderr}");
+        }
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // Once the holder is gone (even killed), the run resumes.
+    let before = contrastive_trainer::Checkpoint::read(&run.join("checkpoints/last.safetensors"))
+        .unwrap()
+        .position
+        .step;
+    let mut resumed = Command::new(env!("CARGO_BIN_EXE_contrastive"))
+        .args(["train", "--quiet", "--resume", &run_text])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let step = contrastive_trainer::Checkpoint::read(&run.join("checkpoints/last.safetensors"))
+            .map_or(0, |c| c.position.step);
+        if step > before {
+            break;
+        }
+        if let Some(status) = resumed.try_wait().unwrap() {
+            panic!("the resume ended: {status}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the resume made no progress"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    resumed.kill().unwrap();
+    resumed.wait().unwrap();
+}

@@ -4,7 +4,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use contrastive_tensor::{SafetensorsFile, Tensor, nn::VarStore, save_safetensors};
+use contrastive_tensor::{
+    SafetensorsFile, Tensor, first_non_finite, nn::VarStore, save_safetensors,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -20,6 +22,13 @@ pub struct Position {
     pub step: u64,
     /// Training seconds so far (resumed runs add to it).
     pub elapsed_s: f64,
+    /// Sum of the losses of the epoch in progress (its mean is logged at the epoch's end,
+    /// also when the run was resumed in between).
+    #[serde(default)]
+    pub epoch_loss_sum: f64,
+    /// Training seconds of the epoch in progress.
+    #[serde(default)]
+    pub epoch_train_s: f64,
 }
 
 /// Metadata key of the [`Position`].
@@ -34,7 +43,9 @@ pub fn checkpoint_path(run_dir: &Path) -> PathBuf {
 
 /// Removes temporary files a killed process left beside the checkpoint (a save writes
 /// `.last.safetensors.tmp-*` and renames it; a kill before the rename leaves it behind).
-pub fn remove_stale_temporaries(run_dir: &Path) -> Result<()> {
+/// Only the holder of the run directory's [`RunLock`] may call it: another process's
+/// temporary file may be about to be renamed.
+pub(crate) fn remove_stale_temporaries(run_dir: &Path) -> Result<()> {
     let dir = run_dir.join("checkpoints");
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Ok(());
@@ -49,13 +60,27 @@ pub fn remove_stale_temporaries(run_dir: &Path) -> Result<()> {
 }
 
 /// Writes `tensors` and `position` to `path` atomically (an interrupted write leaves the
-/// previous checkpoint whole).
-pub fn save(
+/// previous checkpoint whole). A state holding NaN or infinity is never written: the
+/// error names the tensor and the file on disk stays the last finite one.
+pub(crate) fn save(
     path: &Path,
     tensors: &[(String, Tensor)],
     position: &Position,
     config_toml: &str,
 ) -> Result<()> {
+    let named = tensors.iter().map(|(n, t)| (n.as_str(), t));
+    if let Some((tensor, count)) = first_non_finite(named)? {
+        return Err(Error::NonFiniteState {
+            step: position.step,
+            tensor,
+            count,
+            checkpoint: if path.is_file() {
+                path.display().to_string()
+            } else {
+                "none yet".into()
+            },
+        });
+    }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
@@ -82,9 +107,19 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    /// Reads the checkpoint at `path`; a damaged file is an error naming it.
+    /// Reads the checkpoint at `path`; a damaged file, or one holding NaN or infinity
+    /// anywhere, is an error naming the file (and the tensor).
     pub fn read(path: &Path) -> Result<Self> {
         let file = SafetensorsFile::read(path)?;
+        let named = file.tensors.iter().map(|(n, t)| (n.as_str(), t));
+        if let Some((name, count)) = first_non_finite(named)? {
+            return Err(contrastive_tensor::Error::NonFiniteTensor {
+                path: path.to_path_buf(),
+                name,
+                count,
+            }
+            .into());
+        }
         let position = file
             .metadata
             .get(POSITION_KEY)
@@ -102,8 +137,27 @@ impl Checkpoint {
         })
     }
 
+    /// The tensor `name`, which must have the shape and element type of `like`.
+    pub fn tensor(&self, name: &str, like: &Tensor) -> Result<&Tensor> {
+        let saved = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| Error::Run(format!("{} lacks {name}", self.path.display())))?;
+        if saved.size() != like.size() || saved.kind() != like.kind() {
+            return Err(Error::Run(format!(
+                "{}: {name} is {:?} {:?}, this run needs {:?} {:?}",
+                self.path.display(),
+                saved.kind(),
+                saved.size(),
+                like.kind(),
+                like.size()
+            )));
+        }
+        Ok(saved)
+    }
+
     /// Copies the tensors named `prefix` + a variable name of `vs` into `vs`, strictly
-    /// (every variable present, same shapes, nothing else under the prefix).
+    /// (every variable present, same shapes and kinds, nothing else under the prefix).
     pub fn restore(&self, prefix: &str, vs: &VarStore) -> Result<()> {
         let file = SafetensorsFile {
             path: self.path.clone(),

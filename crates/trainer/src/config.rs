@@ -402,6 +402,22 @@ pub(crate) fn in_range(field: &'static str, value: f64, low: f64, high: f64) -> 
     }
 }
 
+/// The widest projection head accepted (`model.head_hidden`, `model.head_out`).
+const MAX_HEAD_WIDTH: i64 = 65_536;
+/// The most CPU threads accepted (`run.threads`).
+const MAX_THREADS: i64 = 1024;
+
+fn between(field: &'static str, value: i64, low: i64, high: i64) -> Result<()> {
+    if (low..=high).contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            format!("must be in {low}..={high}, got {value}"),
+        ))
+    }
+}
+
 fn at_least(field: &'static str, value: usize, low: usize) -> Result<()> {
     if value >= low {
         Ok(())
@@ -455,6 +471,8 @@ impl TrainConfig {
             &self.eval,
         );
         at_least("run.epochs", run.epochs, 1)?;
+        // More than any machine has cores (100000 made rayon panic, then crash).
+        between("run.threads", run.threads as i64, 0, MAX_THREADS)?;
         choice(
             "run.channels_last",
             &run.channels_last,
@@ -545,8 +563,10 @@ impl TrainConfig {
             &["small-cnn", "resnet18", "resnet34", "resnet50"],
         )?;
         choice("model.stem", &model.stem, &["cifar", "imagenet"])?;
-        at_least("model.head_hidden", model.head_hidden.max(0) as usize, 1)?;
-        at_least("model.head_out", model.head_out.max(0) as usize, 1)?;
+        // Wider than any published head (8192 for Barlow Twins and VICReg) by far; beyond,
+        // allocating the head's weights fails inside libtorch.
+        between("model.head_hidden", model.head_hidden, 1, MAX_HEAD_WIDTH)?;
+        between("model.head_out", model.head_out, 1, MAX_HEAD_WIDTH)?;
 
         let names: Vec<&str> = METHOD_KEYS.iter().map(|(n, _)| *n).collect();
         choice("method.name", &method.name, &names)?;
@@ -759,6 +779,22 @@ mod tests {
                 "name = \"sgd\"",
                 "name = \"sgd\"\nmomentum = 1.5",
                 "optimizer.momentum",
+            ),
+            // Each of these used to panic or crash inside libtorch or rayon.
+            (
+                "epochs = 2",
+                "epochs = 2\nthreads = 100000",
+                "run.threads: must be in 0..=1024",
+            ),
+            (
+                "[method]",
+                "[model]\nhead_hidden = 4000000000\n[method]",
+                "model.head_hidden: must be in 1..=65536",
+            ),
+            (
+                "[method]",
+                "[model]\nhead_out = 0\n[method]",
+                "model.head_out",
             ),
         ];
         for (from, to, field) in cases {

@@ -237,7 +237,12 @@ pub fn load(config: &DataConfig) -> Result<RunData> {
             )
         }
     };
-    let (h, w, channels) = train.images[0].dim();
+    let Some(first) = train.images.first() else {
+        return Err(Error::MissingData {
+            message: format!("the {} training set holds no images", config.dataset),
+        });
+    };
+    let (h, w, channels) = first.dim();
     if let Some(bad) = train.images.iter().find(|i| i.dim() != (h, w, channels)) {
         return Err(Error::MissingData {
             message: format!(

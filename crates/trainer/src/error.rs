@@ -35,6 +35,23 @@ pub enum Error {
         /// The checkpoint to resume from, or `none yet`.
         checkpoint: String,
     },
+    /// The model, optimiser or queue came to hold NaN or infinity (while the loss was
+    /// still finite); that state is not saved and the last good checkpoint is kept.
+    #[error(
+        "the training state became non-finite by step {step}: {tensor} holds {count} NaN or \
+         infinite value(s); stopped without saving it. The last good checkpoint is \
+         {checkpoint} (try a lower optimizer.lr or optimizer.clip_grad_norm)"
+    )]
+    NonFiniteState {
+        /// Steps done when it was found.
+        step: u64,
+        /// The first tensor found holding such values.
+        tensor: String,
+        /// How many of its values are not finite.
+        count: i64,
+        /// The checkpoint to resume from, or `none yet`.
+        checkpoint: String,
+    },
     /// A run directory that holds another run, or a checkpoint that does not fit the config.
     #[error("{0}")]
     Run(String),

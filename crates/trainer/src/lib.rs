@@ -36,6 +36,7 @@ mod config;
 mod data;
 mod error;
 mod eval;
+mod lock;
 mod method;
 mod metrics;
 mod optim;
@@ -56,6 +57,7 @@ pub use crate::eval::{
     Evaluation, Features, Input, embed, embed_dataset, embed_query, evaluate_raw_pixels,
     evaluate_saved, model_identity,
 };
+pub use crate::lock::RunLock;
 pub use crate::method::{Batch, Method};
 pub use crate::metrics::{MetricsLog, Record, read as read_metrics};
 pub use crate::optim::{Optimizer, learning_rate};

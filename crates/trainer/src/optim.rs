@@ -187,18 +187,31 @@ impl Optimizer {
         out
     }
 
-    /// Restores what [`Optimizer::state`] saved, from `tensors` (name -> tensor).
+    /// Restores what [`Optimizer::state`] saved, from `tensors` (name -> tensor); every
+    /// tensor must be there with the shape and kind of this optimiser's own.
     pub fn restore(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
-        let missing = |name: String| Error::Run(format!("the checkpoint lacks {name}"));
+        let saved = |name: String, like: &Tensor| -> Result<Tensor> {
+            let t = tensors
+                .get(&name)
+                .ok_or_else(|| Error::Run(format!("the checkpoint lacks {name}")))?;
+            if t.size() != like.size() || t.kind() != like.kind() {
+                return Err(Error::Run(format!(
+                    "the checkpoint's {name} is {:?} {:?}, this optimiser's {:?} {:?}",
+                    t.kind(),
+                    t.size(),
+                    like.kind(),
+                    like.size()
+                )));
+            }
+            Ok(t.shallow_clone())
+        };
         no_grad(|| {
             for p in &mut self.params {
-                let first = format!("optim.{}.first", p.name);
-                let saved = tensors.get(&first).ok_or_else(|| missing(first.clone()))?;
-                p.first.f_copy_(saved)?;
+                let first = saved(format!("optim.{}.first", p.name), &p.first)?;
+                p.first.f_copy_(&first)?;
                 if let Some(second) = &mut p.second {
-                    let name = format!("optim.{}.second", p.name);
-                    let saved = tensors.get(&name).ok_or_else(|| missing(name.clone()))?;
-                    second.f_copy_(saved)?;
+                    let saved = saved(format!("optim.{}.second", p.name), second)?;
+                    second.f_copy_(&saved)?;
                 }
             }
             Ok(())
@@ -324,6 +337,22 @@ mod tests {
             assert!(t.equal(&saved[&name]), "{name}");
         }
         assert!(fresh.restore(&HashMap::new()).is_err());
+        let first = saved.keys().next().unwrap().clone();
+        let wrong_kind: HashMap<String, Tensor> = saved
+            .iter()
+            .map(|(n, t)| {
+                (
+                    n.clone(),
+                    if *n == first {
+                        t.to_kind(Kind::Double)
+                    } else {
+                        t.copy()
+                    },
+                )
+            })
+            .collect();
+        let err = fresh.restore(&wrong_kind).unwrap_err().to_string();
+        assert!(err.contains(&first) && err.contains("Double"), "{err}");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use contrastive_models::{Backbone, EmbeddingModel, ModelConfig, Stem, save_model
 use contrastive_samplers::{MultiView, PkSampler, TemporalSampler};
 use contrastive_tensor::{
     Kind, ModuleT, Tensor, autocast, describe_device, nn::VarStore, seeded, set_threads,
-    var_store_to_channels_last,
+    var_store_to_channels_last, write_atomically,
 };
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,7 @@ use crate::config::{DEFAULT_PER_VIDEO, DEFAULT_WINDOW, TrainConfig};
 use crate::data::{self, RunData};
 use crate::error::invalid;
 use crate::eval::{Evaluation, Features, Input};
+use crate::lock::RunLock;
 use crate::method::{Batch, Method};
 use crate::metrics::{MetricsLog, Record};
 use crate::optim::{Optimizer, learning_rate};
@@ -152,6 +153,8 @@ pub struct Trainer {
     pipeline: Arc<MultiViewPipeline>,
     position: Position,
     warnings: Vec<String>,
+    /// Held for the trainer's life: no other process trains in this run directory.
+    _lock: RunLock,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -165,7 +168,8 @@ impl std::fmt::Debug for Trainer {
 
 impl Trainer {
     /// Prepares the run of `config`. A run directory that holds a checkpoint is resumed
-    /// when `resume` is set and refused otherwise (nothing is overwritten).
+    /// when `resume` is set and refused otherwise (nothing is overwritten); one that another
+    /// process is training in is refused either way (see [`RunLock`]).
     pub fn new(config: TrainConfig, resume: bool) -> Result<Self> {
         config.validate()?;
         let run_dir = config.run.out.clone();
@@ -324,9 +328,13 @@ impl Trainer {
             format: Input::format(&data.mean, &data.std, channels_last)?,
         };
 
+        // Nothing is written before the config, data and device have passed every check.
+        std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
+        let lock = RunLock::acquire(&run_dir)?;
+        // A kill during a save leaves its temporary file; with the lock held, none is live.
+        checkpoint::remove_stale_temporaries(&run_dir)?;
         let mut position = Position::default();
         if resume {
-            checkpoint::remove_stale_temporaries(&run_dir)?;
             let saved = Checkpoint::read(&last)?;
             saved.restore("model.", &vs)?;
             if let Some(key) = &key {
@@ -334,19 +342,16 @@ impl Trainer {
             }
             optimizer.restore(&saved.tensors)?;
             if let Method::Moco { queue, .. } = &mut method {
-                let get = |name: &str| {
-                    saved
-                        .tensors
-                        .get(name)
-                        .ok_or_else(|| Error::Run(format!("{} lacks {name}", last.display())))
-                };
-                queue.restore(get("moco.queue")?, get("moco.next")?)?;
+                let state = queue
+                    .state()
+                    .iter()
+                    .map(|(name, like)| saved.tensor(name, like).map(Tensor::shallow_clone))
+                    .collect::<Result<Vec<_>>>()?;
+                queue.restore(&state[0], &state[1])?;
             }
             position = saved.position;
-        } else {
-            std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
         }
-        Ok(Self {
+        let trainer = Self {
             config,
             run_dir,
             data,
@@ -360,7 +365,40 @@ impl Trainer {
             pipeline,
             position,
             warnings,
-        })
+            _lock: lock,
+        };
+        trainer.check_position()?;
+        Ok(trainer)
+    }
+
+    /// Refuses a resumed position that this run cannot continue from: one that does not
+    /// add up with this data's steps per epoch, or one past the run's end.
+    fn check_position(&self) -> Result<()> {
+        let p = self.position;
+        let per_epoch = self.batches.per_epoch() as u64;
+        let total = self.total_steps();
+        let fits = p.step_in_epoch <= per_epoch && p.step == p.epoch * per_epoch + p.step_in_epoch;
+        if !fits {
+            return Err(Error::Run(format!(
+                "{}: the saved position (epoch {}, step {} of the epoch, {} in all) does not \
+                 fit this run's {per_epoch} steps per epoch; was the data or batch size changed?",
+                checkpoint_path(&self.run_dir).display(),
+                p.epoch,
+                p.step_in_epoch,
+                p.step
+            )));
+        }
+        if p.step > total {
+            return Err(Error::Run(format!(
+                "{}: the run has done {} steps, past this config's end at {total} (run.epochs \
+                 {}, run.max_steps {}); resume with more epochs or steps",
+                checkpoint_path(&self.run_dir).display(),
+                p.step,
+                self.config.run.epochs,
+                self.config.run.max_steps
+            )));
+        }
+        Ok(())
     }
 
     /// The model's variables (for tests and for exporting).
@@ -395,9 +433,13 @@ impl Trainer {
     /// position is saved and the report says `interrupted`. A non-finite loss ends the run
     /// with [`Error::NonFiniteLoss`]; the checkpoint on disk is the last good one.
     pub fn run(&mut self, observer: &mut dyn Observer, stop: &AtomicBool) -> Result<Report> {
-        std::fs::write(self.run_dir.join("config.toml"), self.config.to_toml())
-            .map_err(|e| Error::io(&self.run_dir, e))?;
-        let mut log = MetricsLog::open(&self.run_dir.join("metrics.jsonl"), self.position.step)?;
+        let config_path = self.run_dir.join("config.toml");
+        write_atomically(&config_path, self.config.to_toml().as_bytes())?;
+        let mut log = MetricsLog::open(
+            &self.run_dir.join("metrics.jsonl"),
+            self.position.step,
+            self.position.epoch,
+        )?;
         let per_epoch = self.batches.per_epoch() as u64;
         let schedule_steps = per_epoch * self.config.run.epochs as u64;
         let warmup = (self.config.optimizer.warmup_epochs * per_epoch as f64).round() as u64;
@@ -425,84 +467,64 @@ impl Trainer {
         // The last kNN monitor's features and top-1, with the step they were taken at: the
         // final evaluation reuses them only when no step came after.
         let mut measured: Option<(u64, Features, f64)> = None;
-        while self.position.step < total {
+        // An epoch whose last step is done but whose end is not yet recorded: a run stopped
+        // (or killed after the checkpoint) right after that step.
+        let epoch_end_pending = |p: &Position| p.step_in_epoch == per_epoch;
+        while self.position.step < total || epoch_end_pending(&self.position) {
             let epoch = self.position.epoch;
-            let order = self.batches.epoch(epoch);
             let skip = self.position.step_in_epoch as usize;
-            let remaining = (order.len() - skip).min((total - self.position.step) as usize);
-            let mut batches = self.prefetch(order, skip, remaining, epoch);
-            let epoch_start = Instant::now();
-            let mut tick = Instant::now();
-            let mut losses = Vec::new();
-            while let Some(batch) = batches.next() {
-                let batch = batch?;
-                let lr = learning_rate(
-                    self.config.optimizer.lr,
-                    self.position.step,
-                    warmup,
-                    schedule_steps,
-                );
-                let loss = self.step(&batch, lr)?;
-                let dt = tick.elapsed().as_secs_f64();
-                tick = Instant::now();
-                self.position.step += 1;
-                self.position.step_in_epoch += 1;
-                self.position.elapsed_s += dt;
-                losses.push(loss);
-                let record = Record::Step {
-                    step: self.position.step,
-                    epoch,
-                    loss,
-                    lr,
-                    views_per_s: views_per_step as f64 / dt.max(1e-9),
-                };
-                log.write(&record)?;
-                observer.record(&record);
-                let every = self.config.run.checkpoint_every as u64;
-                if every > 0 && self.position.step.is_multiple_of(every) {
-                    self.save_checkpoint()?;
-                }
-                if stop.load(Ordering::SeqCst) {
-                    drop(batches);
-                    self.save_checkpoint()?;
-                    observer.note("stopped; the checkpoint is saved, resume with --resume");
-                    return Ok(self.report(true, Evaluation::default()));
+            let remaining = (per_epoch as usize - skip).min((total - self.position.step) as usize);
+            if remaining > 0 {
+                let order = self.batches.epoch(epoch);
+                let mut batches = self.prefetch(order, skip, remaining, epoch);
+                let mut tick = Instant::now();
+                while let Some(batch) = batches.next() {
+                    let batch = batch?;
+                    let lr = learning_rate(
+                        self.config.optimizer.lr,
+                        self.position.step,
+                        warmup,
+                        schedule_steps,
+                    );
+                    let loss = self.step(&batch, lr)?;
+                    let dt = tick.elapsed().as_secs_f64();
+                    tick = Instant::now();
+                    self.position.step += 1;
+                    self.position.step_in_epoch += 1;
+                    self.position.elapsed_s += dt;
+                    self.position.epoch_train_s += dt;
+                    self.position.epoch_loss_sum += loss;
+                    let record = Record::Step {
+                        step: self.position.step,
+                        epoch,
+                        loss,
+                        lr,
+                        views_per_s: views_per_step as f64 / dt.max(1e-9),
+                    };
+                    log.write(&record)?;
+                    observer.record(&record);
+                    let every = self.config.run.checkpoint_every as u64;
+                    if every > 0 && self.position.step.is_multiple_of(every) {
+                        self.save_checkpoint()?;
+                    }
+                    if stop.load(Ordering::SeqCst) {
+                        drop(batches);
+                        self.save_checkpoint()?;
+                        observer.note("stopped; the checkpoint is saved, resume with --resume");
+                        return Ok(self.report(true, Evaluation::default()));
+                    }
                 }
             }
-            drop(batches);
-            if self.position.step_in_epoch as usize == self.batches.per_epoch() {
-                let train_s = epoch_start.elapsed().as_secs_f64();
-                self.position.epoch += 1;
-                self.position.step_in_epoch = 0;
-                let done = self.position.epoch;
-                let every = self.config.eval.every_epochs as u64;
-                let last_epoch = done == self.config.run.epochs as u64;
-                let (watched, eval_s) = if (every > 0 && done.is_multiple_of(every)) || last_epoch {
-                    observer.note("monitor");
-                    let start = Instant::now();
-                    let monitored = self.monitor()?;
-                    let value = monitored.as_ref().map(|(_, k)| *k);
-                    if let Some((features, k)) = monitored {
-                        measured = Some((self.position.step, features, k));
-                    }
-                    (value, Some(start.elapsed().as_secs_f64()))
-                } else {
-                    (None, None)
-                };
-                let (knn, video_recall) = self.split_monitored(watched);
-                let record = Record::Epoch {
-                    step: self.position.step,
-                    epochs_done: done,
-                    mean_loss: losses.iter().sum::<f64>() / losses.len().max(1) as f64,
-                    train_s,
-                    knn_top1: knn,
-                    video_recall_at_1: video_recall,
-                    eval_s,
-                };
-                self.save_checkpoint()?;
+            if epoch_end_pending(&self.position) {
+                // Logged before the checkpoint that covers it: a kill in between leaves a
+                // record the resumed run drops and writes again, never a lost one.
+                let record = self.end_epoch(observer, &mut measured)?;
                 log.write(&record)?;
                 observer.record(&record);
+                self.save_checkpoint()?;
                 self.plot(observer);
+            } else {
+                break;
             }
         }
         self.save_checkpoint()?;
@@ -511,6 +533,48 @@ impl Trainer {
             .filter(|(step, _, _)| *step == self.position.step)
             .map(|(_, features, knn)| (features, knn));
         self.finish(observer, current)
+    }
+
+    /// Closes the epoch whose last step is done: runs the monitor when it is due (keeping
+    /// its features in `measured`), moves the position to the next epoch and returns the
+    /// epoch's record, its mean loss and time taken from the position (so a resume in
+    /// between changes neither).
+    fn end_epoch(
+        &mut self,
+        observer: &mut dyn Observer,
+        measured: &mut Option<(u64, Features, f64)>,
+    ) -> Result<Record> {
+        let steps = self.position.step_in_epoch;
+        let (loss_sum, train_s) = (self.position.epoch_loss_sum, self.position.epoch_train_s);
+        self.position.epoch += 1;
+        self.position.step_in_epoch = 0;
+        self.position.epoch_loss_sum = 0.0;
+        self.position.epoch_train_s = 0.0;
+        let done = self.position.epoch;
+        let every = self.config.eval.every_epochs as u64;
+        let last_epoch = done == self.config.run.epochs as u64;
+        let (watched, eval_s) = if (every > 0 && done.is_multiple_of(every)) || last_epoch {
+            observer.note("monitor");
+            let start = Instant::now();
+            let monitored = self.monitor()?;
+            let value = monitored.as_ref().map(|(_, k)| *k);
+            if let Some((features, k)) = monitored {
+                *measured = Some((self.position.step, features, k));
+            }
+            (value, Some(start.elapsed().as_secs_f64()))
+        } else {
+            (None, None)
+        };
+        let (knn, video_recall) = self.split_monitored(watched);
+        Ok(Record::Epoch {
+            step: self.position.step,
+            epochs_done: done,
+            mean_loss: loss_sum / steps.max(1) as f64,
+            train_s,
+            knn_top1: knn,
+            video_recall_at_1: video_recall,
+            eval_s,
+        })
     }
 
     /// Redraws the charts; a failure is reported, never fatal to the run.
@@ -641,6 +705,8 @@ impl Trainer {
         }
     }
 
+    /// Saves the run's whole state; a state holding NaN or infinity is refused
+    /// ([`Error::NonFiniteState`]) and the checkpoint on disk stays the last finite one.
     fn save_checkpoint(&self) -> Result<()> {
         let mut tensors: Vec<(String, Tensor)> = self
             .vs
@@ -747,8 +813,7 @@ impl Trainer {
 /// `report.json` and a short `report.md` in the run directory (the figures measured).
 fn write_report(report: &Report) -> Result<()> {
     let json = serde_json::to_string_pretty(report).expect("a report serialises");
-    let path = report.run_dir.join("report.json");
-    std::fs::write(&path, json).map_err(|e| Error::io(&path, e))?;
+    write_atomically(report.run_dir.join("report.json"), json.as_bytes())?;
     let e = &report.evaluation;
     // (name, value, shown as a percentage)
     let figures = [
@@ -777,6 +842,8 @@ fn write_report(report: &Report) -> Result<()> {
             None => {}
         }
     }
-    let path = report.run_dir.join("report.md");
-    std::fs::write(&path, md).map_err(|e| Error::io(&path, e))
+    Ok(write_atomically(
+        report.run_dir.join("report.md"),
+        md.as_bytes(),
+    )?)
 }
