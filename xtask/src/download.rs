@@ -22,9 +22,15 @@ pub fn run(name: &str, data_dir: Option<PathBuf>) -> Result<PathBuf> {
         None => download::data_root(&|key| std::env::var_os(key))
             .context("no data folder: set CONTRASTIVE_DATA_DIR (or HOME)")?,
     };
-    if let Some((dir, origin)) = download::find_existing(&spec, &root) {
-        report(name, &dir, &origin);
-        return Ok(dir);
+    match download::find_existing(&spec, &root) {
+        Ok(Some((dir, origin))) => {
+            report(name, &dir, &origin);
+            return Ok(dir);
+        }
+        Ok(None) => {}
+        // Downloading again repairs it: damaged files fail their checksum and are fetched
+        // again, archives are unpacked again.
+        Err(err) => eprintln!("download: {err}"),
     }
     let bar = ProgressBar::hidden();
     bar.set_style(
@@ -59,7 +65,7 @@ pub fn run(name: &str, data_dir: Option<PathBuf>) -> Result<PathBuf> {
             eprintln!("download: trying the Debian package {package}");
             install_debian_package(package)
                 .with_context(|| format!("no source of {name} worked"))?;
-            let (dir, origin) = download::find_existing(&spec, &root)
+            let (dir, origin) = download::find_existing(&spec, &root)?
                 .with_context(|| format!("{package} is installed but its files do not verify"))?;
             report(name, &dir, &origin);
             Ok(dir)

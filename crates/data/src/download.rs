@@ -226,20 +226,95 @@ pub struct Progress<'a> {
 const COMPLETE: &str = ".complete";
 
 /// The folder holding `spec`'s files when a verified copy exists already: a completed
-/// download in `data_root/<name>`, or a system copy in one of `spec.local_dirs`.
-pub fn find_existing(spec: &DatasetSpec, data_root: &Path) -> Option<(PathBuf, Origin)> {
+/// download in `data_root/<name>`, or a system copy in one of `spec.local_dirs`. A
+/// completed download is checked against the SHA-256 of every file it held when it
+/// completed (recorded in its `.complete` marker); one that no longer verifies is
+/// [`Error::DamagedCache`], naming the file and the command that repairs it.
+pub fn find_existing(spec: &DatasetSpec, data_root: &Path) -> Result<Option<(PathBuf, Origin)>> {
     let cached = data_root.join(spec.name);
-    if cached.join(COMPLETE).is_file() {
-        return Some((cached, Origin::Cache));
+    let marker = cached.join(COMPLETE);
+    if marker.is_file() {
+        verify_cache(spec, &cached, &marker)?;
+        return Ok(Some((cached, Origin::Cache)));
     }
-    spec.local_dirs
+    Ok(spec
+        .local_dirs
         .iter()
         .find(|dir| {
             spec.files
                 .iter()
                 .all(|f| local_copy_matches(&dir.join(&f.name), f))
         })
-        .map(|dir| (dir.clone(), Origin::Local(dir.clone())))
+        .map(|dir| (dir.clone(), Origin::Local(dir.clone()))))
+}
+
+/// Checks a completed download in `dir` against its marker's manifest (`<sha256>  <path>`
+/// per line). A marker from before manifests (empty) is checked against the published
+/// SHA-256 of the downloaded files themselves.
+fn verify_cache(spec: &DatasetSpec, dir: &Path, marker: &Path) -> Result<()> {
+    let manifest = fs::read_to_string(marker).map_err(|e| Error::io(marker, e))?;
+    let mut expected: Vec<(String, String)> = manifest
+        .lines()
+        .filter_map(|line| line.split_once("  "))
+        .map(|(sha, file)| (file.to_owned(), sha.to_owned()))
+        .collect();
+    if expected.is_empty() {
+        expected = spec
+            .files
+            .iter()
+            .map(|f| (f.name.clone(), f.sha256.clone()))
+            .collect();
+    }
+    for (file, sha) in expected {
+        let path = dir.join(&file);
+        let why = if !path.is_file() {
+            "is missing"
+        } else if sha256_file(&path)? != sha {
+            "does not have the SHA-256 it had when it was downloaded"
+        } else {
+            continue;
+        };
+        return Err(Error::DamagedCache {
+            name: spec.name.to_owned(),
+            dir: dir.to_path_buf(),
+            file,
+            why: why.to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// Writes the marker of a completed download in `dir`: the SHA-256 of every file in it
+/// (sub-folders included), written to a temporary file and renamed into place.
+fn write_manifest(dir: &Path) -> Result<()> {
+    let mut files = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in fs::read_dir(&folder).map_err(|e| Error::io(&folder, e))? {
+            let path = entry.map_err(|e| Error::io(&folder, e))?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            if name
+                .as_deref()
+                .is_some_and(|n| n.starts_with('.') || n.ends_with(".part"))
+            {
+                continue;
+            }
+            if path.is_dir() {
+                pending.push(path);
+            } else if let Ok(relative) = path.strip_prefix(dir) {
+                files.push(relative.to_string_lossy().into_owned());
+            }
+        }
+    }
+    files.sort();
+    let mut manifest = String::new();
+    for file in files {
+        manifest.push_str(&format!("{}  {file}\n", sha256_file(&dir.join(&file))?));
+    }
+    let temp = dir.join(format!("{COMPLETE}.tmp"));
+    fs::write(&temp, manifest)
+        .and_then(|()| fs::rename(&temp, dir.join(COMPLETE)))
+        .map_err(|e| Error::io(dir.join(COMPLETE), e))
 }
 
 /// Whether `path` holds `file`: its SHA-256 is the published one, or, for recompressed
@@ -275,7 +350,7 @@ pub fn download(
             unpack_tar_gz(&dir.join(&file.name), &dir)?;
         }
     }
-    File::create(dir.join(COMPLETE)).map_err(|e| Error::io(dir.join(COMPLETE), e))?;
+    write_manifest(&dir)?;
     Ok((dir, Origin::Downloaded(urls)))
 }
 

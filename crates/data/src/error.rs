@@ -112,6 +112,23 @@ pub enum Error {
         /// What went wrong.
         message: String,
     },
+    /// A downloaded dataset whose files no longer have the SHA-256 they had when the
+    /// download completed (a damaged disk, an edited or deleted file).
+    #[error(
+        "the downloaded {name} in {} is damaged: {file} {why}; run `cargo xtask download \
+         {name}` again (it fetches or unpacks again only what is damaged)",
+        dir.display()
+    )]
+    DamagedCache {
+        /// The dataset.
+        name: String,
+        /// Its folder.
+        dir: PathBuf,
+        /// The file that does not verify, relative to `dir`.
+        file: String,
+        /// `is missing`, or `does not have the SHA-256 it had`.
+        why: String,
+    },
     /// Every source of a file failed; each attempt's error is listed.
     #[error("could not fetch {file}:\n  {}", attempts.join("\n  "))]
     AllSourcesFailed {

@@ -298,14 +298,34 @@ fn a_dataset_downloads_into_the_data_folder_and_is_found_afterwards() {
         local_dirs: vec![],
     };
     let root = tempfile::tempdir().unwrap();
-    assert!(find_existing(&spec, root.path()).is_none());
+    assert!(find_existing(&spec, root.path()).unwrap().is_none());
     let (dir, origin) = download(&spec, root.path(), &mut |_| {}).unwrap();
     assert!(matches!(origin, Origin::Downloaded(urls) if urls.len() == 4));
     assert_eq!(fashion_mnist(&dir, Split::Train).unwrap().len(), 2);
     assert_eq!(
-        find_existing(&spec, root.path()),
-        Some((dir, Origin::Cache))
+        find_existing(&spec, root.path()).unwrap(),
+        Some((dir.clone(), Origin::Cache))
     );
+    // A damaged file of the completed download is found at the next use, named, with the
+    // command that repairs it; downloading again does.
+    let damaged = dir.join("t10k-images-idx3-ubyte.gz");
+    let good = fs::read(&damaged).unwrap();
+    let mut bad = good.clone();
+    let middle = bad.len() / 2;
+    bad[middle] ^= 1;
+    fs::write(&damaged, &bad).unwrap();
+    let err = find_existing(&spec, root.path()).unwrap_err().to_string();
+    assert!(
+        err.contains("t10k-images-idx3-ubyte.gz")
+            && err.contains("cargo xtask download fashion-mnist"),
+        "{err}"
+    );
+    fs::remove_file(&damaged).unwrap();
+    let err = find_existing(&spec, root.path()).unwrap_err().to_string();
+    assert!(err.contains("is missing"), "{err}");
+    download(&spec, root.path(), &mut |_| {}).unwrap();
+    assert_eq!(fs::read(&damaged).unwrap(), good);
+    assert!(find_existing(&spec, root.path()).unwrap().is_some());
 
     // A local copy (as a system package installs it) is found and verified in place.
     let local = tempfile::tempdir().unwrap();
@@ -317,14 +337,20 @@ fn a_dataset_downloads_into_the_data_folder_and_is_found_afterwards() {
         ..spec.clone()
     };
     let empty_root = tempfile::tempdir().unwrap();
-    let (found, origin) = find_existing(&with_local, empty_root.path()).unwrap();
+    let (found, origin) = find_existing(&with_local, empty_root.path())
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (found.as_path(), origin),
         (local.path(), Origin::Local(local.path().to_path_buf()))
     );
     // A damaged local copy is not used.
     fs::write(local.path().join("t10k-labels-idx1-ubyte.gz"), b"damaged").unwrap();
-    assert!(find_existing(&with_local, empty_root.path()).is_none());
+    assert!(
+        find_existing(&with_local, empty_root.path())
+            .unwrap()
+            .is_none()
+    );
 }
 
 #[test]

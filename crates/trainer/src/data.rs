@@ -74,24 +74,25 @@ fn standard_dir(config: &DataConfig) -> Result<PathBuf> {
 pub(crate) fn find_standard(name: &str) -> Result<PathBuf> {
     let spec = download::dataset_spec(name)?;
     let root = download::data_root(&|k| std::env::var_os(k));
-    root.as_deref()
-        .and_then(|root| download::find_existing(&spec, root))
-        .map(|(dir, _)| dir)
-        .ok_or_else(|| Error::MissingData {
-            message: format!(
-                "{name} is not downloaded (looked in {} and {}); run `cargo xtask download {name}` \
+    let found = match root.as_deref() {
+        Some(root) => download::find_existing(&spec, root)?,
+        None => None,
+    };
+    found.map(|(dir, _)| dir).ok_or_else(|| Error::MissingData {
+        message: format!(
+            "{name} is not downloaded (looked in {} and {}); run `cargo xtask download {name}` \
                  or set data.dir",
-                root.map_or_else(
-                    || "the data folder".into(),
-                    |r| r.join(name).display().to_string()
-                ),
-                spec.local_dirs
-                    .iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+            root.map_or_else(
+                || "the data folder".into(),
+                |r| r.join(name).display().to_string()
             ),
-        })
+            spec.local_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+    })
 }
 
 /// The folder of a video dataset; the demo set is generated there first when absent (by
