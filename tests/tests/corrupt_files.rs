@@ -101,6 +101,21 @@ struct Reader<'a> {
     read: ReadBack<'a>,
 }
 
+impl<'a> Reader<'a> {
+    /// A reader of one of our safetensors files (checksummed: any damage is an error).
+    fn ours(name: &'static str, path: &'a Path, read: ReadBack<'a>) -> Self {
+        let bytes = std::fs::read(path).unwrap();
+        let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        Reader {
+            name,
+            path,
+            header,
+            check: Check::Exact,
+            read,
+        }
+    }
+}
+
 fn cases() -> usize {
     std::env::var("CONTRASTIVE_FUZZ_CASES")
         .ok()
@@ -165,12 +180,6 @@ fn tiny_run(root: &Path) -> std::path::PathBuf {
         .run(&mut (), &AtomicBool::new(false))
         .unwrap();
     out
-}
-
-/// The header length of a safetensors file: 8 bytes of length, then the JSON.
-fn safetensors_header(path: &Path) -> usize {
-    let bytes = std::fs::read(path).unwrap();
-    8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize
 }
 
 /// Whether two tensor maps hold the same names, kinds, shapes and values.
@@ -253,50 +262,42 @@ fn damaged_files_are_refused_or_read_exactly_never_a_panic() {
     let config_original = TrainConfig::load(&config_path, &[]).unwrap();
 
     let readers = [
-        Reader {
-            name: "checkpoint",
-            path: &checkpoint,
-            header: safetensors_header(&checkpoint),
-            check: Check::Exact,
-            read: Box::new(|p| {
+        Reader::ours(
+            "checkpoint",
+            &checkpoint,
+            Box::new(|p| {
                 let c = Checkpoint::read(p).map_err(|e| e.to_string())?;
                 Ok(c.position == saved.position && same_tensors(&c.tensors, &saved.tensors))
             }),
-        },
-        Reader {
-            name: "model",
-            path: &model_path,
-            header: safetensors_header(&model_path),
-            check: Check::Exact,
-            read: Box::new(|p| {
+        ),
+        Reader::ours(
+            "model",
+            &model_path,
+            Box::new(|p| {
                 let (vs, m) = load_model(p, Device::Cpu).map_err(|e| e.to_string())?;
                 let (a, b) = (vs.variables(), model_vs.variables());
                 Ok(m.config() == model.config() && same_tensors(&a, &b))
             }),
-        },
-        Reader {
-            name: "store",
-            path: &store_path,
-            header: safetensors_header(&store_path),
-            check: Check::Exact,
-            read: Box::new(|p| {
+        ),
+        Reader::ours(
+            "store",
+            &store_path,
+            Box::new(|p| {
                 let s = EmbeddingStore::load(p).map_err(|e| e.to_string())?;
                 Ok(*s.info() == info && s.embeddings().equal(&rows))
             }),
-        },
-        Reader {
-            name: "hnsw index",
-            path: &index_path,
-            header: safetensors_header(&index_path),
-            check: Check::Exact,
-            read: Box::new(|p| {
+        ),
+        Reader::ours(
+            "hnsw index",
+            &index_path,
+            Box::new(|p| {
                 let i = HnswIndex::load(p).map_err(|e| e.to_string())?;
                 let found = i.search(&queries, 5).map_err(|e| e.to_string())?;
                 Ok(i.config() == index.config()
                     && found.indices.equal(&expected.indices)
                     && found.scores.equal(&expected.scores))
             }),
-        },
+        ),
         Reader {
             name: "idx",
             path: &idx_path,

@@ -332,7 +332,37 @@ pub fn stage_safetensors(
             message: e.to_string(),
         })?;
 
-    stage_bytes(target, &encoded)
+    stage_bytes(target, &canonical_header(encoded))
+}
+
+/// `encoded` with its JSON header's keys in sorted order (safetensors writes the metadata
+/// map in hash order, which differs between runs), so the same content always gives the
+/// same bytes. The header keeps its length: the same entries, reordered.
+fn canonical_header(mut encoded: Vec<u8>) -> Vec<u8> {
+    let Some(len) = encoded
+        .get(..8)
+        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+        .map(u64::from_le_bytes)
+    else {
+        return encoded;
+    };
+    let Some(header) = encoded.get(8..8 + len as usize) else {
+        return encoded;
+    };
+    let json_len = header.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
+    type Header = BTreeMap<String, serde_json::Value>;
+    let sorted = serde_json::from_slice::<Header>(&header[..json_len]).and_then(|mut top| {
+        if let Some(meta) = top.remove("__metadata__") {
+            let meta: BTreeMap<String, String> = serde_json::from_value(meta)?;
+            top.insert("__metadata__".into(), serde_json::to_value(meta)?);
+        }
+        serde_json::to_vec(&top)
+    });
+    // Always the same length; if it were not, the file stays as safetensors wrote it.
+    if let Some(sorted) = sorted.ok().filter(|s| s.len() == json_len) {
+        encoded[8..8 + json_len].copy_from_slice(&sorted);
+    }
+    encoded
 }
 
 /// Writes `bytes` to `path` atomically, as [`save_safetensors`] does: a temporary file

@@ -384,3 +384,25 @@ fn the_recorded_sha256_catches_any_damage_and_other_tools_files_still_read() {
         }
     }
 }
+
+#[test]
+fn the_same_content_is_saved_as_the_same_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        Tensor::from_slice(&[1.0f32, 2.0]),
+        Tensor::from_slice(&[3i64]),
+    );
+    let metadata: BTreeMap<String, String> = (0..12)
+        .map(|i| (format!("key{i}"), format!("value {i}")))
+        .collect();
+    let bytes: Vec<Vec<u8>> = (0..4)
+        .map(|i| {
+            let path = dir.path().join(format!("{i}.safetensors"));
+            save_safetensors(&path, &[("b", &b), ("a", &a)], &metadata).unwrap();
+            std::fs::read(&path).unwrap()
+        })
+        .collect();
+    assert!(bytes.iter().all(|x| *x == bytes[0]));
+    let back = SafetensorsFile::read(dir.path().join("0.safetensors")).unwrap();
+    assert_eq!(back.metadata, metadata);
+}

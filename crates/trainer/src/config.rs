@@ -403,20 +403,9 @@ pub(crate) fn in_range(field: &'static str, value: f64, low: f64, high: f64) -> 
 }
 
 /// The widest projection head accepted (`model.head_hidden`, `model.head_out`).
-const MAX_HEAD_WIDTH: i64 = 65_536;
+const MAX_HEAD_WIDTH: f64 = 65_536.0;
 /// The most CPU threads accepted (`run.threads`).
-const MAX_THREADS: i64 = 1024;
-
-fn between(field: &'static str, value: i64, low: i64, high: i64) -> Result<()> {
-    if (low..=high).contains(&value) {
-        Ok(())
-    } else {
-        Err(invalid(
-            field,
-            format!("must be in {low}..={high}, got {value}"),
-        ))
-    }
-}
+const MAX_THREADS: f64 = 1024.0;
 
 fn at_least(field: &'static str, value: usize, low: usize) -> Result<()> {
     if value >= low {
@@ -472,7 +461,7 @@ impl TrainConfig {
         );
         at_least("run.epochs", run.epochs, 1)?;
         // More than any machine has cores (100000 made rayon panic, then crash).
-        between("run.threads", run.threads as i64, 0, MAX_THREADS)?;
+        in_range("run.threads", run.threads as f64, 0.0, MAX_THREADS)?;
         choice(
             "run.channels_last",
             &run.channels_last,
@@ -565,8 +554,13 @@ impl TrainConfig {
         choice("model.stem", &model.stem, &["cifar", "imagenet"])?;
         // Wider than any published head (8192 for Barlow Twins and VICReg) by far; beyond,
         // allocating the head's weights fails inside libtorch.
-        between("model.head_hidden", model.head_hidden, 1, MAX_HEAD_WIDTH)?;
-        between("model.head_out", model.head_out, 1, MAX_HEAD_WIDTH)?;
+        in_range(
+            "model.head_hidden",
+            model.head_hidden as f64,
+            1.0,
+            MAX_HEAD_WIDTH,
+        )?;
+        in_range("model.head_out", model.head_out as f64, 1.0, MAX_HEAD_WIDTH)?;
 
         let names: Vec<&str> = METHOD_KEYS.iter().map(|(n, _)| *n).collect();
         choice("method.name", &method.name, &names)?;
@@ -784,12 +778,12 @@ mod tests {
             (
                 "epochs = 2",
                 "epochs = 2\nthreads = 100000",
-                "run.threads: must be in 0..=1024",
+                "run.threads: must be in [0, 1024], got 100000",
             ),
             (
                 "[method]",
                 "[model]\nhead_hidden = 4000000000\n[method]",
-                "model.head_hidden: must be in 1..=65536",
+                "model.head_hidden: must be in [1, 65536], got 4000000000",
             ),
             (
                 "[method]",
