@@ -497,6 +497,16 @@ fn bad_input_is_a_clear_error() {
     unsafe { std::env::set_var("CONTRASTIVE_DATA_DIR", dir.path().join("empty")) };
     let err = Trainer::new(cfg, false).unwrap_err().to_string();
     assert!(err.contains("cargo xtask download cifar10"), "{err}");
+    // A batch whose measured step does not fit in the memory the run may use: refused
+    // before anything is written, with the batch that would fit.
+    let mut cfg = config(&data, &dir.path().join("tight"), method, "");
+    cfg.run.memory_limit = Some("1MiB".into());
+    let err = Trainer::new(cfg, false).unwrap_err().to_string();
+    assert!(
+        err.contains("data.batch_size") && err.contains("GiB is available"),
+        "{err}"
+    );
+    assert!(!dir.path().join("tight").exists());
     // More classes per batch than the data has (4 shapes; 32 / 4 = 8 needed).
     let mut cfg = config(&data, &out, method_lines("supcon"), "");
     cfg.method.per_class = Some(4);

@@ -94,6 +94,10 @@ impl Observer for Notes {
     fn note(&mut self, message: &str) {
         self.0.push(message.to_owned());
     }
+
+    fn warning(&mut self, message: &str) {
+        self.0.push(message.to_owned());
+    }
 }
 
 #[test]

@@ -25,6 +25,8 @@ mod train;
 mod video;
 mod views;
 
+use std::process::ExitCode;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use contrastive_tensor as ct;
@@ -33,6 +35,10 @@ use contrastive_tensor as ct;
 #[derive(Parser)]
 #[command(name = "contrastive", version, about)]
 struct Cli {
+    /// Print more: -v also what the libraries report as they go (folders opened, files
+    /// read), -vv debugging detail. Warnings (skipped files) are always printed.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -64,8 +70,49 @@ enum Command {
     },
 }
 
-fn main() -> Result<()> {
+/// Runs the command; an error is printed as one line of causes, without a backtrace
+/// whatever `RUST_BACKTRACE` says (panics still print theirs), and exits with status 1.
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => tracing::Level::WARN,
+        1 => tracing::Level::INFO,
+        _ => tracing::Level::DEBUG,
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .without_time()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {}", causes(&err));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `err` and its causes, outermost first, joined by ": "; a cause whose text the message
+/// before it already holds (an I/O error its file's message quotes) is said once.
+fn causes(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let line = cause.to_string();
+        if text.contains(&line) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&line);
+    }
+    text
+}
+
+fn run(cli: Cli) -> Result<()> {
     // Large tensors are reused from the heap rather than mapped and faulted in afresh at
     // every step; where the allocator is not glibc's this does nothing, which only costs
     // speed.

@@ -6,8 +6,8 @@ use std::process::Command;
 fn contrastive(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_contrastive"))
         .args(args)
-        .envs(env.iter().copied())
         .env_remove("RUST_BACKTRACE")
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     (
@@ -329,4 +329,111 @@ fn a_second_training_in_the_same_run_directory_is_refused() {
     }
     resumed.kill().unwrap();
     resumed.wait().unwrap();
+}
+
+#[test]
+fn an_error_is_one_line_of_causes_without_a_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("absent.safetensors").display().to_string();
+    let image = dir.path().join("q.png").display().to_string();
+    let (ok, stderr) = contrastive(
+        &[
+            "search", "--store", &missing, "--model", &missing, "--image", &image,
+        ],
+        &[("RUST_BACKTRACE", "1")],
+    );
+    assert!(!ok);
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains("absent.safetensors"), "{stderr}");
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+}
+
+/// A class folder `root/<class>` of images as users have them: gray, colour, with alpha,
+/// 16-bit, of several sizes.
+fn mixed_images(root: &std::path::Path, class: &str, shift: u32) {
+    let dir = root.join(class);
+    std::fs::create_dir_all(&dir).unwrap();
+    let value = |x: u32, y: u32| ((x * 7 + y * 13 + shift * 50) % 256) as u8;
+    for i in 0..6u32 {
+        let (w, h) = (20 + 3 * i, 18 + 2 * i);
+        let path = dir.join(format!("{i}.png"));
+        match i % 4 {
+            0 => image::GrayImage::from_fn(w, h, |x, y| image::Luma([value(x, y)]))
+                .save(&path)
+                .unwrap(),
+            1 => image::RgbImage::from_fn(w, h, |x, y| image::Rgb([value(x, y), 9, value(y, x)]))
+                .save(&path)
+                .unwrap(),
+            2 => image::RgbaImage::from_fn(w, h, |x, y| image::Rgba([value(x, y), 3, 7, 200]))
+                .save(&path)
+                .unwrap(),
+            _ => image::ImageBuffer::<image::Luma<u16>, _>::from_fn(w, h, |x, y| {
+                image::Luma([u16::from(value(x, y)) * 257])
+            })
+            .save(&path)
+            .unwrap(),
+        }
+    }
+}
+
+#[test]
+fn a_folder_as_users_have_it_trains_and_says_what_it_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("photos");
+    mixed_images(&data, "cats", 0);
+    mixed_images(&data, "dogs", 1);
+    // Broken files: a PNG cut short after a valid header, an empty file, text named .png.
+    let whole = std::fs::read(data.join("cats/1.png")).unwrap();
+    std::fs::write(data.join("cats/cut.png"), &whole[..whole.len() / 2]).unwrap();
+    std::fs::write(data.join("dogs/empty.png"), b"").unwrap();
+    std::fs::write(data.join("dogs/notes.png"), b"not a picture\n").unwrap();
+    let config = dir.path().join("config.toml");
+    let write_config = |extra: &str| {
+        let text = format!(
+            "[run]\nout = {:?}\nepochs = 1\nmax_steps = 2\nthreads = 1\n[data]\n\
+             dataset = \"folder\"\ndir = {:?}\nimage_size = 16\nbatch_size = 8\n\
+             augment = \"simclr\"\n{extra}\n[model]\nhead_hidden = 16\nhead_out = 8\n\
+             [eval]\nfinal = false\n[method]\nname = \"simclr\"\n[optimizer]\nname = \"sgd\"\n\
+             lr = 0.05\n",
+            dir.path()
+                .join(format!("run{}", extra.len()))
+                .display()
+                .to_string(),
+            data.display().to_string(),
+        );
+        std::fs::write(&config, text).unwrap();
+    };
+    write_config("");
+    let config_text = config.display().to_string();
+    let (ok, stderr) = contrastive(&["train", "--quiet", "--config", &config_text], &[]);
+    assert!(ok, "{stderr}");
+    for name in ["cut.png", "empty.png", "notes.png"] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains("skipped") && l.contains(name)),
+            "{name}: {stderr}"
+        );
+    }
+    assert!(stderr.contains("skipped 3 of 15 files"), "{stderr}");
+    assert!(
+        stderr.contains("mixes 6 gray and 6 colour images"),
+        "{stderr}"
+    );
+    // Asked to stop at the first bad file, it does, naming it.
+    write_config("on_bad_file = \"fail\"");
+    let (ok, stderr) = contrastive(&["train", "--quiet", "--config", &config_text], &[]);
+    assert!(!ok);
+    assert!(
+        ["cut.png", "empty.png", "notes.png"]
+            .iter()
+            .any(|name| stderr.contains(name)),
+        "{stderr}"
+    );
 }

@@ -129,7 +129,7 @@ impl ImageFolder {
                     });
                 }
                 Some(reason) => {
-                    tracing::warn!(file = %path.display(), %reason, "skipping unreadable image");
+                    tracing::warn!("skipped {}: {reason}", path.display());
                     skipped.push(SkippedFile { path, reason });
                 }
             }

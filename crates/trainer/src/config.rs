@@ -61,6 +61,10 @@ pub struct RunConfig {
     /// Stop after this many steps in all (0: no limit); for smoke tests and benchmarks.
     #[serde(default)]
     pub max_steps: usize,
+    /// The memory a step may use, such as `"12GiB"` (default: what the machine has free).
+    /// A batch whose measured need exceeds it is refused before the run starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_limit: Option<String>,
 }
 
 /// `[data]`: the dataset, its normalisation and the batch.
@@ -111,6 +115,14 @@ pub struct DataConfig {
     /// Per-channel standard deviation (default: the dataset's).
     #[serde(default)]
     pub std: Option<Vec<f32>>,
+    /// Folder datasets: the channels every image is brought to, 1 (gray) or 3 (colour).
+    /// Default: what most of the folder's images have (announced when they differ).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<usize>,
+    /// Folder datasets: `skip` (the default) leaves out an unreadable image with a warning
+    /// naming it; `fail` stops at the first one.
+    #[serde(default = "default_on_bad_file")]
+    pub on_bad_file: String,
 }
 
 /// `[model]`: backbone and projection head.
@@ -250,6 +262,10 @@ fn auto() -> String {
 fn default_checkpoint_every() -> usize {
     500
 }
+fn default_on_bad_file() -> String {
+    "skip".into()
+}
+
 fn default_augment_on() -> String {
     "cpu".into()
 }
@@ -460,6 +476,9 @@ impl TrainConfig {
             &self.eval,
         );
         at_least("run.epochs", run.epochs, 1)?;
+        if let Some(limit) = &run.memory_limit {
+            crate::memory::parse_size(limit)?;
+        }
         // More than any machine has cores (100000 made rayon panic, then crash).
         in_range("run.threads", run.threads as f64, 0.0, MAX_THREADS)?;
         choice(
@@ -512,6 +531,16 @@ impl TrainConfig {
             &[contrastive_augment::presets::NAMES.as_slice(), &["none"]].concat(),
         )?;
         choice("data.augment_on", &data.augment_on, &["cpu", "device"])?;
+        choice("data.on_bad_file", &data.on_bad_file, &["skip", "fail"])?;
+        if let Some(c) = data.channels
+            && c != 1
+            && c != 3
+        {
+            return Err(invalid(
+                "data.channels",
+                format!("must be 1 (gray) or 3 (colour), got {c}"),
+            ));
+        }
         self.views.validate()?;
         if data.augment == "none" && !self.views.is_empty() {
             return Err(invalid(

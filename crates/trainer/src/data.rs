@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use contrastive_augment::Image;
 use contrastive_data::{
-    Dataset, FolderOptions, ImageFolder, InMemoryDataset, Resize, Split, cifar10, cifar100,
-    download, fashion_mnist, mnist,
+    Channels, Dataset, FolderOptions, ImageFolder, InMemoryDataset, Resize, Split, cifar10,
+    cifar100, conform, download, fashion_mnist, image_from_hwc, mnist,
 };
+
+use rayon::prelude::*;
 
 use crate::config::DataConfig;
 use crate::video::{self, VideoIndex};
@@ -130,30 +132,86 @@ fn from_memory(set: &InMemoryDataset, name: &str, split: &str) -> Result<SplitDa
     })
 }
 
-fn from_folder(dir: &Path, size: Option<usize>) -> Result<(SplitData, Vec<String>)> {
+/// Reads an image folder into memory: images brought to `config.channels` (or to what
+/// most of them have), unreadable files skipped with a warning each and a count (or, with
+/// `on_bad_file = "fail"`, the first one an error). Warnings go to `warnings` and to
+/// `tracing`.
+fn from_folder(
+    dir: &Path,
+    config: &DataConfig,
+    warnings: &mut Vec<String>,
+) -> Result<(SplitData, Vec<String>)> {
     if !dir.is_dir() {
         return Err(Error::MissingData {
             message: format!("image folder {} does not exist", dir.display()),
         });
     }
+    let strict = config.on_bad_file == "fail";
     let options = FolderOptions {
-        resize: size.map_or(Resize::Keep, |s| Resize::ShorterSideThenCenterCrop {
-            size: s as u32,
-        }),
+        resize: config
+            .image_size
+            .map_or(Resize::Keep, |s| Resize::ShorterSideThenCenterCrop {
+                size: s as u32,
+            }),
+        channels: match config.channels {
+            Some(1) => Channels::Gray,
+            Some(_) => Channels::Rgb,
+            None => Channels::Keep,
+        },
+        strict,
         ..Default::default()
     };
     let folder = ImageFolder::open(dir, options)?;
-    if folder.is_empty() {
+    // The folder logged these itself when it opened.
+    let mut skipped: Vec<String> = folder
+        .skipped()
+        .iter()
+        .map(|f| format!("skipped {}: {}", f.path.display(), f.reason))
+        .collect();
+    let listed = skipped.len();
+    let mut kept = Vec::with_capacity(folder.len());
+    let decoded: Vec<_> = (0..folder.len())
+        .into_par_iter()
+        .map(|i| folder.get(i))
+        .collect();
+    for (i, sample) in decoded.into_iter().enumerate() {
+        match sample {
+            Ok(sample) => kept.push((i, sample)),
+            Err(e) if strict => return Err(e.into()),
+            Err(e) => skipped.push(format!("skipped {e}")),
+        }
+    }
+    let total = folder.len() + folder.skipped().len();
+    for line in &skipped[listed..] {
+        tracing::warn!("{line}");
+    }
+    if !skipped.is_empty() {
+        let summary = format!(
+            "skipped {} of {total} files in {} (data.on_bad_file = \"fail\" stops instead)",
+            skipped.len(),
+            dir.display()
+        );
+        tracing::warn!("{summary}");
+        skipped.push(summary);
+    }
+    warnings.extend(skipped);
+    if kept.is_empty() {
         return Err(Error::MissingData {
             message: format!("image folder {} holds no readable images", dir.display()),
         });
     }
-    let samples = folder.get_many(&(0..folder.len()).collect::<Vec<_>>())?;
-    let labels = samples.iter().map(|s| s.label).collect::<Option<Vec<_>>>();
-    let ids = (0..folder.len())
-        .map(|i| Ok(folder.path(i)?.display().to_string()))
+    let images = match config.channels {
+        Some(_) => kept.iter().map(|(_, s)| s.image.clone()).collect(),
+        None => same_channels(kept.iter().map(|(_, s)| &s.image), dir, warnings)?,
+    };
+    let labels = kept
+        .iter()
+        .map(|(_, s)| s.label)
+        .collect::<Option<Vec<_>>>();
+    let ids = kept
+        .iter()
+        .map(|(i, _)| Ok(folder.path(*i)?.display().to_string()))
         .collect::<Result<Vec<_>>>()?;
-    let images = samples.into_iter().map(|s| s.image).collect();
     Ok((
         SplitData {
             images: Arc::new(images),
@@ -163,6 +221,41 @@ fn from_folder(dir: &Path, size: Option<usize>) -> Result<(SplitData, Vec<String
         },
         folder.class_names().to_vec(),
     ))
+}
+
+/// `images` brought to one channel count, what most of them have (gray with or without
+/// alpha counts as gray, colour with or without alpha as colour; a tie goes to colour);
+/// a mix is announced in `warnings`.
+fn same_channels<'a>(
+    images: impl Iterator<Item = &'a Image> + Clone,
+    dir: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Image>> {
+    let gray = images.clone().filter(|i| i.dim().2 <= 2).count();
+    let colour = images.clone().count() - gray;
+    let (target, channels) = if colour >= gray {
+        (3, Channels::Rgb)
+    } else {
+        (1, Channels::Gray)
+    };
+    if gray > 0 && colour > 0 {
+        let message = format!(
+            "{} mixes {gray} gray and {colour} colour images; all are brought to {target} \
+             channel(s) (set data.channels to choose)",
+            dir.display()
+        );
+        tracing::warn!("{message}");
+        warnings.push(message);
+    }
+    images
+        .map(|image| {
+            if image.dim().2 == target {
+                return Ok(image.clone());
+            }
+            let picture = image_from_hwc(image.view())?;
+            Ok(conform(picture, channels, Resize::Keep))
+        })
+        .collect()
 }
 
 /// Mean and standard deviation of every channel over all images.
@@ -212,9 +305,9 @@ pub fn load(config: &DataConfig) -> Result<RunData> {
         }
         "folder" => {
             let dir = config.dir.as_deref().expect("validated: folder has a dir");
-            let (train, classes) = from_folder(dir, config.image_size)?;
+            let (train, classes) = from_folder(dir, config, &mut warnings)?;
             let test = match &config.test_dir {
-                Some(test_dir) => Some(from_folder(test_dir, config.image_size)?.0),
+                Some(test_dir) => Some(from_folder(test_dir, config, &mut warnings)?.0),
                 None => None,
             };
             (train, test, classes)

@@ -255,7 +255,9 @@ mod tests {
     fn every_rule_minimises_a_quadratic() {
         for name in ["sgd", "lars", "adamw"] {
             let vs = nn::VarStore::new(Device::Cpu);
-            let w = vs.root().randn("w", &[4, 4], 0.0, 1.0);
+            // Seeded: other tests of this binary draw from (and reseed) the same
+            // process-wide generator on other threads.
+            let w = contrastive_tensor::seeded(0, || vs.root().randn("w", &[4, 4], 0.0, 1.0));
             let target = Tensor::ones([4, 4], (Kind::Float, Device::Cpu));
             let mut c = config(name);
             c.weight_decay = 0.0;

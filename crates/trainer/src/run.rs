@@ -24,6 +24,7 @@ use crate::data::{self, RunData};
 use crate::error::invalid;
 use crate::eval::{Evaluation, Features, Input};
 use crate::lock::RunLock;
+use crate::memory::{self, parse_size};
 use crate::method::{Batch, Method};
 use crate::metrics::{MetricsLog, Record};
 use crate::optim::{Optimizer, learning_rate};
@@ -54,6 +55,10 @@ pub trait Observer {
     fn record(&mut self, _record: &Record) {}
     /// A line of news ("evaluating", "checkpoint written").
     fn note(&mut self, _message: &str) {}
+    /// Something the run left out or worked around (a skipped file, tight memory), before
+    /// the first step. Each is also logged through `tracing` where it arises, which the
+    /// `contrastive` binary prints.
+    fn warning(&mut self, _message: &str) {}
 }
 
 impl Observer for () {}
@@ -278,10 +283,12 @@ impl Trainer {
                 seed,
             )?;
             for &v in sampler.skipped() {
-                warnings.push(format!(
+                let warning = format!(
                     "skipped video {}: {} frames, fewer than method.per_video ({per_video})",
                     index.names[v], index.counts[v]
-                ));
+                );
+                tracing::warn!("{warning}");
+                warnings.push(warning);
             }
             Batches::Temporal {
                 sampler,
@@ -327,6 +334,30 @@ impl Trainer {
             precision,
             format: Input::format(&data.mean, &data.std, channels_last)?,
         };
+        // Before anything is written: a batch that cannot fit is refused here, not by the
+        // kernel's out-of-memory killer mid-step.
+        let views_per_image = pipeline.view_count() as u64;
+        let limit = config
+            .run
+            .memory_limit
+            .as_deref()
+            .map(parse_size)
+            .transpose()?;
+        let step = memory::measure(
+            model.config(),
+            data.size as i64,
+            device,
+            precision,
+            channels_last,
+            views_per_image * batch_size as u64,
+            limit,
+        )?;
+        if let Some(step) = step
+            && let Some(warning) = step.check(batch_size, views_per_image)?
+        {
+            tracing::warn!("{warning}");
+            warnings.push(warning);
+        }
 
         // Nothing is written before the config, data and device have passed every check.
         std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
@@ -462,7 +493,7 @@ impl Trainer {
             ),
         });
         for warning in &self.warnings {
-            observer.note(warning);
+            observer.warning(warning);
         }
         // The last kNN monitor's features and top-1, with the step they were taken at: the
         // final evaluation reuses them only when no step came after.
