@@ -59,7 +59,7 @@ pub use crate::eval::{
     evaluate_saved, model_identity,
 };
 pub use crate::lock::RunLock;
-pub use crate::memory::{StepMemory, parse_size};
+pub use crate::memory::{StepMemory, measure_step_memory, parse_size};
 pub use crate::method::{Batch, Method};
 pub use crate::metrics::{MetricsLog, Record, read as read_metrics};
 pub use crate::optim::{Optimizer, learning_rate};

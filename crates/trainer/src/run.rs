@@ -343,7 +343,7 @@ impl Trainer {
             .as_deref()
             .map(parse_size)
             .transpose()?;
-        let step = memory::measure(
+        let step = memory::measure_step_memory(
             model.config(),
             data.size as i64,
             device,
