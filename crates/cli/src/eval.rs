@@ -75,6 +75,13 @@ pub fn print_evaluation(e: &Evaluation) {
         println!("video k-means  NMI {}", num(e.video_nmi));
         return;
     }
+    if *e == Evaluation::default() {
+        println!(
+            "no figures: nothing to measure on (the data has no labeled held-out split: set \
+             data.test_dir), or the final evaluation is off (eval.final = false)"
+        );
+        return;
+    }
     println!("kNN top-1      {}", pct(e.knn_top1));
     println!("linear probe   {}", pct(e.linear_probe_top1));
     println!("precision@1    {}", pct(e.precision_at_1));

@@ -267,6 +267,10 @@ impl Trainer {
         let mut optimizer = Optimizer::new(&vs, &config.optimizer);
         let seed = config.run.seed;
         let mut warnings = data.warnings.clone();
+        if let Some(warning) = knn_k_warning(config.eval.knn_k, data.train.labels.as_deref()) {
+            tracing::warn!("{warning}");
+            warnings.push(warning);
+        }
         let batches = if method.needs_frames() {
             let index = data.train.video.as_ref().ok_or_else(|| {
                 invalid(
@@ -841,6 +845,23 @@ impl Trainer {
     }
 }
 
+/// A warning when the kNN monitor's `k` exceeds the largest class of `labels`: every
+/// vote then takes in items of other classes (scikit-learn and the papers keep k well
+/// under the class size).
+fn knn_k_warning(k: usize, labels: Option<&[usize]>) -> Option<String> {
+    let mut counts = std::collections::HashMap::new();
+    for &label in labels? {
+        *counts.entry(label).or_insert(0usize) += 1;
+    }
+    let largest = counts.values().copied().max()?;
+    (k > largest).then(|| {
+        format!(
+            "eval.knn_k = {k} is more than the largest class ({largest} images): every kNN \
+             vote takes in other classes; set eval.knn_k to at most {largest}"
+        )
+    })
+}
+
 /// `report.json` and a short `report.md` in the run directory (the figures measured).
 fn write_report(report: &Report) -> Result<()> {
     let json = serde_json::to_string_pretty(report).expect("a report serialises");
@@ -877,4 +898,18 @@ fn write_report(report: &Report) -> Result<()> {
         report.run_dir.join("report.md"),
         md.as_bytes(),
     )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_knn_k_beyond_the_largest_class_is_warned_of() {
+        let labels: Vec<usize> = (0..300).map(|i| i % 3).collect();
+        let warning = knn_k_warning(200, Some(&labels)).unwrap();
+        assert!(warning.contains("largest class (100 images)"), "{warning}");
+        assert_eq!(knn_k_warning(100, Some(&labels)), None);
+        assert_eq!(knn_k_warning(200, None), None);
+    }
 }
