@@ -112,6 +112,24 @@ fn causes(err: &anyhow::Error) -> String {
     text
 }
 
+/// An error unless the folder `path` would be written into exists, so that a command
+/// fails before its work rather than after it (`flag` names the option).
+pub(crate) fn check_output(flag: &str, path: &std::path::Path) -> Result<()> {
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if folder.is_dir() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{flag} {}: the folder {} does not exist",
+            path.display(),
+            folder.display()
+        )
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
     // Large tensors are reused from the heap rather than mapped and faulted in afresh at
     // every step; where the allocator is not glibc's this does nothing, which only costs

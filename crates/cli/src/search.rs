@@ -155,6 +155,7 @@ pub struct SearchArgs {
 
 /// Runs `contrastive search`.
 pub fn search(args: SearchArgs) -> Result<()> {
+    crate::check_output("--sheet", &args.sheet)?;
     let beside = |name: &str| args.run.as_ref().map(|r| r.join(name));
     let store_path = args
         .store
@@ -245,7 +246,8 @@ pub fn search(args: SearchArgs) -> Result<()> {
         .into_iter()
         .zip(scores.iter().map(|&s| f64::from(s)))
         .collect();
-    contact_sheet(&args.sheet, &query_image, &scored)?;
+    contact_sheet(&args.sheet, &query_image, &scored)
+        .with_context(|| format!("writing the contact sheet {}", args.sheet.display()))?;
     println!("contact sheet  {}", args.sheet.display());
     Ok(())
 }

@@ -65,6 +65,7 @@ pub fn run(args: VideoArgs) -> Result<()> {
 }
 
 fn search(args: SearchArgs) -> Result<()> {
+    crate::check_output("--sheet", &args.sheet)?;
     let (config, model) = crate::eval::open_run(&args.run, &[], None)?;
     let collection = VideoCollection::embed(&config, &model, &args.videos)
         .with_context(|| format!("embedding the videos with {}", model.display()))?;
@@ -105,7 +106,8 @@ fn search(args: SearchArgs) -> Result<()> {
         );
     }
     let scored: Vec<_> = hits.iter().map(|h| (h.image.clone(), h.score)).collect();
-    contact_sheet(&args.sheet, &query_image, &scored)?;
+    contact_sheet(&args.sheet, &query_image, &scored)
+        .with_context(|| format!("writing the contact sheet {}", args.sheet.display()))?;
     println!("contact sheet  {}", args.sheet.display());
     Ok(())
 }

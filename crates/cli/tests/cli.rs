@@ -455,3 +455,38 @@ fn a_folder_as_users_have_it_trains_and_says_what_it_skipped() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_output_into_a_missing_folder_is_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let store_path = dir.path().join("store.safetensors");
+    store(&store_path, 4, "m");
+    let sheet = dir
+        .path()
+        .join("no/such/folder/sheet.png")
+        .display()
+        .to_string();
+    let store_text = store_path.display().to_string();
+    // The model and query do not exist either: the sheet's folder is checked first.
+    let (ok, stderr) = contrastive(
+        &[
+            "search",
+            "--store",
+            &store_text,
+            "--model",
+            "absent.safetensors",
+            "--image",
+            "absent.png",
+            "--sheet",
+            &sheet,
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        stderr.contains("--sheet")
+            && stderr.contains("no/such/folder")
+            && stderr.contains("does not exist"),
+        "{stderr}"
+    );
+}

@@ -443,21 +443,41 @@ impl TrainConfig {
     }
 
     /// Reads and checks a TOML file, after applying `overrides` (`section.key=value`, the
-    /// value in TOML syntax or a bare string).
+    /// value in TOML syntax or a bare string). An error in the file names the file and the
+    /// user's own line; one that an override brings names the override.
     pub fn load(path: &std::path::Path, overrides: &[String]) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let in_file = |e: Error| match e {
+            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+            other => other,
+        };
+        if overrides.is_empty() {
+            return Self::from_toml(&text).map_err(in_file);
+        }
         let mut table: toml::Table = text
             .parse()
             .map_err(|e: toml::de::Error| Error::Config(format!("{}: {e}", path.display())))?;
+        let file_alone = toml::from_str::<Self>(&text);
+        let mut culprit = None;
         for assignment in overrides {
             apply_override(&mut table, assignment)?;
-        }
-        Self::from_toml(&toml::to_string(&table).expect("a parsed table prints")).map_err(|e| {
-            match e {
-                Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
-                other => other,
+            if culprit.is_none()
+                && file_alone.is_ok()
+                && let Err(e) = toml::from_str::<Self>(&toml::to_string(&table).expect("prints"))
+            {
+                culprit = Some((assignment, e));
             }
-        })
+        }
+        match Self::from_toml(&toml::to_string(&table).expect("a parsed table prints")) {
+            Err(Error::Config(message)) => Err(match (culprit, file_alone) {
+                (Some((assignment, e)), _) => {
+                    Error::Config(format!("override {assignment:?}: {}", e.message()))
+                }
+                (None, Err(e)) => in_file(Error::Config(e.to_string())),
+                (None, Ok(_)) => in_file(Error::Config(message)),
+            }),
+            result => result,
+        }
     }
 
     /// The configuration as TOML (what the run directory's `config.toml` holds).
@@ -921,7 +941,25 @@ mod tests {
         assert_eq!((config.run.epochs, config.run.device.as_str()), (5, "cpu"));
         assert_eq!(config.run.out, PathBuf::from("/tmp/y"));
         let err = TrainConfig::load(&path, &["run.epochz=5".into()]).unwrap_err();
-        assert!(err.to_string().contains("epochz"), "{err}");
+        let text = err.to_string();
+        // Blamed on the override, not on a line of the file.
+        assert!(
+            text.contains("override \"run.epochz=5\"") && text.contains("epochz"),
+            "{text}"
+        );
+        assert!(!text.contains("line"), "{text}");
+        // An error in the file itself points at the user's own line (the 4th of MINIMAL).
+        let wrong = MINIMAL.replace("epochs = 2", "epochs = 2\n        epoch = 3");
+        std::fs::write(&path, &wrong).unwrap();
+        for overrides in [vec![], vec!["run.device=cpu".to_string()]] {
+            let text = TrainConfig::load(&path, &overrides)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                text.contains("line 5") && text.contains("epoch = 3"),
+                "{overrides:?}: {text}"
+            );
+        }
         assert!(TrainConfig::load(&path, &["epochs".into()]).is_err());
     }
 }
