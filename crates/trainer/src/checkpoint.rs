@@ -59,6 +59,15 @@ pub(crate) fn remove_stale_temporaries(run_dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The checkpoint a stopped run can resume from, for messages: `path`, or `none yet`.
+pub(crate) fn last_good(path: &Path) -> String {
+    if path.is_file() {
+        path.display().to_string()
+    } else {
+        "none yet".into()
+    }
+}
+
 /// Writes `tensors` and `position` to `path` atomically (an interrupted write leaves the
 /// previous checkpoint whole). A state holding NaN or infinity is never written: the
 /// error names the tensor and the file on disk stays the last finite one.
@@ -74,11 +83,7 @@ pub(crate) fn save(
             step: position.step,
             tensor,
             count,
-            checkpoint: if path.is_file() {
-                path.display().to_string()
-            } else {
-                "none yet".into()
-            },
+            checkpoint: last_good(path),
         });
     }
     if let Some(dir) = path.parent() {

@@ -163,12 +163,13 @@ fn from_folder(
     };
     let folder = ImageFolder::open(dir, options)?;
     // The folder logged these itself when it opened.
-    let mut skipped: Vec<String> = folder
-        .skipped()
-        .iter()
-        .map(|f| format!("skipped {}: {}", f.path.display(), f.reason))
-        .collect();
-    let listed = skipped.len();
+    warnings.extend(
+        folder
+            .skipped()
+            .iter()
+            .map(|f| format!("skipped {}: {}", f.path.display(), f.reason)),
+    );
+    let mut skipped = folder.skipped().len();
     let mut kept = Vec::with_capacity(folder.len());
     let decoded: Vec<_> = (0..folder.len())
         .into_par_iter()
@@ -178,23 +179,21 @@ fn from_folder(
         match sample {
             Ok(sample) => kept.push((i, sample)),
             Err(e) if strict => return Err(e.into()),
-            Err(e) => skipped.push(format!("skipped {e}")),
+            Err(e) => {
+                skipped += 1;
+                warn(warnings, format!("skipped {e}"));
+            }
         }
     }
-    let total = folder.len() + folder.skipped().len();
-    for line in &skipped[listed..] {
-        tracing::warn!("{line}");
-    }
-    if !skipped.is_empty() {
+    if skipped > 0 {
+        let total = folder.len() + folder.skipped().len();
         let summary = format!(
-            "skipped {} of {total} files in {} (data.on_bad_file = \"fail\" stops instead)",
-            skipped.len(),
+            "skipped {skipped} of {total} files in {} (data.on_bad_file = \"fail\" stops \
+             instead)",
             dir.display()
         );
-        tracing::warn!("{summary}");
-        skipped.push(summary);
+        warn(warnings, summary);
     }
-    warnings.extend(skipped);
     if kept.is_empty() {
         return Err(Error::MissingData {
             message: format!("image folder {} holds no readable images", dir.display()),
@@ -244,8 +243,7 @@ fn same_channels<'a>(
              channel(s) (set data.channels to choose)",
             dir.display()
         );
-        tracing::warn!("{message}");
-        warnings.push(message);
+        warn(warnings, message);
     }
     images
         .map(|image| {
@@ -256,6 +254,12 @@ fn same_channels<'a>(
             Ok(conform(picture, channels, Resize::Keep))
         })
         .collect()
+}
+
+/// Logs `message` as a warning (the binary prints it) and keeps it for the run's observer.
+pub(crate) fn warn(warnings: &mut Vec<String>, message: String) {
+    tracing::warn!("{message}");
+    warnings.push(message);
 }
 
 /// Mean and standard deviation of every channel over all images.

@@ -1,12 +1,11 @@
 //! Optimisers (SGD, LARS, AdamW) whose whole state is named tensors, so a checkpoint holds
 //! it and a resumed run continues exactly; and the warm-up + cosine learning-rate schedule.
 
-use std::collections::HashMap;
-
 use contrastive_tensor::{Kind, Tensor, nn::VarStore, no_grad};
 
+use crate::Result;
+use crate::checkpoint::Checkpoint;
 use crate::config::OptimizerConfig;
-use crate::{Error, Result};
 
 /// Which update rule.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -187,31 +186,17 @@ impl Optimizer {
         out
     }
 
-    /// Restores what [`Optimizer::state`] saved, from `tensors` (name -> tensor); every
-    /// tensor must be there with the shape and kind of this optimiser's own.
-    pub fn restore(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
-        let saved = |name: String, like: &Tensor| -> Result<Tensor> {
-            let t = tensors
-                .get(&name)
-                .ok_or_else(|| Error::Run(format!("the checkpoint lacks {name}")))?;
-            if t.size() != like.size() || t.kind() != like.kind() {
-                return Err(Error::Run(format!(
-                    "the checkpoint's {name} is {:?} {:?}, this optimiser's {:?} {:?}",
-                    t.kind(),
-                    t.size(),
-                    like.kind(),
-                    like.size()
-                )));
-            }
-            Ok(t.shallow_clone())
-        };
+    /// Restores what [`Optimizer::state`] saved, from the checkpoint `saved`; every tensor
+    /// must be there with the shape and kind of this optimiser's own.
+    pub fn restore(&mut self, saved: &Checkpoint) -> Result<()> {
         no_grad(|| {
             for p in &mut self.params {
-                let first = saved(format!("optim.{}.first", p.name), &p.first)?;
-                p.first.f_copy_(&first)?;
+                let first = saved.tensor(&format!("optim.{}.first", p.name), &p.first)?;
+                p.first.f_copy_(first)?;
                 if let Some(second) = &mut p.second {
-                    let saved = saved(format!("optim.{}.second", p.name), second)?;
-                    second.f_copy_(&saved)?;
+                    let name = format!("optim.{}.second", p.name);
+                    let saved = saved.tensor(&name, second)?;
+                    second.f_copy_(saved)?;
                 }
             }
             Ok(())
@@ -232,6 +217,8 @@ pub fn learning_rate(base: f64, step: u64, warmup: u64, total: u64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use contrastive_tensor::{Device, nn};
 
     use super::*;
@@ -334,11 +321,21 @@ mod tests {
             .map(|(n, t)| (n, t.copy()))
             .collect();
         let mut fresh = Optimizer::new(&vs, &config("adamw"));
-        fresh.restore(&saved).unwrap();
+        let checkpoint = |tensors| Checkpoint {
+            path: "last.safetensors".into(),
+            tensors,
+            position: Default::default(),
+        };
+        let shallow = |map: &HashMap<String, Tensor>| -> HashMap<String, Tensor> {
+            map.iter()
+                .map(|(n, t)| (n.clone(), t.shallow_clone()))
+                .collect()
+        };
+        fresh.restore(&checkpoint(shallow(&saved))).unwrap();
         for (name, t) in fresh.state() {
             assert!(t.equal(&saved[&name]), "{name}");
         }
-        assert!(fresh.restore(&HashMap::new()).is_err());
+        assert!(fresh.restore(&checkpoint(HashMap::new())).is_err());
         let first = saved.keys().next().unwrap().clone();
         let wrong_kind: HashMap<String, Tensor> = saved
             .iter()
@@ -353,7 +350,10 @@ mod tests {
                 )
             })
             .collect();
-        let err = fresh.restore(&wrong_kind).unwrap_err().to_string();
+        let err = fresh
+            .restore(&checkpoint(wrong_kind))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&first) && err.contains("Double"), "{err}");
     }
 

@@ -268,8 +268,7 @@ impl Trainer {
         let seed = config.run.seed;
         let mut warnings = data.warnings.clone();
         if let Some(warning) = knn_k_warning(config.eval.knn_k, data.train.labels.as_deref()) {
-            tracing::warn!("{warning}");
-            warnings.push(warning);
+            data::warn(&mut warnings, warning);
         }
         let batches = if method.needs_frames() {
             let index = data.train.video.as_ref().ok_or_else(|| {
@@ -291,8 +290,7 @@ impl Trainer {
                     "skipped video {}: {} frames, fewer than method.per_video ({per_video})",
                     index.names[v], index.counts[v]
                 );
-                tracing::warn!("{warning}");
-                warnings.push(warning);
+                data::warn(&mut warnings, warning);
             }
             Batches::Temporal {
                 sampler,
@@ -359,8 +357,7 @@ impl Trainer {
         if let Some(step) = step
             && let Some(warning) = step.check(batch_size, views_per_image)?
         {
-            tracing::warn!("{warning}");
-            warnings.push(warning);
+            data::warn(&mut warnings, warning);
         }
 
         // Nothing is written before the config, data and device have passed every check.
@@ -375,7 +372,7 @@ impl Trainer {
             if let Some(key) = &key {
                 saved.restore("key.", &key.vs)?;
             }
-            optimizer.restore(&saved.tensors)?;
+            optimizer.restore(&saved)?;
             if let Method::Moco { queue, .. } = &mut method {
                 let state = queue
                     .state()
@@ -728,15 +725,10 @@ impl Trainer {
 
     /// The error of a step whose loss (or embeddings) became `value`.
     fn diverged(&self, value: f64) -> Error {
-        let last = checkpoint_path(&self.run_dir);
         Error::NonFiniteLoss {
             step: self.position.step + 1,
             value,
-            checkpoint: if last.is_file() {
-                last.display().to_string()
-            } else {
-                "none yet".into()
-            },
+            checkpoint: checkpoint::last_good(&checkpoint_path(&self.run_dir)),
         }
     }
 
