@@ -42,6 +42,85 @@ pub fn write_shapes(root: &Path, per_class: usize, size: u32, seed: u64) {
     }
 }
 
+/// Writes a class folder `root/<class>` of eight images as users have them, each of its own
+/// size: 8-bit gray, RGB, RGBA, 16-bit gray, 16-bit RGB, a palette PNG, a JPEG whose EXIF
+/// tag says to turn it a quarter turn clockwise, and a BMP. `shift` changes the pixels, so
+/// two classes differ.
+pub fn write_mixed_images(root: &Path, class: &str, shift: u32) {
+    let dir = root.join(class);
+    std::fs::create_dir_all(&dir).expect("the folder can be created");
+    let value = move |x: u32, y: u32| ((x * 7 + y * 13 + shift * 50) % 256) as u8;
+    for i in 0..8u32 {
+        let (w, h) = (20 + 3 * i, 18 + 2 * i);
+        let path = dir.join(format!("{i}.png"));
+        let saved = match i {
+            0 => image::GrayImage::from_fn(w, h, |x, y| image::Luma([value(x, y)])).save(&path),
+            1 => image::RgbImage::from_fn(w, h, |x, y| image::Rgb([value(x, y), 9, value(y, x)]))
+                .save(&path),
+            2 => image::RgbaImage::from_fn(w, h, |x, y| image::Rgba([value(x, y), 3, 7, 200]))
+                .save(&path),
+            3 => image::ImageBuffer::<image::Luma<u16>, _>::from_fn(w, h, |x, y| {
+                image::Luma([u16::from(value(x, y)) * 257])
+            })
+            .save(&path),
+            4 => image::ImageBuffer::<image::Rgb<u16>, _>::from_fn(w, h, |x, y| {
+                image::Rgb([u16::from(value(x, y)) * 257, 0, 65535])
+            })
+            .save(&path),
+            5 => {
+                let indices: Vec<u8> = (0..w * h).map(|p| value(p % w, p / w) % 4).collect();
+                write_palette_png(&path, w, h, &indices);
+                Ok(())
+            }
+            6 => {
+                let picture = image::RgbImage::from_fn(w, h, |x, y| {
+                    image::Rgb([value(x, y), value(y, x), 128])
+                });
+                write_exif_rotated_jpeg(&dir.join(format!("{i}.jpg")), &picture);
+                Ok(())
+            }
+            _ => image::GrayImage::from_fn(w, h, |x, y| image::Luma([value(y, x)]))
+                .save(dir.join(format!("{i}.bmp"))),
+        };
+        saved.expect("the image can be written");
+    }
+}
+
+/// Writes an indexed-colour PNG of four colours (black, red, green, white); `indices` holds
+/// one palette index per pixel, row by row.
+pub fn write_palette_png(path: &Path, width: u32, height: u32, indices: &[u8]) {
+    let file = std::fs::File::create(path).expect("the file can be created");
+    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), width, height);
+    encoder.set_color(png::ColorType::Indexed);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_palette(vec![0, 0, 0, 255, 0, 0, 0, 255, 0, 255, 255, 255]);
+    let mut writer = encoder.write_header().expect("the header is written");
+    writer
+        .write_image_data(indices)
+        .expect("the pixels are written");
+}
+
+/// Writes `picture` as a JPEG carrying an EXIF orientation of 6 ("the stored picture must
+/// be turned 90 degrees clockwise to be upright"), as phone cameras store portrait photos.
+pub fn write_exif_rotated_jpeg(path: &Path, picture: &image::RgbImage) {
+    let mut jpeg = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut jpeg, 95)
+        .encode_image(picture)
+        .expect("the picture encodes");
+    // An APP1 segment: "Exif\0\0", then a big-endian TIFF header and one IFD entry
+    // (tag 0x0112 Orientation, type SHORT, count 1, value 6).
+    let mut exif = b"Exif\0\0MM\0\x2a\0\0\0\x08\0\x01".to_vec();
+    exif.extend_from_slice(&[0x01, 0x12, 0x00, 0x03, 0, 0, 0, 1, 0x00, 0x06, 0, 0]);
+    exif.extend_from_slice(&[0, 0, 0, 0]);
+    let length = u16::try_from(exif.len() + 2).expect("the segment is short");
+    let mut file = jpeg[..2].to_vec();
+    file.extend_from_slice(&[0xFF, 0xE1]);
+    file.extend_from_slice(&length.to_be_bytes());
+    file.extend_from_slice(&exif);
+    file.extend_from_slice(&jpeg[2..]);
+    std::fs::write(path, file).expect("the file can be written");
+}
+
 /// A tiny CNN for 1-channel images: two 3x3 conv + batch-norm + ReLU blocks (16 and 32
 /// channels, no bias) with a 2x2 max-pool between, global average pooling, and a linear layer
 /// to `outputs`.

@@ -41,8 +41,7 @@ pub fn run(
         .collect();
     let sources: Vec<Image> = match image {
         Some(path) => {
-            let picture =
-                image::open(path).with_context(|| format!("reading {}", path.display()))?;
+            let picture = contrastive_data::read_image(path)?;
             vec![hwc_from_image(&picture.to_rgb8().into())]
         }
         None => {

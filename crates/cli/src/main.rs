@@ -36,9 +36,13 @@ use contrastive_tensor as ct;
 #[command(name = "contrastive", version, about)]
 struct Cli {
     /// Print more: -v also what the libraries report as they go (folders opened, files
-    /// read), -vv debugging detail. Warnings (skipped files) are always printed.
+    /// read), -vv debugging detail. Warnings (skipped files) are printed unless -q.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
+    /// Print only results and errors: no warnings, no progress bar (`train` prints one line
+    /// per epoch instead).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -75,6 +79,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let level = match cli.verbose {
+        _ if cli.quiet => tracing::Level::ERROR,
         0 => tracing::Level::WARN,
         1 => tracing::Level::INFO,
         _ => tracing::Level::DEBUG,
@@ -136,7 +141,7 @@ fn run(cli: Cli) -> Result<()> {
     // speed.
     ct::keep_freed_memory();
     match cli.command {
-        Command::Train(args) => train::run(*args),
+        Command::Train(args) => train::run(*args, cli.quiet),
         Command::Eval(args) => eval::run(args),
         Command::Embed(args) => search::embed(args),
         Command::Index(args) => search::index(args),

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use contrastive_data::{Channels, Resize, conform, image_from_hwc};
+use contrastive_data::{Channels, Resize, conform, image_from_hwc, read_image};
 use contrastive_retrieval::{EmbeddingStore, HnswConfig, HnswIndex, Metric};
 use contrastive_tensor::parse_device;
 use contrastive_trainer::{contact_sheet, embed_dataset, embed_query, images_for_ids};
@@ -201,8 +201,7 @@ pub fn search(args: SearchArgs) -> Result<()> {
         None => None,
     };
     let image = match (&args.image, &args.query_id) {
-        (Some(path), _) => image::open(path)
-            .with_context(|| format!("reading the query image {}", path.display()))?,
+        (Some(path), _) => read_image(path).context("reading the query image")?,
         (None, Some(id)) => {
             let item = images_for_ids(config.as_ref(), std::slice::from_ref(id))
                 .with_context(|| format!("reading the query {id}"))?

@@ -51,9 +51,6 @@ pub struct TrainArgs {
     /// Override any key: --set section.key=value (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
-    /// No progress bar (one line per epoch instead; also when stderr is not a terminal).
-    #[arg(long)]
-    quiet: bool,
 }
 
 impl TrainArgs {
@@ -80,8 +77,8 @@ impl TrainArgs {
     }
 }
 
-/// Runs `contrastive train`.
-pub fn run(args: TrainArgs) -> Result<()> {
+/// Runs `contrastive train`; `quiet`: plain lines instead of a progress bar.
+pub fn run(args: TrainArgs, quiet: bool) -> Result<()> {
     let mut overrides = args.overrides();
     let (config_path, resume) = match (&args.config, &args.resume) {
         (Some(config), None) => (config.clone(), false),
@@ -104,7 +101,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let signal = stop_on_signals(&stop)?;
 
-    let mut progress = Progress::new(args.quiet);
+    let mut progress = Progress::new(quiet);
     let report = trainer.run(&mut progress, &stop);
     progress.finish();
     let report = report.context("training")?;

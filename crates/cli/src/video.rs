@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
-use contrastive_data::{Channels, Resize, conform};
+use contrastive_data::{Channels, Resize, conform, read_image};
 use contrastive_trainer::{VideoCollection, VideoHit, contact_sheet, ensure_demo};
 
 /// Arguments of `contrastive video`.
@@ -74,8 +74,7 @@ fn search(args: SearchArgs) -> Result<()> {
     }
     let (hits, query_image) = match (&args.image, &args.clip) {
         (Some(path), _) => {
-            let image = image::open(path)
-                .with_context(|| format!("reading the query image {}", path.display()))?;
+            let image = read_image(path).context("reading the query image")?;
             let query = collection.embed_image(image.clone())?;
             let hits = collection.search_frame(&query, args.k)?;
             (hits, conform(image, Channels::Keep, Resize::Keep))

@@ -4,7 +4,7 @@
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use contrastive_augment::view_grid;
-use contrastive_data::{Channels, Resize, conform, image_from_hwc};
+use contrastive_data::{Channels, Resize, conform, image_from_hwc, read_image};
 use contrastive_trainer::{TrainConfig, load_data, view_transforms};
 use std::path::PathBuf;
 
@@ -45,8 +45,7 @@ pub fn run(args: ViewsArgs) -> Result<()> {
     let data = load_data(&config.data).context("loading the config's data")?;
     let sources = match &args.image {
         Some(path) => {
-            let picture =
-                image::open(path).with_context(|| format!("reading {}", path.display()))?;
+            let picture = read_image(path)?;
             vec![conform(picture, Channels::Keep, Resize::Keep)]
         }
         None => {

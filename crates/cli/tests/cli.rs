@@ -354,40 +354,12 @@ fn an_error_is_one_line_of_causes_without_a_backtrace() {
     assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
 }
 
-/// A class folder `root/<class>` of images as users have them: gray, colour, with alpha,
-/// 16-bit, of several sizes.
-fn mixed_images(root: &std::path::Path, class: &str, shift: u32) {
-    let dir = root.join(class);
-    std::fs::create_dir_all(&dir).unwrap();
-    let value = |x: u32, y: u32| ((x * 7 + y * 13 + shift * 50) % 256) as u8;
-    for i in 0..6u32 {
-        let (w, h) = (20 + 3 * i, 18 + 2 * i);
-        let path = dir.join(format!("{i}.png"));
-        match i % 4 {
-            0 => image::GrayImage::from_fn(w, h, |x, y| image::Luma([value(x, y)]))
-                .save(&path)
-                .unwrap(),
-            1 => image::RgbImage::from_fn(w, h, |x, y| image::Rgb([value(x, y), 9, value(y, x)]))
-                .save(&path)
-                .unwrap(),
-            2 => image::RgbaImage::from_fn(w, h, |x, y| image::Rgba([value(x, y), 3, 7, 200]))
-                .save(&path)
-                .unwrap(),
-            _ => image::ImageBuffer::<image::Luma<u16>, _>::from_fn(w, h, |x, y| {
-                image::Luma([u16::from(value(x, y)) * 257])
-            })
-            .save(&path)
-            .unwrap(),
-        }
-    }
-}
-
 #[test]
 fn a_folder_as_users_have_it_trains_and_says_what_it_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("photos");
-    mixed_images(&data, "cats", 0);
-    mixed_images(&data, "dogs", 1);
+    contrastive_e2e::write_mixed_images(&data, "cats", 0);
+    contrastive_e2e::write_mixed_images(&data, "dogs", 1);
     // Broken files: a PNG cut short after a valid header, an empty file, text named .png.
     let whole = std::fs::read(data.join("cats/1.png")).unwrap();
     std::fs::write(data.join("cats/cut.png"), &whole[..whole.len() / 2]).unwrap();
@@ -412,7 +384,7 @@ fn a_folder_as_users_have_it_trains_and_says_what_it_skipped() {
     write_config("");
     let config_text = config.display().to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_contrastive"))
-        .args(["train", "--quiet", "--config", &config_text])
+        .args(["train", "--config", &config_text])
         .env_remove("RUST_BACKTRACE")
         .output()
         .unwrap();
@@ -421,6 +393,14 @@ fn a_folder_as_users_have_it_trains_and_says_what_it_skipped() {
         String::from_utf8_lossy(&out.stderr),
     );
     assert!(out.status.success(), "{stderr}");
+    // The trained model embeds the same folder (its gray, palette, 16-bit and rotated files).
+    let run = dir.path().join("run0").display().to_string();
+    let (ok, stderr_embed) = contrastive(&["embed", &run], &[]);
+    assert!(ok, "{stderr_embed}");
+    let store =
+        contrastive_retrieval::EmbeddingStore::load(&dir.path().join("run0/store.safetensors"))
+            .unwrap();
+    assert_eq!(store.len(), 16);
     // Without a held-out split (and with eval.final off) the summary says why it has none.
     assert!(
         stdout.contains("no figures: nothing to measure on"),
@@ -439,11 +419,14 @@ fn a_folder_as_users_have_it_trains_and_says_what_it_skipped() {
             "{name}: {stderr}"
         );
     }
-    assert!(stderr.contains("skipped 3 of 15 files"), "{stderr}");
+    assert!(stderr.contains("skipped 3 of 19 files"), "{stderr}");
     assert!(
-        stderr.contains("mixes 6 gray and 6 colour images"),
+        stderr.contains("mixes 4 gray and 12 colour images"),
         "{stderr}"
     );
+    // -q keeps the warnings back.
+    let (ok, quiet) = contrastive(&["-q", "embed", &run], &[]);
+    assert!(ok && !quiet.contains("skipped"), "{quiet}");
     // Asked to stop at the first bad file, it does, naming it.
     write_config("on_bad_file = \"fail\"");
     let (ok, stderr) = contrastive(&["train", "--quiet", "--config", &config_text], &[]);
@@ -489,4 +472,46 @@ fn an_output_into_a_missing_folder_is_refused_before_any_work() {
             && stderr.contains("does not exist"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_gray_model_on_colour_images_converts_them_or_says_why_it_cannot() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = shapes_config(dir.path(), 1);
+    let (ok, stderr) = contrastive(&["train", "--config", &config.display().to_string()], &[]);
+    assert!(ok, "{stderr}");
+    // Mostly colour images, with no data.channels: brought to the model's one channel.
+    let photos = dir.path().join("photos");
+    contrastive_e2e::write_mixed_images(&photos, "a", 0);
+    contrastive_e2e::write_mixed_images(&photos, "b", 1);
+    let run = dir.path().join("run").display().to_string();
+    let dir_set = format!("data.dir={:?}", photos.display().to_string());
+    let test_set = format!("data.test_dir={:?}", photos.display().to_string());
+    let eval = |extra: &[&str]| {
+        let mut args = vec!["eval", &run, "--set", &dir_set, "--set", &test_set];
+        args.extend_from_slice(&["--set", "data.image_size=24"]);
+        args.extend_from_slice(extra);
+        let out = Command::new(env!("CARGO_BIN_EXE_contrastive"))
+            .args(&args)
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (status, stdout, stderr) = eval(&[]);
+    assert_eq!(status, Some(0), "{stderr}");
+    assert!(stdout.contains("kNN top-1"), "{stdout}");
+    // Asked to keep three channels, it stops before reading them, saying what to change.
+    let (status, _, stderr) = eval(&["--set", "data.channels=3"]);
+    assert_eq!(status, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("takes 1-channel images, but data.channels asks for 3-channel ones")
+            && stderr.contains("set data.channels = 1"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
 }

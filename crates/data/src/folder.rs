@@ -11,7 +11,7 @@ use image::{ImageFormat, ImageReader};
 use rayon::prelude::*;
 
 use crate::dataset::check_index;
-use crate::image_io::{Channels, Resize, conform};
+use crate::image_io::{Channels, Resize, conform, read_image};
 use crate::{Dataset, Error, Image, Result, Sample, Source};
 
 /// How a folder's contents map to labels.
@@ -183,15 +183,7 @@ impl ImageFolder {
     }
 
     fn decode(&self, path: &Path) -> Result<Image> {
-        let decoded = ImageReader::open(path)
-            .map_err(|e| Error::io(path, e))?
-            .with_guessed_format()
-            .map_err(|e| Error::io(path, e))?
-            .decode()
-            .map_err(|e| Error::Decode {
-                path: path.to_path_buf(),
-                message: e.to_string(),
-            })?;
+        let decoded = read_image(path)?;
         Ok(conform(decoded, self.options.channels, self.options.resize))
     }
 }

@@ -1,11 +1,41 @@
 //! Bridges between the `image` crate and our `[H, W, C]` arrays, and the channel and size
 //! policies readers apply to pictures of any kind and size.
 
+use std::path::Path;
+
 use image::imageops::FilterType;
-use image::{DynamicImage, GrayAlphaImage, GrayImage, RgbImage, RgbaImage};
+use image::{
+    DynamicImage, GrayAlphaImage, GrayImage, ImageDecoder, ImageReader, RgbImage, RgbaImage,
+};
 use ndarray::{Array3, ArrayView3};
 
 use crate::{Error, Image, Result};
+
+/// Reads a picture file of any format the `image` crate decodes (told by its bytes, not its
+/// name) and turns it upright as its EXIF orientation tag says (cameras store portrait
+/// photos sideways with a tag), as browsers and photo viewers show it.
+///
+/// ```no_run
+/// let photo = contrastive_data::read_image("photos/cat.jpg".as_ref())?;
+/// println!("{} x {}", photo.width(), photo.height());
+/// # Ok::<(), contrastive_data::Error>(())
+/// ```
+pub fn read_image(path: &Path) -> Result<DynamicImage> {
+    let decode_error = |e: image::ImageError| Error::Decode {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let mut decoder = ImageReader::open(path)
+        .map_err(|e| Error::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?
+        .into_decoder()
+        .map_err(decode_error)?;
+    let orientation = decoder.orientation().map_err(decode_error)?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
+    image.apply_orientation(orientation);
+    Ok(image)
+}
 
 /// Converts a picture into a `u8` array `[H, W, C]`, keeping its channels (gray 1,
 /// gray+alpha 2, RGB 3, RGBA 4); 16-bit and float pictures are reduced to 8 bits.

@@ -99,14 +99,42 @@ pub(crate) struct LoadedModel {
     pub(crate) size: usize,
 }
 
-/// Loads `model_path` for inference on `data` with `config`'s numerics.
+/// Loads `model_path` for inference and the data `config` names, read for that model: a
+/// folder dataset without `data.channels` is brought to the channels the model takes (its
+/// gray or colour images converted); any other difference in channels is an error naming
+/// both, raised before the data is read where the config tells it.
 pub(crate) fn load_for_inference(
     config: &TrainConfig,
-    data: &RunData,
     model_path: &Path,
-) -> Result<LoadedModel> {
+) -> Result<(RunData, LoadedModel)> {
     let (device, precision, channels_last) = config.run.numerics()?;
     let (vs, model) = load_model(model_path, device)?;
+    let takes = usize::try_from(model.config().in_channels).unwrap_or(0);
+    let mut data_config = config.data.clone();
+    if data_config.dataset == "folder" && data_config.channels.is_none() {
+        data_config.channels = Some(takes);
+    }
+    let mismatch = |has: usize, source: &str| Error::Invalid {
+        field: "data.channels",
+        message: format!(
+            "{} takes {takes}-channel images, but {source} {has}-channel ones; use the model \
+             on data like its run's{}",
+            model_path.display(),
+            if config.data.dataset == "folder" {
+                format!(" (or set data.channels = {takes} to convert the images)")
+            } else {
+                String::new()
+            }
+        ),
+    };
+    if let Some(has) = data_config.channels.filter(|&c| c != takes) {
+        return Err(mismatch(has, "data.channels asks for"));
+    }
+    let data = crate::data::load(&data_config)?;
+    if data.channels != takes {
+        let source = format!("the data ({}) has", config.data.dataset);
+        return Err(mismatch(data.channels, &source));
+    }
     if channels_last {
         var_store_to_channels_last(&vs)?;
     }
@@ -115,20 +143,23 @@ pub(crate) fn load_for_inference(
         precision,
         format: Input::format(&data.mean, &data.std, channels_last)?,
     };
-    Ok(LoadedModel {
-        _vs: vs,
-        model,
-        input,
-        size: data.size,
-    })
+    let size = data.size;
+    Ok((
+        data,
+        LoadedModel {
+            _vs: vs,
+            model,
+            input,
+            size,
+        },
+    ))
 }
 
 /// Evaluates a saved model (a run's `model.safetensors`) on the data `config` names, with
 /// the run's device, precision and evaluation settings: the same figures as the run's final
 /// report.
 pub fn evaluate_saved(config: &TrainConfig, model_path: &Path) -> Result<Evaluation> {
-    let data = crate::data::load(&config.data)?;
-    let loaded = load_for_inference(config, &data, model_path)?;
+    let (data, loaded) = load_for_inference(config, model_path)?;
     let test = held_out(&data)?;
     let features = Features::labeled(&data.train, test, &|images| {
         embed(&loaded.model, images, &loaded.input)
@@ -172,8 +203,7 @@ pub fn model_identity(path: &Path) -> Result<String> {
 /// Embeds the training split of `config`'s data with a saved model (backbone features):
 /// an [`EmbeddingStore`] with the items' ids, the model's identity and its preprocessing.
 pub fn embed_dataset(config: &TrainConfig, model_path: &Path) -> Result<EmbeddingStore> {
-    let data = crate::data::load(&config.data)?;
-    let loaded = load_for_inference(config, &data, model_path)?;
+    let (data, loaded) = load_for_inference(config, model_path)?;
     let features = embed(&loaded.model, &data.train.images, &loaded.input)?;
     let info = StoreInfo {
         model: model_identity(model_path)?,

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use ab_glyph::PxScale;
 use contrastive_augment::Image;
-use contrastive_data::{Channels, Resize, conform};
+use contrastive_data::{Channels, Resize, conform, read_image};
 use image::{Rgb, RgbImage, imageops};
 use imageproc::drawing::{draw_hollow_rect_mut, draw_text_mut};
 use imageproc::rect::Rect;
@@ -148,8 +148,8 @@ pub fn images_for_ids(config: Option<&TrainConfig>, ids: &[String]) -> Result<Ve
                         message: format!("{id} is not in the dataset"),
                     });
             }
-            let image = image::open(id).map_err(|e| Error::MissingData {
-                message: format!("{id}: {e}"),
+            let image = read_image(Path::new(id)).map_err(|e| Error::MissingData {
+                message: e.to_string(),
             })?;
             Ok(conform(image, Channels::Keep, Resize::Keep))
         })

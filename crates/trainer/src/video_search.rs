@@ -66,8 +66,7 @@ impl VideoCollection {
                 ),
             });
         }
-        let data = crate::data::load(&config.data)?;
-        let model = load_for_inference(config, &data, model_path)?;
+        let (data, model) = load_for_inference(config, model_path)?;
         let mut warnings = data.warnings.clone();
         let mut splits = Vec::new();
         let size = data.size;
