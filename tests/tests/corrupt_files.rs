@@ -216,6 +216,7 @@ fn damaged_files_are_refused_or_read_exactly_never_a_panic() {
             mean: vec![0.5],
             std: vec![0.25],
         },
+        videos: None,
     };
     let store_path = root.join("store.safetensors");
     EmbeddingStore::new(&rows, info.clone())

@@ -169,11 +169,59 @@ fn temporal_training_learns_and_the_model_finds_frames_in_videos() {
     assert_eq!(hits[0].time, Some(0.7));
     assert!(hits[0].score > 0.99, "score {}", hits[0].score);
     assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
-    // A whole video as the query finds itself first.
-    let clip = collection.embed_video(&config, &video).unwrap();
+    // A whole video as the query finds itself first, and is shown by its middle frame.
+    let (clip, middle) = collection.embed_clip(&video).unwrap();
+    assert_eq!(middle.dim(), (32, 32, 3));
     let found = collection.search_clip(&clip, 2).unwrap();
     assert_eq!(found[0].path, video);
     assert!(found[0].score > 0.99, "score {}", found[0].score);
+
+    // The frame store: written once, searched without reading the videos, brought up to
+    // date by embedding only what changed.
+    let model = out.join("model.safetensors");
+    let frames = dir.path().join("frames.safetensors");
+    let (written, update) =
+        VideoCollection::update(&config, &model, &[], None, Some(&frames)).unwrap();
+    let videos = written.videos().len();
+    assert_eq!(update.embedded, videos);
+    let opened = VideoCollection::open(&config, &model, &frames).unwrap();
+    assert!(opened.warnings.is_empty(), "{:?}", opened.warnings);
+    let from_store = opened.search_frame(&query, 3).unwrap();
+    assert_eq!(
+        from_store, hits,
+        "the store answers as the fresh embedding does"
+    );
+    let from_store = opened.search_clip(&clip, 2).unwrap();
+    assert_eq!(from_store, found);
+    // A video rewritten (here: a copy of another) is found stale, then embedded alone.
+    let changed = data.join("test").join("video_000.mp4");
+    std::fs::copy(data.join("test").join("video_001.mp4"), &changed).unwrap();
+    let stale = VideoCollection::open(&config, &model, &frames).unwrap();
+    assert!(
+        stale.warnings.iter().any(|w| w.contains("video_000.mp4")),
+        "{:?}",
+        stale.warnings
+    );
+    let previous = contrastive_retrieval::EmbeddingStore::load(&frames).unwrap();
+    let (_, update) =
+        VideoCollection::update(&config, &model, &[], Some(&previous), Some(&frames)).unwrap();
+    assert_eq!(
+        (update.embedded, update.reused),
+        (1, videos - 1),
+        "{update:?}"
+    );
+    let fresh = VideoCollection::open(&config, &model, &frames).unwrap();
+    assert!(fresh.warnings.is_empty(), "{:?}", fresh.warnings);
+    // A store of images is refused by name.
+    let images = dir.path().join("images.safetensors");
+    let mut info = previous.info().clone();
+    info.videos = None;
+    contrastive_retrieval::EmbeddingStore::new(previous.embeddings(), info)
+        .unwrap()
+        .save(&images)
+        .unwrap();
+    let err = VideoCollection::open(&config, &model, &images).unwrap_err();
+    assert!(err.to_string().contains("not of video frames"), "{err}");
 }
 
 #[test]

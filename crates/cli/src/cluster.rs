@@ -135,10 +135,16 @@ pub fn run(args: ClusterArgs) -> Result<()> {
             )
         })
         .collect();
+    let legend: Vec<String> = members
+        .iter()
+        .enumerate()
+        .map(|(cluster, items)| format!("cluster {cluster} ({} items)", items.len()))
+        .collect();
     scatter(
         &args.map,
         &format!("{method} of the embeddings, coloured by k-means cluster"),
         &drawn,
+        &legend,
     )?;
     println!("map      {}", args.map.display());
     Ok(())

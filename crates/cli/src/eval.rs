@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use contrastive_trainer::{Evaluation, TrainConfig, evaluate_raw_pixels, evaluate_saved};
+use contrastive_trainer::{
+    Evaluation, PixelComparison, TrainConfig, evaluate_raw_pixels, evaluate_saved_against_pixels,
+};
 
 /// Arguments of `contrastive eval`.
 #[derive(Args, Debug)]
@@ -39,29 +41,36 @@ pub fn open_run(
     ))
 }
 
-/// Runs `contrastive eval`: prints the figures and writes RUN/eval.json (or, for raw
-/// pixels, RUN/eval-raw-pixels.json).
+/// Runs `contrastive eval`: prints the figures beside the raw pixels' and writes RUN/eval.json
+/// and RUN/eval-raw-pixels.json (with --raw-pixels, only the latter).
 pub fn run(args: EvalArgs) -> Result<()> {
     let (config, model) = open_run(&args.run, &args.set, args.model)?;
-    let (results, file) = if args.raw_pixels {
-        let results = evaluate_raw_pixels(&config).context("evaluating raw pixels")?;
-        (results, "eval-raw-pixels.json")
-    } else {
-        let results = evaluate_saved(&config, &model)
-            .with_context(|| format!("evaluating {}", model.display()))?;
-        (results, "eval.json")
+    let write = |file: &str, results: &Evaluation| -> Result<()> {
+        let path = args.run.join(file);
+        let json = serde_json::to_string_pretty(results).expect("an evaluation serialises");
+        std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+        println!("written        {}", path.display());
+        Ok(())
     };
-    print_evaluation(&results);
-    let path = args.run.join(file);
-    let json = serde_json::to_string_pretty(&results).expect("an evaluation serialises");
-    std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
-    println!("written        {}", path.display());
+    if args.raw_pixels {
+        let results = evaluate_raw_pixels(&config).context("evaluating raw pixels")?;
+        print_evaluation(&results, None);
+        return write("eval-raw-pixels.json", &results);
+    }
+    let (results, pixels) = evaluate_saved_against_pixels(&config, &model)
+        .with_context(|| format!("evaluating {}", model.display()))?;
+    print_evaluation(&results, pixels.as_ref());
+    write("eval.json", &results)?;
+    if let Some(pixels) = &pixels {
+        write("eval-raw-pixels.json", &pixels.raw_pixels)?;
+    }
     Ok(())
 }
 
 /// The figures of an evaluation, one per line: the video figures for video data, the
-/// image figures otherwise.
-pub fn print_evaluation(e: &Evaluation) {
+/// image figures otherwise, each beside the raw pixels' when `pixels` has them, and a
+/// plain line when the model does worse than the pixels.
+pub fn print_evaluation(e: &Evaluation, pixels: Option<&PixelComparison>) {
     let pct = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{:.2} %", v * 100.0));
     let num = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.4}"));
     if e.video_recall_at_1.is_some() || e.video_nmi.is_some() {
@@ -82,14 +91,46 @@ pub fn print_evaluation(e: &Evaluation) {
         );
         return;
     }
-    println!("kNN top-1      {}", pct(e.knn_top1));
-    println!("linear probe   {}", pct(e.linear_probe_top1));
-    println!("precision@1    {}", pct(e.precision_at_1));
-    println!("MAP@R          {}", num(e.map_at_r));
+    let raw = pixels.map(|p| &p.raw_pixels);
+    let beside = |shown: String, value: &dyn Fn(&Evaluation) -> String| match raw {
+        Some(raw) => format!("{shown:<10} raw pixels {}", value(raw)),
+        None => shown,
+    };
+    println!(
+        "kNN top-1      {}",
+        beside(pct(e.knn_top1), &|r| pct(r.knn_top1))
+    );
+    println!(
+        "linear probe   {}",
+        beside(pct(e.linear_probe_top1), &|r| pct(r.linear_probe_top1))
+    );
+    println!(
+        "precision@1    {}",
+        beside(pct(e.precision_at_1), &|r| pct(r.precision_at_1))
+    );
+    println!(
+        "MAP@R          {}",
+        beside(num(e.map_at_r), &|r| num(r.map_at_r))
+    );
     println!(
         "k-means        NMI {}, ARI {}, accuracy {}",
         num(e.kmeans_nmi),
         num(e.kmeans_ari),
         pct(e.kmeans_accuracy)
     );
+    if let Some(raw) = raw {
+        println!(
+            "  raw pixels   NMI {}, ARI {}, accuracy {}",
+            num(raw.kmeans_nmi),
+            num(raw.kmeans_ari),
+            pct(raw.kmeans_accuracy)
+        );
+    }
+    match pixels.and_then(PixelComparison::warning) {
+        Some(warning) => println!("warning: {warning}"),
+        None if pixels.is_some() => {
+            println!("the embedding is no worse than raw pixels on any figure")
+        }
+        None => {}
+    }
 }

@@ -9,7 +9,7 @@ use clap::Args;
 use contrastive_data::{Channels, Resize, conform, image_from_hwc, read_image};
 use contrastive_retrieval::{EmbeddingStore, HnswConfig, HnswIndex, Metric};
 use contrastive_tensor::parse_device;
-use contrastive_trainer::{contact_sheet, embed_dataset, embed_query, images_for_ids};
+use contrastive_trainer::{Tile, contact_sheet, embed_dataset, embed_query, images_for_ids};
 
 /// Arguments of `contrastive embed`.
 #[derive(Args, Debug)]
@@ -240,12 +240,25 @@ pub fn search(args: SearchArgs) -> Result<()> {
 
     let neighbours = images_for_ids(config.as_ref(), &ids)
         .context("reading the neighbours' images for the contact sheet")?;
-    let query_image = conform(image, Channels::Keep, Resize::Keep);
-    let scored: Vec<_> = neighbours
+    let query = Tile {
+        image: conform(image, Channels::Keep, Resize::Keep),
+        score: None,
+        caption: match (&args.image, &args.query_id) {
+            (Some(path), _) => crate::video::file_name(path),
+            (None, id) => id.clone().unwrap_or_default(),
+        },
+    };
+    let tiles: Vec<Tile> = neighbours
         .into_iter()
-        .zip(scores.iter().map(|&s| f64::from(s)))
+        .zip(&scores)
+        .zip(&ids)
+        .map(|((image, &score), id)| Tile {
+            image,
+            score: Some(f64::from(score)),
+            caption: crate::video::file_name(std::path::Path::new(id)),
+        })
         .collect();
-    contact_sheet(&args.sheet, &query_image, &scored)
+    contact_sheet(&args.sheet, &query, &tiles)
         .with_context(|| format!("writing the contact sheet {}", args.sheet.display()))?;
     println!("contact sheet  {}", args.sheet.display());
     Ok(())

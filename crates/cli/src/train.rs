@@ -155,7 +155,7 @@ fn print_report(report: &Report) {
         );
         return;
     }
-    crate::eval::print_evaluation(&report.evaluation);
+    crate::eval::print_evaluation(&report.evaluation, report.raw_pixels.as_ref());
     if let Some(model) = &report.model {
         println!("model          {}", model.display());
     }

@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use contrastive_data::{Channels, Resize, conform, read_image};
-use contrastive_trainer::{VideoCollection, VideoHit, contact_sheet, ensure_demo};
+use contrastive_retrieval::EmbeddingStore;
+use contrastive_trainer::{Tile, VideoCollection, VideoHit, contact_sheet, ensure_demo};
+
+/// The frame store's file in a run directory.
+const FRAME_STORE: &str = "frames.safetensors";
 
 /// Arguments of `contrastive video`.
 #[derive(Args, Debug)]
@@ -24,8 +28,26 @@ enum VideoCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Embeds every frame of a set of videos once into a frame store that `video search`
+    /// answers from in about a second; run again after videos are added or changed, it
+    /// embeds only those.
+    Embed(EmbedArgs),
     /// The videos most like a query frame (with the moment that matches) or a query clip.
     Search(SearchArgs),
+}
+
+/// Arguments of `contrastive video embed`.
+#[derive(Args, Debug)]
+struct EmbedArgs {
+    /// The run directory of a model trained on video.
+    #[arg(long)]
+    run: PathBuf,
+    /// Folders of videos to embed (repeatable; default: the run's own video folder).
+    #[arg(long = "videos")]
+    videos: Vec<PathBuf>,
+    /// The frame store to write or bring up to date (default: RUN/frames.safetensors).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 /// Arguments of `contrastive video search`.
@@ -40,9 +62,14 @@ struct SearchArgs {
     /// A query video file: videos are ranked by their mean frame embedding.
     #[arg(long)]
     clip: Option<PathBuf>,
-    /// Folders of videos to search (repeatable; default: the run's own video folder).
-    #[arg(long = "videos")]
+    /// Folders of videos to search, embedded for this search alone (repeatable; default:
+    /// the frame store, else the run's own video folder).
+    #[arg(long = "videos", conflicts_with = "frames")]
     videos: Vec<PathBuf>,
+    /// The frame store to search (from `contrastive video embed`; default:
+    /// RUN/frames.safetensors when it exists).
+    #[arg(long)]
+    frames: Option<PathBuf>,
     /// Videos to list.
     #[arg(short, long, default_value_t = 5)]
     k: usize,
@@ -60,18 +87,62 @@ pub fn run(args: VideoArgs) -> Result<()> {
             println!("demo videos in {} (train/, test/)", out.display());
             Ok(())
         }
+        VideoCommand::Embed(args) => embed(args),
         VideoCommand::Search(args) => search(args),
     }
+}
+
+fn embed(args: EmbedArgs) -> Result<()> {
+    let out = args.out.unwrap_or_else(|| args.run.join(FRAME_STORE));
+    crate::check_output("--out", &out)?;
+    let (config, model) = crate::eval::open_run(&args.run, &[], None)?;
+    // A store that cannot be read (damaged, or not a frame store) is rebuilt, not trusted.
+    let previous = match out.exists() {
+        true => match EmbeddingStore::load(&out) {
+            Ok(store) => Some(store),
+            Err(e) => {
+                tracing::warn!("{}: {e}; embedding every video again", out.display());
+                None
+            }
+        },
+        false => None,
+    };
+    let (collection, update) =
+        VideoCollection::update(&config, &model, &args.videos, previous.as_ref(), Some(&out))
+            .with_context(|| format!("embedding the videos with {}", model.display()))?;
+    println!(
+        "{}: {} videos, {} frames ({} embedded, {} kept, {} dropped)",
+        out.display(),
+        collection.videos().len(),
+        collection.store().len(),
+        update.embedded,
+        update.reused,
+        update.dropped
+    );
+    Ok(())
 }
 
 fn search(args: SearchArgs) -> Result<()> {
     crate::check_output("--sheet", &args.sheet)?;
     let (config, model) = crate::eval::open_run(&args.run, &[], None)?;
-    let collection = VideoCollection::embed(&config, &model, &args.videos)
-        .with_context(|| format!("embedding the videos with {}", model.display()))?;
-    for warning in &collection.warnings {
-        eprintln!("warning: {warning}");
-    }
+    let frames = args.frames.clone().or_else(|| {
+        let beside = args.run.join(FRAME_STORE);
+        (args.videos.is_empty() && beside.is_file()).then_some(beside)
+    });
+    let collection = match &frames {
+        Some(frames) => VideoCollection::open(&config, &model, frames)
+            .with_context(|| format!("opening the frame store {}", frames.display()))?,
+        None => {
+            let collection = VideoCollection::embed(&config, &model, &args.videos)
+                .with_context(|| format!("embedding the videos with {}", model.display()))?;
+            eprintln!(
+                "note: every frame was embedded for this search; `contrastive video embed --run \
+                 {}` does it once",
+                args.run.display()
+            );
+            collection
+        }
+    };
     let (hits, query_image) = match (&args.image, &args.clip) {
         (Some(path), _) => {
             let image = read_image(path).context("reading the query image")?;
@@ -80,15 +151,10 @@ fn search(args: SearchArgs) -> Result<()> {
             (hits, conform(image, Channels::Keep, Resize::Keep))
         }
         (None, Some(path)) => {
-            let frames = collection
-                .embed_video(&config, path)
+            let (frames, middle) = collection
+                .embed_clip(path)
                 .with_context(|| format!("reading the query clip {}", path.display()))?;
-            let hits = collection.search_clip(&frames, args.k)?;
-            let first = hits
-                .first()
-                .map(|h| h.image.clone())
-                .context("no videos to search")?;
-            (hits, first)
+            (collection.search_clip(&frames, args.k)?, middle)
         }
         (None, None) => unreachable!("clap requires --image or --clip"),
     };
@@ -104,11 +170,35 @@ fn search(args: SearchArgs) -> Result<()> {
             hit.path.display()
         );
     }
-    let scored: Vec<_> = hits.iter().map(|h| (h.image.clone(), h.score)).collect();
-    contact_sheet(&args.sheet, &query_image, &scored)
+    let query_caption = match (&args.image, &args.clip) {
+        (Some(path), _) | (None, Some(path)) => file_name(path),
+        (None, None) => unreachable!("clap requires --image or --clip"),
+    };
+    let tiles: Vec<Tile> = hits
+        .iter()
+        .map(|h| Tile {
+            image: h.image.clone(),
+            score: Some(h.score),
+            caption: format!("{} {}", h.name, timestamp(h)),
+        })
+        .collect();
+    let query = Tile {
+        image: query_image,
+        score: None,
+        caption: query_caption,
+    };
+    contact_sheet(&args.sheet, &query, &tiles)
         .with_context(|| format!("writing the contact sheet {}", args.sheet.display()))?;
     println!("contact sheet  {}", args.sheet.display());
     Ok(())
+}
+
+/// The file name of `path` (the whole path when it has none).
+pub(crate) fn file_name(path: &std::path::Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// `m:ss.s` of a hit, or `-` when the frame rate is unknown.

@@ -450,7 +450,7 @@ impl VideoFiles {
                 }
                 Err(e) if strict => return Err(e),
                 Err(e) => {
-                    tracing::warn!(file = %path.display(), error = %e, "skipping unreadable video");
+                    tracing::warn!("skipped {}: {e}", path.display());
                     skipped.push(SkippedFile {
                         path,
                         reason: e.to_string(),

@@ -49,5 +49,5 @@ pub use crate::metrics::{
     retrieval_metrics, uniformity,
 };
 pub use crate::search::{Metric, Neighbours, normalize, search};
-pub use crate::store::{EmbeddingStore, Preprocess, StoreInfo};
+pub use crate::store::{EmbeddingStore, Preprocess, StoreInfo, StoredVideo};
 pub use crate::video::{FrameLabels, FrameRetrieval, frame_retrieval};

@@ -34,6 +34,26 @@ pub struct StoreInfo {
     pub ids: Vec<String>,
     /// How query images are prepared.
     pub preprocess: Preprocess,
+    /// For a store of video frames: its videos in row order, each one's frames consecutive
+    /// rows (`None` for a store of images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub videos: Option<Vec<StoredVideo>>,
+}
+
+/// A video whose frames a store holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredVideo {
+    /// The video file (or folder of frame images).
+    pub path: std::path::PathBuf,
+    /// Its name (the file stem).
+    pub name: String,
+    /// What its frames were made from (file sizes and times, decoding settings): a video
+    /// whose fingerprint changed is embedded again.
+    pub fingerprint: String,
+    /// Its frames in the store.
+    pub frames: usize,
+    /// Frames per second of those frames, when known.
+    pub fps: Option<f64>,
 }
 
 /// Embeddings `[N, D]` (`f32`, CPU) of items, made by one model.
@@ -177,6 +197,15 @@ impl EmbeddingStore {
         // F32 exactly (a header edited to another dtype of the same size is refused, not
         // reinterpreted), and finite.
         let embeddings = file.take(TENSOR, Kind::Float)?;
+        if let Some(videos) = &info.videos {
+            let frames: usize = videos.iter().map(|v| v.frames).sum();
+            if frames != info.ids.len() {
+                return Err(not_a_store(&format!(
+                    "its videos have {frames} frames in all, but it holds {} rows",
+                    info.ids.len()
+                )));
+            }
+        }
         Self::new(&embeddings, info)
     }
 
@@ -226,6 +255,7 @@ mod tests {
                 mean: vec![0.5],
                 std: vec![0.25],
             },
+            videos: None,
         }
     }
 

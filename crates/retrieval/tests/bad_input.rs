@@ -29,6 +29,7 @@ fn info(n: usize) -> StoreInfo {
             mean: vec![0.5],
             std: vec![0.25],
         },
+        videos: None,
     }
 }
 

@@ -19,6 +19,7 @@ use contrastive_tensor::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::baseline::{PixelComparison, raw_pixel_baseline};
 use crate::config::{EvalConfig, TrainConfig};
 use crate::data::{RunData, SplitData};
 use crate::video::VideoIndex;
@@ -107,7 +108,7 @@ pub(crate) fn load_for_inference(
     config: &TrainConfig,
     model_path: &Path,
 ) -> Result<(RunData, LoadedModel)> {
-    let (device, precision, channels_last) = config.run.numerics()?;
+    let (device, ..) = config.run.numerics()?;
     let (vs, model) = load_model(model_path, device)?;
     let takes = usize::try_from(model.config().in_channels).unwrap_or(0);
     let mut data_config = config.data.clone();
@@ -135,53 +136,90 @@ pub(crate) fn load_for_inference(
         let source = format!("the data ({}) has", config.data.dataset);
         return Err(mismatch(data.channels, &source));
     }
-    if channels_last {
-        var_store_to_channels_last(&vs)?;
+    let loaded = LoadedModel::fed(config, vs, model, &data.mean, &data.std, data.size)?;
+    Ok((data, loaded))
+}
+
+impl LoadedModel {
+    /// The model at `model_path` with the run's numerics, fed images prepared as `preprocess`
+    /// says (a store's), without reading the run's data.
+    pub(crate) fn for_store(
+        config: &TrainConfig,
+        model_path: &Path,
+        preprocess: &Preprocess,
+    ) -> Result<Self> {
+        let (device, ..) = config.run.numerics()?;
+        let (vs, model) = load_model(model_path, device)?;
+        let pre = preprocess;
+        Self::fed(config, vs, model, &pre.mean, &pre.std, pre.size)
     }
-    let input = Input {
-        device,
-        precision,
-        format: Input::format(&data.mean, &data.std, channels_last)?,
-    };
-    let size = data.size;
-    Ok((
-        data,
-        LoadedModel {
+
+    /// `model` (whose weights `vs` holds) fed `size`-pixel images normalised by `mean` and
+    /// `std`, in the run's precision and layout.
+    fn fed(
+        config: &TrainConfig,
+        vs: VarStore,
+        model: EmbeddingModel,
+        mean: &[f32],
+        std: &[f32],
+        size: usize,
+    ) -> Result<Self> {
+        let (device, precision, channels_last) = config.run.numerics()?;
+        if channels_last {
+            var_store_to_channels_last(&vs)?;
+        }
+        let format = Input::format(mean, std, channels_last)?;
+        Ok(Self {
             _vs: vs,
             model,
-            input,
+            input: Input {
+                device,
+                precision,
+                format,
+            },
             size,
-        },
-    ))
+        })
+    }
 }
 
 /// Evaluates a saved model (a run's `model.safetensors`) on the data `config` names, with
 /// the run's device, precision and evaluation settings: the same figures as the run's final
 /// report.
 pub fn evaluate_saved(config: &TrainConfig, model_path: &Path) -> Result<Evaluation> {
+    Ok(evaluate_loaded(config, model_path)?.1)
+}
+
+/// [`evaluate_saved`], and its figures held against the raw pixels' (cached per dataset;
+/// `None` for video).
+pub fn evaluate_saved_against_pixels(
+    config: &TrainConfig,
+    model_path: &Path,
+) -> Result<(Evaluation, Option<PixelComparison>)> {
+    let (data, evaluation) = evaluate_loaded(config, model_path)?;
+    let comparison = PixelComparison::of(config, &data, &evaluation)?;
+    Ok((evaluation, comparison))
+}
+
+/// The data `config` names and the evaluation of `model_path` on it.
+fn evaluate_loaded(config: &TrainConfig, model_path: &Path) -> Result<(RunData, Evaluation)> {
     let (data, loaded) = load_for_inference(config, model_path)?;
     let test = held_out(&data)?;
     let features = Features::labeled(&data.train, test, &|images| {
         embed(&loaded.model, images, &loaded.input)
     })?;
-    features.evaluate(&config.eval, data.classes.len(), config.run.seed, None)
+    let evaluation = features.evaluate(&config.eval, data.classes.len(), config.run.seed, None)?;
+    Ok((data, evaluation))
 }
 
 /// The same evaluation as [`evaluate_saved`] with the normalised pixels themselves as
-/// features: the baseline a learned embedding has to beat.
+/// features: the baseline a learned embedding has to beat (cached per dataset, see
+/// [`raw_pixel_baseline`]).
 pub fn evaluate_raw_pixels(config: &TrainConfig) -> Result<Evaluation> {
     let data = crate::data::load(&config.data)?;
-    let format = Input::format(&data.mean, &data.std, false)?;
-    let pixels = |images: &[Image]| -> Result<Tensor> {
-        let parts = images
-            .chunks(1024)
-            .map(|chunk| Ok(to_batch(chunk, &format)?.flatten(1, -1)))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Tensor::cat(&parts, 0))
-    };
-    let test = held_out(&data)?;
-    let features = Features::labeled(&data.train, test, &pixels)?;
-    features.evaluate(&config.eval, data.classes.len(), config.run.seed, None)
+    held_out(&data)?;
+    raw_pixel_baseline(config, &data)?.ok_or_else(|| Error::MissingData {
+        message: "raw pixels are compared on labeled images, not on video".into(),
+    })
 }
 
 /// The labeled held-out split an evaluation tests on.
@@ -214,6 +252,7 @@ pub fn embed_dataset(config: &TrainConfig, model_path: &Path) -> Result<Embeddin
             mean: data.mean.clone(),
             std: data.std.clone(),
         },
+        videos: None,
     };
     Ok(EmbeddingStore::new(&features, info)?)
 }
@@ -296,7 +335,7 @@ impl Features {
 
     /// The features (by `features`) of two labeled splits, with their labels. Video is
     /// judged within the held-out videos alone, so its training frames are left out.
-    fn labeled(
+    pub(crate) fn labeled(
         train: &SplitData,
         test: &SplitData,
         features: &dyn Fn(&[Image]) -> Result<Tensor>,

@@ -45,8 +45,9 @@ pub(crate) fn font() -> Option<FontVec> {
         .find_map(|p| FontVec::try_from_vec(std::fs::read(p).ok()?).ok())
 }
 
-/// About five round tick values covering `[low, high]`.
-fn ticks(low: f64, high: f64) -> Vec<f64> {
+/// About five round tick values covering `[low, high]`, and the decimals that tell them
+/// apart (as many as their step needs, so neighbouring labels never read the same).
+fn ticks(low: f64, high: f64) -> (Vec<f64>, usize) {
     let span = (high - low).max(1e-12);
     let raw = span / 5.0;
     let magnitude = 10f64.powf(raw.log10().floor());
@@ -56,18 +57,36 @@ fn ticks(low: f64, high: f64) -> Vec<f64> {
         .find(|s| *s >= raw)
         .unwrap_or(10.0 * magnitude);
     let first = (low / step).ceil() * step;
-    (0..)
+    let values = (0..)
         .map(|i| first + i as f64 * step)
         .take_while(|v| *v <= high + step * 1e-9)
-        .collect()
+        .collect();
+    let decimals = (0..12)
+        .find(|&d| {
+            let scaled = step * 10f64.powi(d);
+            (scaled - scaled.round()).abs() < 1e-6 * scaled.max(1.0)
+        })
+        .unwrap_or(12);
+    (values, decimals as usize)
 }
 
-fn label(value: f64) -> String {
-    if value.abs() >= 1000.0 || value == value.round() {
-        format!("{value:.0}")
+/// A tick label with `decimals` digits after the point (none from 1000 up).
+fn label(value: f64, decimals: usize) -> String {
+    let decimals = if value.abs() >= 1000.0 { 0 } else { decimals };
+    // `-0` reads as a mistake on an axis.
+    let value = if value.abs() < 1e-12 { 0.0 } else { value };
+    format!("{value:.decimals$}")
+}
+
+/// `[low, high]` widened so that a single value (one point, or a flat line) sits in the
+/// middle of a readable range instead of on the edge of a vanishing one.
+fn widen(low: f64, high: f64, pad: f64) -> (f64, f64) {
+    if high - low < 1e-9 * low.abs().max(1.0) {
+        let half = pad * low.abs().max(1.0);
+        (low - half, high + half)
     } else {
-        let text = format!("{value:.3}");
-        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+        let margin = (high - low) * 0.05;
+        (low - margin, high + margin)
     }
 }
 
@@ -92,10 +111,10 @@ pub fn line_chart(
         (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
     }
     if x1 - x0 < 1e-12 {
-        x1 = x0 + 1.0;
+        // One epoch, say: the point in the middle of one unit either side.
+        (x0, x1) = (x0 - 1.0, x1 + 1.0);
     }
-    let pad = ((y1 - y0) * 0.05).max(1e-6);
-    (y0, y1) = (y0 - pad, y1 + pad);
+    (y0, y1) = widen(y0, y1, 0.05);
     let (w, h) = (WIDTH as f32 - LEFT - RIGHT, HEIGHT as f32 - TOP - BOTTOM);
     let px = |x: f64| LEFT + ((x - x0) / (x1 - x0)) as f32 * w;
     let py = |y: f64| TOP + h - ((y - y0) / (y1 - y0)) as f32 * h;
@@ -103,10 +122,11 @@ pub fn line_chart(
     let (grid, axis, ink) = (Rgb([225, 225, 225]), Rgb([60, 60, 60]), Rgb([20, 20, 20]));
     let small = PxScale::from(14.0);
 
-    for y in ticks(y0, y1) {
+    let (y_ticks, y_decimals) = ticks(y0, y1);
+    for y in y_ticks {
         draw_line_segment_mut(&mut canvas, (LEFT, py(y)), (LEFT + w, py(y)), grid);
         if let Some(font) = &font {
-            let text = label(y);
+            let text = label(y, y_decimals);
             let (tw, th) = text_size(small, font, &text);
             draw_text_mut(
                 &mut canvas,
@@ -119,10 +139,11 @@ pub fn line_chart(
             );
         }
     }
-    for x in ticks(x0, x1) {
+    let (x_ticks, x_decimals) = ticks(x0, x1);
+    for x in x_ticks {
         draw_line_segment_mut(&mut canvas, (px(x), TOP), (px(x), TOP + h), grid);
         if let Some(font) = &font {
-            let text = label(x);
+            let text = label(x, x_decimals);
             let (tw, _) = text_size(small, font, &text);
             draw_text_mut(
                 &mut canvas,
@@ -230,22 +251,70 @@ pub const PALETTE: [[u8; 3]; 10] = [
     [23, 190, 207],
 ];
 
-/// A scatter plot of `(x, y, category)` points, each category in its colour, at `path`.
-pub fn scatter(path: &Path, title: &str, points: &[(f64, f64, usize)]) -> Result<()> {
-    let mut canvas = RgbImage::from_pixel(WIDTH, WIDTH, Rgb([255, 255, 255]));
+/// Width of a scatter plot's legend column.
+const LEGEND: u32 = 200;
+
+/// A scatter plot of `(x, y, category)` points, each category in its colour, at `path`,
+/// with a legend naming each category (`legend[category]`) beside it; categories past the
+/// ten colours reuse them, and the legend says so.
+pub fn scatter(
+    path: &Path,
+    title: &str,
+    points: &[(f64, f64, usize)],
+    legend: &[String],
+) -> Result<()> {
+    let legend_width = if legend.is_empty() { 0 } else { LEGEND };
+    let mut canvas = RgbImage::from_pixel(WIDTH + legend_width, WIDTH, Rgb([255, 255, 255]));
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
     for &(x, y, _) in points {
         (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
     }
     let span = (x1 - x0).max(y1 - y0).max(1e-12);
     let (side, margin) = (WIDTH as f64 - 2.0 * f64::from(TOP), f64::from(TOP));
+    // Centred: a cloud narrower than it is tall (or a single point) sits in the middle.
+    let (cx, cy) = ((x0 + x1) / 2.0, (y0 + y1) / 2.0);
     for &(x, y, category) in points {
-        let px = margin + (x - x0) / span * side;
-        let py = margin + side - (y - y0) / span * side;
+        let px = margin + side / 2.0 + (x - cx) / span * side;
+        let py = margin + side / 2.0 - (y - cy) / span * side;
         let rect = imageproc::rect::Rect::at(px as i32 - 1, py as i32 - 1).of_size(3, 3);
         draw_filled_rect_mut(&mut canvas, rect, Rgb(PALETTE[category % PALETTE.len()]));
     }
-    save_titled(canvas, font().as_ref(), title, 10, path)
+    let font = font();
+    if let Some(font) = &font {
+        draw_legend(&mut canvas, font, WIDTH as i32, legend);
+    }
+    save_titled(canvas, font.as_ref(), title, 10, path)
+}
+
+/// One row per entry of `legend` (a swatch of its colour and its name) in a column from
+/// `left`, as many as fit; the rest are counted in a last row.
+fn draw_legend(canvas: &mut RgbImage, font: &FontVec, left: i32, legend: &[String]) {
+    const ROW: i32 = 20;
+    let ink = Rgb([20, 20, 20]);
+    let small = PxScale::from(13.0);
+    let fits = ((canvas.height() as i32 - 2 * TOP as i32) / ROW - 1).max(1) as usize;
+    let shown = if legend.len() > fits {
+        fits - 1
+    } else {
+        legend.len()
+    };
+    for (i, name) in legend.iter().take(shown).enumerate() {
+        let y = TOP as i32 + i as i32 * ROW;
+        let swatch = imageproc::rect::Rect::at(left, y + 3).of_size(12, 12);
+        draw_filled_rect_mut(canvas, swatch, Rgb(PALETTE[i % PALETTE.len()]));
+        draw_text_mut(canvas, ink, left + 18, y, small, font, name);
+    }
+    let mut notes = Vec::new();
+    if legend.len() > shown {
+        notes.push(format!("... and {} more", legend.len() - shown));
+    }
+    if legend.len() > PALETTE.len() {
+        notes.push(format!("colours repeat every {}", PALETTE.len()));
+    }
+    for (i, note) in notes.iter().enumerate() {
+        let y = TOP as i32 + (shown + i) as i32 * ROW;
+        draw_text_mut(canvas, ink, left, y, small, font, note);
+    }
 }
 
 /// Draws horizontal bars of factors (`(label, factor)`, e.g. how many times faster ours is
@@ -429,14 +498,60 @@ mod tests {
 
     #[test]
     fn ticks_are_round_and_cover_the_range() {
-        assert_eq!(ticks(0.0, 10.0), [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
-        let t = ticks(0.77, 0.81);
+        assert_eq!(ticks(0.0, 10.0), (vec![0.0, 2.0, 4.0, 6.0, 8.0, 10.0], 0));
+        let (t, decimals) = ticks(0.77, 0.81);
         assert!(
             t.len() >= 3 && t.iter().all(|v| (0.77..=0.81).contains(v)),
             "{t:?}"
         );
-        assert_eq!(label(0.25), "0.25");
-        assert_eq!(label(1200.0), "1200");
+        assert_eq!(decimals, 2, "{t:?}");
+        assert_eq!(label(0.25, 2), "0.25");
+        assert_eq!(label(1200.0, 1), "1200");
+        assert_eq!(ticks(0.0, 0.1).1, 2, "a step of 0.02 needs two decimals");
+        assert_eq!(
+            ticks(0.0, 0.12).1,
+            3,
+            "a step of 0.025 needs three decimals"
+        );
+    }
+
+    #[test]
+    fn every_tick_of_a_single_value_reads_differently() {
+        for value in [0.0, 1.0, 85.28, 1e-4, 1234.5, -3.0] {
+            let (low, high) = widen(value, value, 0.05);
+            assert!(low < value && value < high, "{value} inside {low}..{high}");
+            let (values, decimals) = ticks(low, high);
+            let labels: Vec<String> = values.iter().map(|v| label(*v, decimals)).collect();
+            let mut unique = labels.clone();
+            unique.dedup();
+            assert!(labels.len() >= 3, "{value}: {labels:?}");
+            assert_eq!(unique, labels, "{value}: {labels:?}");
+        }
+    }
+
+    #[test]
+    fn a_chart_of_one_point_puts_it_in_the_middle() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("one.png");
+        let color = [200, 70, 30];
+        let series = Series {
+            label: "kNN".into(),
+            color,
+            points: vec![(1.0, 85.28)],
+        };
+        line_chart(&path, "one", "epoch", "%", &[series]).unwrap();
+        let image = image::open(&path).unwrap().to_rgb8();
+        let drawn: Vec<(u32, u32)> = image
+            .enumerate_pixels()
+            .filter(|(_, y, p)| p.0 == color && *y > TOP as u32)
+            .map(|(x, y, _)| (x, y))
+            .collect();
+        assert!(!drawn.is_empty(), "the point is drawn");
+        let (w, h) = (WIDTH as f32 - LEFT - RIGHT, HEIGHT as f32 - TOP - BOTTOM);
+        let (cx, cy) = ((LEFT + w / 2.0) as u32, (TOP + h / 2.0) as u32);
+        for (x, y) in drawn {
+            assert!(x.abs_diff(cx) <= 3 && y.abs_diff(cy) <= 3, "({x}, {y})");
+        }
     }
 
     #[test]
@@ -446,8 +561,18 @@ mod tests {
         let points: Vec<(f64, f64, usize)> = (0..200)
             .map(|i| ((i % 20) as f64, (i / 20) as f64, i % 3))
             .collect();
-        scatter(&path, "map", &points).unwrap();
+        let legend: Vec<String> = (0..3).map(|c| format!("cluster {c}")).collect();
+        scatter(&path, "map", &points, &legend).unwrap();
         let image = image::open(&path).unwrap().to_rgb8();
+        assert_eq!(image.width(), WIDTH + LEGEND, "room for the legend");
+        // Each colour appears in the legend column too, as a swatch.
+        for colour in &PALETTE[..3] {
+            let in_legend = image
+                .enumerate_pixels()
+                .filter(|(x, _, p)| *x >= WIDTH && p.0 == *colour)
+                .count();
+            assert!(in_legend >= 100, "{colour:?}: {in_legend} legend pixels");
+        }
         for colour in &PALETTE[..3] {
             assert!(
                 image.pixels().any(|p| p.0 == *colour),

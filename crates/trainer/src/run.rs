@@ -18,6 +18,7 @@ use contrastive_tensor::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::baseline::PixelComparison;
 use crate::checkpoint::{self, Checkpoint, Position, checkpoint_path};
 use crate::config::{DEFAULT_PER_VIDEO, DEFAULT_WINDOW, TrainConfig};
 use crate::data::{self, RunData};
@@ -80,6 +81,10 @@ pub struct Report {
     pub views_per_s: f64,
     /// The final evaluation on the held-out split (empty when interrupted or unlabeled).
     pub evaluation: Evaluation,
+    /// The same evaluation of the raw pixels, and where the model does worse (absent for
+    /// video, unlabeled data and runs without a final evaluation).
+    #[serde(default)]
+    pub raw_pixels: Option<PixelComparison>,
     /// The trained model (backbone and head, with its config), when the run finished.
     pub model: Option<PathBuf>,
 }
@@ -816,7 +821,17 @@ impl Trainer {
                 results = features.evaluate(&self.config.eval, classes, seed, knn)?;
             }
         }
+        let raw_pixels = if self.config.eval.r#final {
+            observer.note("the raw pixels' figures (cached per dataset)");
+            PixelComparison::of(&self.config, &self.data, &results)?
+        } else {
+            None
+        };
+        if let Some(warning) = raw_pixels.as_ref().and_then(PixelComparison::warning) {
+            observer.warning(&warning);
+        }
         let mut report = self.report(false, results);
+        report.raw_pixels = raw_pixels;
         report.model = Some(model_path);
         write_report(&report)?;
         Ok(report)
@@ -832,6 +847,7 @@ impl Trainer {
             train_s: self.position.elapsed_s,
             views_per_s: views / self.position.elapsed_s.max(1e-9),
             evaluation,
+            raw_pixels: None,
             model: None,
         }
     }
@@ -854,13 +870,57 @@ fn knn_k_warning(k: usize, labels: Option<&[usize]>) -> Option<String> {
     })
 }
 
-/// `report.json` and a short `report.md` in the run directory (the figures measured).
+/// `report.json` and a short `report.md` in the run directory (the figures measured,
+/// beside the raw pixels' where they were compared).
 fn write_report(report: &Report) -> Result<()> {
     let json = serde_json::to_string_pretty(report).expect("a report serialises");
     write_atomically(report.run_dir.join("report.json"), json.as_bytes())?;
-    let e = &report.evaluation;
-    // (name, value, shown as a percentage)
-    let figures = [
+    let pixels = report.raw_pixels.as_ref().map(|c| figures(&c.raw_pixels));
+    let mut md = format!(
+        "# Run report\n\n| | |{}\n|---|---|{}\n| steps | {} |\n| epochs | {} |\n\
+         | training time | {:.1} s |\n| throughput | {:.0} views/s |\n",
+        if pixels.is_some() {
+            " raw pixels |"
+        } else {
+            ""
+        },
+        if pixels.is_some() { "---|" } else { "" },
+        report.steps,
+        report.epochs_done,
+        report.train_s,
+        report.views_per_s,
+    );
+    let shown = |value: Option<f64>, percent: bool| match value {
+        Some(v) if percent => format!(" {:.2} % |", v * 100.0),
+        Some(v) => format!(" {v:.4} |"),
+        None => " n/a |".to_owned(),
+    };
+    for (i, (name, value, percent)) in figures(&report.evaluation).into_iter().enumerate() {
+        if value.is_none() {
+            continue;
+        }
+        md.push_str(&format!("| {name} |{}", shown(value, percent)));
+        if let Some(pixels) = &pixels {
+            md.push_str(&shown(pixels[i].1, percent));
+        }
+        md.push('\n');
+    }
+    if let Some(warning) = report
+        .raw_pixels
+        .as_ref()
+        .and_then(PixelComparison::warning)
+    {
+        md.push_str(&format!("\n**Warning:** {warning}.\n"));
+    }
+    Ok(write_atomically(
+        report.run_dir.join("report.md"),
+        md.as_bytes(),
+    )?)
+}
+
+/// Every figure of `e` as (name, value, shown as a percentage).
+fn figures(e: &Evaluation) -> [(&'static str, Option<f64>, bool); 12] {
+    [
         ("kNN top-1", e.knn_top1, true),
         ("linear-probe top-1", e.linear_probe_top1, true),
         ("precision@1", e.precision_at_1, true),
@@ -873,23 +933,7 @@ fn write_report(report: &Report) -> Result<()> {
         ("same-scene recall@1", e.scene_recall_at_1, true),
         ("clip-to-video recall@1", e.clip_recall_at_1, true),
         ("video k-means NMI", e.video_nmi, false),
-    ];
-    let mut md = format!(
-        "# Run report\n\n| | |\n|---|---|\n| steps | {} |\n| epochs | {} |\n\
-         | training time | {:.1} s |\n| throughput | {:.0} views/s |\n",
-        report.steps, report.epochs_done, report.train_s, report.views_per_s,
-    );
-    for (name, value, percent) in figures {
-        match value {
-            Some(v) if percent => md.push_str(&format!("| {name} | {:.2} % |\n", v * 100.0)),
-            Some(v) => md.push_str(&format!("| {name} | {v:.4} |\n")),
-            None => {}
-        }
-    }
-    Ok(write_atomically(
-        report.run_dir.join("report.md"),
-        md.as_bytes(),
-    )?)
+    ]
 }
 
 #[cfg(test)]

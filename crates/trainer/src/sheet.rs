@@ -6,7 +6,7 @@ use ab_glyph::PxScale;
 use contrastive_augment::Image;
 use contrastive_data::{Channels, Resize, conform, read_image};
 use image::{Rgb, RgbImage, imageops};
-use imageproc::drawing::{draw_hollow_rect_mut, draw_text_mut};
+use imageproc::drawing::{draw_hollow_rect_mut, draw_text_mut, text_size};
 use imageproc::rect::Rect;
 
 use crate::config::TrainConfig;
@@ -15,7 +15,7 @@ use crate::{Error, Result};
 
 const TILE: u32 = 96;
 const GAP: u32 = 10;
-const LABEL: u32 = 22;
+const LABEL: u32 = 36;
 const PER_ROW: u32 = 9;
 
 /// An RGB copy of `image` (gray replicated, alpha dropped) scaled to `TILE` pixels on its
@@ -35,9 +35,21 @@ fn tile(image: &Image) -> RgbImage {
     imageops::resize(&rgb, tw, th, imageops::FilterType::Nearest)
 }
 
-/// Writes a sheet to `path`: `query` first (framed), then each `(image, score)` neighbour
-/// with its rank and score beneath, nine tiles to a row.
-pub fn contact_sheet(path: &Path, query: &Image, neighbours: &[(Image, f64)]) -> Result<()> {
+/// One picture of a contact sheet and what is written under it.
+#[derive(Debug, Clone)]
+pub struct Tile {
+    /// The picture.
+    pub image: Image,
+    /// Its similarity to the query (none for the query itself).
+    pub score: Option<f64>,
+    /// What it is: an id or file name, or a video and time. A caption too long for the
+    /// tile keeps its end (`...train:12`), which tells items apart.
+    pub caption: String,
+}
+
+/// Writes a sheet to `path`: `query` first (framed, labelled "query"), then each neighbour
+/// with its rank and score, every tile with its caption beneath, nine tiles to a row.
+pub fn contact_sheet(path: &Path, query: &Tile, neighbours: &[Tile]) -> Result<()> {
     let count = neighbours.len() as u32 + 1;
     let columns = count.min(PER_ROW);
     let rows = count.div_ceil(PER_ROW);
@@ -49,34 +61,59 @@ pub fn contact_sheet(path: &Path, query: &Image, neighbours: &[(Image, f64)]) ->
     let font = font();
     let ink = Rgb([20, 20, 20]);
     let cells = std::iter::once((query, "query".to_owned())).chain(
-        neighbours
-            .iter()
-            .enumerate()
-            .map(|(rank, (image, score))| (image, format!("#{} {score:.3}", rank + 1))),
+        neighbours.iter().enumerate().map(|(rank, tile)| {
+            let score = tile.score.map_or_else(String::new, |s| format!(" {s:.3}"));
+            (tile, format!("#{}{score}", rank + 1))
+        }),
     );
-    for (i, (image, label)) in cells.enumerate() {
+    for (i, (cell, heading)) in cells.enumerate() {
         let (col, row) = (i as u32 % PER_ROW, i as u32 / PER_ROW);
         let (x, y) = (GAP + col * (TILE + GAP), GAP + row * (TILE + GAP + LABEL));
-        imageops::overlay(&mut sheet, &tile(image), i64::from(x), i64::from(y));
+        imageops::overlay(&mut sheet, &tile(&cell.image), i64::from(x), i64::from(y));
         if i == 0 {
             let frame = Rect::at(x as i32 - 3, y as i32 - 3).of_size(TILE + 6, TILE + 6);
             draw_hollow_rect_mut(&mut sheet, frame, Rgb([200, 70, 30]));
         }
         if let Some(font) = &font {
+            let (heading_scale, caption_scale) = (PxScale::from(14.0), PxScale::from(12.0));
+            let top = (y + TILE + 4) as i32;
             draw_text_mut(
                 &mut sheet,
                 ink,
                 x as i32,
-                (y + TILE + 4) as i32,
-                PxScale::from(14.0),
+                top,
+                heading_scale,
                 font,
-                &label,
+                &heading,
+            );
+            let caption = fitted(&cell.caption, TILE + GAP - 2, caption_scale, font);
+            let grey = Rgb([90, 90, 90]);
+            draw_text_mut(
+                &mut sheet,
+                grey,
+                x as i32,
+                top + 17,
+                caption_scale,
+                font,
+                &caption,
             );
         }
     }
     sheet
         .save(path)
         .map_err(|e| Error::Run(format!("{}: {e}", path.display())))
+}
+
+/// `text`, or its end behind "..." when it is wider than `width` pixels at `scale`.
+fn fitted(text: &str, width: u32, scale: PxScale, font: &impl ab_glyph::Font) -> String {
+    if text_size(scale, font, text).0 <= width {
+        return text.to_owned();
+    }
+    let chars: Vec<char> = text.chars().collect();
+    (1..chars.len())
+        .map(|skip| format!("...{}", chars[skip..].iter().collect::<String>()))
+        .find(|t| text_size(scale, font, t).0 <= width)
+        .unwrap_or_default()
 }
 
 /// Writes a grid to `path`: one row per cluster (`rows[c]` its sample images), the row
@@ -166,16 +203,46 @@ mod tests {
         let path = dir.path().join("sheet.png");
         let gray = Image::from_elem((28, 28, 1), 40);
         let colour = Image::from_shape_fn((32, 32, 3), |(y, x, c)| (x * 8 + y + c * 50) as u8);
-        let neighbours: Vec<(Image, f64)> = (0..10)
-            .map(|i| (colour.clone(), 1.0 - 0.01 * f64::from(i)))
+        let neighbours: Vec<Tile> = (0..10)
+            .map(|i| Tile {
+                image: colour.clone(),
+                score: Some(1.0 - 0.01 * f64::from(i)),
+                caption: format!("a/long/folder/name/item_{i}.png"),
+            })
             .collect();
-        contact_sheet(&path, &gray, &neighbours).unwrap();
+        let query = Tile {
+            image: gray,
+            score: None,
+            caption: "query.png".into(),
+        };
+        contact_sheet(&path, &query, &neighbours).unwrap();
         let sheet = image::open(&path).unwrap().to_rgb8();
         // 11 tiles: a full row of 9 and a second row.
         assert_eq!(sheet.width(), 9 * (TILE + GAP) + GAP);
         assert_eq!(sheet.height(), 2 * (TILE + GAP + LABEL) + GAP);
         // The query tile is the gray image, scaled up.
         assert_eq!(sheet.get_pixel(GAP + 10, GAP + 10), &Rgb([40, 40, 40]));
+        // Each caption is written in grey under its tile.
+        let caption_rows = (GAP + TILE + 21)..(GAP + TILE + LABEL);
+        let grey = sheet
+            .enumerate_pixels()
+            .filter(|(x, y, p)| caption_rows.contains(y) && *x < TILE && p.0[0] < 200)
+            .count();
+        assert!(grey > 20, "the query's caption is drawn ({grey} pixels)");
+    }
+
+    #[test]
+    fn a_long_caption_keeps_its_end() {
+        let font = font().expect("a font for captions (Debian: fonts-dejavu-core)");
+        let scale = PxScale::from(12.0);
+        assert_eq!(fitted("a.png", 100, scale, &font), "a.png");
+        let long = "fashion-mnist:train:59999";
+        let fitted = fitted(long, 80, scale, &font);
+        assert!(
+            fitted.starts_with("...") && fitted.ends_with(":59999"),
+            "{fitted}"
+        );
+        assert!(text_size(scale, &font, &fitted).0 <= 80);
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct VideoIndex {
     pub fps: Option<f64>,
     /// Frames of each video.
     pub counts: Vec<usize>,
+    /// Each frame's file: its video file, or its own image in a folder of frames.
+    pub sources: Vec<PathBuf>,
 }
 
 impl VideoIndex {
@@ -132,36 +134,48 @@ pub fn load_split(
             message: format!("video folder {} does not exist", dir.display()),
         });
     }
+    let strict = config.on_bad_file == "fail";
     let (set, skipped, counts): (Box<dyn Dataset>, _, _) = if holds_videos(dir)? {
         let options = FrameOptions {
             fps: config.fps,
             size: Some((size as u32, size as u32)),
             channels: VideoChannels::Rgb,
         };
-        let set = VideoFiles::open(dir, options, frame_cache(dir), false)?;
+        let set = VideoFiles::open(dir, options, frame_cache(dir), strict)?;
         let (skipped, counts) = (set.skipped().to_vec(), set.frame_counts());
         (Box::new(set), skipped, counts)
     } else {
         let options = FolderOptions {
             channels: Channels::Rgb,
             resize: Resize::ShorterSideThenCenterCrop { size: size as u32 },
+            strict,
             ..Default::default()
         };
         let set = FrameFolders::open(dir, options)?;
         let (skipped, counts) = (set.skipped().to_vec(), set.frame_counts());
         (Box::new(set), skipped, counts)
     };
-    for skipped in skipped {
+    // The dataset logged each skip itself when it opened; the count is logged here.
+    for skipped in &skipped {
         warnings.push(format!(
             "skipped {}: {}",
             skipped.path.display(),
             skipped.reason
         ));
     }
+    if !skipped.is_empty() {
+        let summary = format!(
+            "skipped {} of {} videos in {} (data.on_bad_file = \"fail\" stops instead)",
+            skipped.len(),
+            skipped.len() + counts.len(),
+            dir.display()
+        );
+        crate::data::warn(warnings, summary);
+    }
     let samples = set.get_many(&(0..set.len()).collect::<Vec<_>>())?;
     let names = set.class_names().to_vec();
     let mut paths = vec![PathBuf::new(); names.len()];
-    let (mut video, mut frame) = (Vec::new(), Vec::new());
+    let (mut video, mut frame, mut sources) = (Vec::new(), Vec::new(), Vec::new());
     let mut images = Vec::with_capacity(samples.len());
     for sample in samples {
         let Source::Frame {
@@ -180,6 +194,7 @@ pub fn load_split(
         };
         video.push(v);
         frame.push(f);
+        sources.push(path.to_path_buf());
         images.push(sample.image);
     }
     let native_fps = paths
@@ -222,6 +237,7 @@ pub fn load_split(
             paths,
             fps,
             counts,
+            sources,
         })),
     })
 }
