@@ -8,25 +8,14 @@
 #include <ATen/autocast_mode.h>
 
 #include <cstring>
-#include <exception>
 #include <string>
 
-namespace {
-thread_local std::string last_error;
+#include "common.h"
 
-template <typename F, typename R>
-R guarded(F f, R on_error) {
-  try {
-    last_error.clear();
-    return f();
-  } catch (const std::exception& e) {
-    last_error = e.what();
-  } catch (...) {
-    last_error = "unknown C++ exception";
-  }
-  return on_error;
+std::string& ctr_error_slot() {
+  thread_local std::string slot;
+  return slot;
 }
-}  // namespace
 
 #ifdef CONTRASTIVE_LINK_TORCH_CUDA
 namespace at {
@@ -39,7 +28,7 @@ int warp_size();
 extern "C" {
 
 // The message of the last failed call on this thread ("" when none).
-const char* ctr_last_error() { return last_error.c_str(); }
+const char* ctr_last_error() { return ctr_error_slot().c_str(); }
 
 // A non-null pointer when this binary links libtorch_cuda. Calling it keeps the library
 // linked; the function itself is never called.

@@ -136,6 +136,67 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A launcher's variable that is missing or wrong (see [`crate::dist`]).
+    #[error("distributed launch: {var} {message}")]
+    DistEnv {
+        /// The variable (or variables).
+        var: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Joining a process group failed: the store could not be reached or hosted, or a peer
+    /// did not arrive in time.
+    #[error("rank {rank} of {world_size} could not join the group at {master}: {message}")]
+    DistInit {
+        /// This process's rank.
+        rank: usize,
+        /// Processes in the group.
+        world_size: usize,
+        /// The rendezvous store, `host:port`.
+        master: String,
+        /// c10d's message.
+        message: String,
+    },
+    /// A collective failed; the group is unusable from now on.
+    #[error("{op} failed on rank {rank} of {world_size} ({failure}): {message}")]
+    DistCollective {
+        /// The collective.
+        op: &'static str,
+        /// This process's rank.
+        rank: usize,
+        /// Processes in the group.
+        world_size: usize,
+        /// What kind of failure.
+        failure: crate::dist::DistFailure,
+        /// c10d's or gloo's message.
+        message: String,
+    },
+    /// A collective on a group that failed before.
+    #[error(
+        "{op}: the process group failed earlier and cannot be used (drop it and exit): {first}"
+    )]
+    DistGroupFailed {
+        /// The collective.
+        op: &'static str,
+        /// The first failure.
+        first: String,
+    },
+    /// Ranks gave tensors of different shapes or kinds to a gather (every rank gets this
+    /// error; the group stays usable).
+    #[error("{message}")]
+    DistShapes {
+        /// Every rank's shape.
+        message: String,
+    },
+    /// A collective asked for what it cannot do (a GPU tensor on a Gloo group, a mean of
+    /// integers, a root outside the group).
+    #[error("{op}: {reason} is not supported")]
+    DistUnsupported {
+        /// The collective.
+        op: &'static str,
+        /// What was asked.
+        reason: String,
+    },
     /// libtorch reported an error.
     #[error("libtorch: {0}")]
     Torch(#[from] TchError),

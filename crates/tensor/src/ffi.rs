@@ -1,4 +1,4 @@
-//! Declarations of `csrc/shim.cpp`, the libtorch calls that tch does not expose.
+//! Declarations of `csrc/`, the libtorch calls that tch does not expose.
 
 use std::ffi::{CStr, c_char, c_int, c_void};
 
@@ -18,6 +18,44 @@ unsafe extern "C" {
     pub(crate) fn ctr_autocast_decrement_nesting() -> c_int;
     fn ctr_is_channels_last(t: *const C_tensor) -> c_int;
     fn ctr_contiguous_format(t: *const C_tensor, channels_last: c_int) -> *mut C_tensor;
+    // csrc/dist.cpp: return 0, or -1 (failed), -6 (group failed earlier), -7 (shapes differ).
+    pub(crate) fn ctr_dist_init(
+        master_host: *const c_char,
+        master_port: c_int,
+        rank: c_int,
+        world: c_int,
+        host_store: c_int,
+        prefix: *const c_char,
+        gloo_hostname: *const c_char,
+        timeout_ms: i64,
+        threads: c_int,
+        out: *mut *mut CtrDistGroup,
+    ) -> c_int;
+    pub(crate) fn ctr_dist_free(group: *mut CtrDistGroup);
+    pub(crate) fn ctr_dist_allreduce(
+        group: *mut CtrDistGroup,
+        t: *mut C_tensor,
+        mean: c_int,
+    ) -> c_int;
+    pub(crate) fn ctr_dist_broadcast(
+        group: *mut CtrDistGroup,
+        t: *mut C_tensor,
+        root: c_int,
+    ) -> c_int;
+    pub(crate) fn ctr_dist_allgather(
+        group: *mut CtrDistGroup,
+        t: *const C_tensor,
+        with_grad: c_int,
+        out: *mut *mut C_tensor,
+    ) -> c_int;
+    pub(crate) fn ctr_dist_barrier(group: *mut CtrDistGroup) -> c_int;
+    pub(crate) fn ctr_dist_failure(group: *mut CtrDistGroup) -> *const c_char;
+}
+
+/// A c10d process group owned by the shim (opaque).
+#[repr(C)]
+pub(crate) struct CtrDistGroup {
+    _private: [u8; 0],
 }
 
 /// Turns a shim return code into a result: negative codes carry the C++ error message.
@@ -30,12 +68,16 @@ pub(crate) fn check(code: c_int) -> Result<c_int> {
 }
 
 fn last_error() -> Error {
+    Error::Torch(tch::TchError::Torch(last_message()))
+}
+
+/// The message of the last failed shim call on this thread.
+pub(crate) fn last_message() -> String {
     // SAFETY: the shim returns a pointer to a thread-local, NUL-terminated string that lives
     // until the next shim call on this thread; it is copied at once.
-    let message = unsafe { CStr::from_ptr(ctr_last_error()) }
+    unsafe { CStr::from_ptr(ctr_last_error()) }
         .to_string_lossy()
-        .into_owned();
-    Error::Torch(tch::TchError::Torch(message))
+        .into_owned()
 }
 
 /// Whether this binary was linked against libtorch_cuda. Referencing the anchor keeps the

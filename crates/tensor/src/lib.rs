@@ -12,7 +12,9 @@
 //! - `.safetensors` checkpoints written atomically and loaded strictly
 //!   ([`save_safetensors`], [`SafetensorsFile`], [`load_var_store`]);
 //! - mixed precision on the CPU and CUDA ([`autocast`] with a [`Precision`]) and the
-//!   channels-last layout ([`to_channels_last`], [`var_store_to_channels_last`]).
+//!   channels-last layout ([`to_channels_last`], [`var_store_to_channels_last`]);
+//! - data-parallel collectives on c10d's Gloo backend ([`dist`]: launch from torchrun's or
+//!   SLURM's variables, all-reduce, broadcast, all-gather with gradients, barrier).
 //!
 //! ```
 //! use contrastive_tensor::{Device, Kind, Precision, Tensor, autocast, nn, parse_device, seed_all};
@@ -34,6 +36,7 @@
 
 mod array;
 mod device;
+pub mod dist;
 mod error;
 mod ffi;
 mod image;

@@ -1,0 +1,269 @@
+// Data-parallel collectives over libtorch's own distributed engine (c10d): a TCPStore for
+// the rendezvous and a Gloo process group for CPU tensors, behind a C ABI.
+//
+// Every function returns 0 on success and a negative code on failure, with the message in
+// ctr_last_error(): -1 a failed call (timeout, lost peer, bad input), -6 a group that
+// already failed (every later call fails fast), -7 tensors of different shapes on
+// different ranks (all ranks see it; the group stays usable). Nothing throws across the
+// boundary.
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/csrc/distributed/c10d/Backend.hpp>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <chrono>
+#include <mutex>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "common.h"
+
+c10::intrusive_ptr<c10d::Backend> ctr_make_gloo(const c10::intrusive_ptr<c10d::Store>& store,
+                                                int rank, int world,
+                                                const std::string& hostname,
+                                                std::chrono::milliseconds timeout,
+                                                int threads);
+
+namespace {
+
+using std::chrono::milliseconds;
+
+// A collective waits this much longer than the group's own timeout, so that gloo's timeout
+// (which names what it waited for) fires first.
+constexpr milliseconds kGrace{5000};
+
+struct GroupFailed : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+struct ShapesDiffer : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// A process group and the first failure that made it unusable. Reference counted: a
+// gather's backward in the autograd graph keeps it alive.
+struct Group : torch::CustomClassHolder {
+  c10::intrusive_ptr<c10d::Store> store;
+  c10::intrusive_ptr<c10d::Backend> backend;
+  int rank = 0;
+  int world = 1;
+  milliseconds timeout{0};
+  std::mutex mutex;
+  std::string failure;
+
+  void check_usable() {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (!failure.empty()) throw GroupFailed(failure);
+  }
+  void fail(const std::string& message) {
+    std::lock_guard<std::mutex> lock(mutex);
+    if (failure.empty()) failure = message;
+  }
+  void wait(const c10::intrusive_ptr<c10d::Work>& work) { work->wait(timeout + kGrace); }
+};
+
+std::string message_of(const std::exception& e) {
+  if (auto* c10 = dynamic_cast<const c10::Error*>(&e)) return c10->what_without_backtrace();
+  return e.what();
+}
+
+// Runs one operation of `group`: refused when the group failed before; any failure but a
+// shape disagreement (which every rank detects alike) marks the group failed.
+template <typename F>
+int run(Group* group, F f) {
+  try {
+    ctr_error_slot().clear();
+    if (group) group->check_usable();
+    try {
+      f();
+    } catch (const ShapesDiffer&) {
+      throw;
+    } catch (const std::exception& e) {
+      if (group) group->fail(message_of(e));
+      throw;
+    }
+    return 0;
+  } catch (const GroupFailed& e) {
+    ctr_error_slot() = e.what();
+    return -6;
+  } catch (const ShapesDiffer& e) {
+    ctr_error_slot() = e.what();
+    return -7;
+  } catch (const std::exception& e) {
+    ctr_error_slot() = message_of(e);
+  } catch (...) {
+    ctr_error_slot() = "unknown C++ exception";
+    if (group) group->fail(ctr_error_slot());
+  }
+  return -1;
+}
+
+void allreduce_sum(Group& g, at::Tensor& t) {
+  std::vector<at::Tensor> tensors{t};
+  g.wait(g.backend->allreduce(tensors, c10d::AllreduceOptions{}));
+}
+
+std::string shape_text(const at::Tensor& header) {
+  auto h = header.accessor<int64_t, 1>();
+  std::ostringstream out;
+  out << c10::toString(static_cast<c10::ScalarType>(h[1])) << "[";
+  for (int64_t d = 0; d < h[0]; ++d) out << (d ? ", " : "") << h[2 + d];
+  out << "]";
+  return out.str();
+}
+
+// Every rank's `x` (the same shape and kind on all ranks, else ShapesDiffer on all of
+// them) concatenated along dimension 0, in rank order.
+at::Tensor gather(Group& g, const at::Tensor& x) {
+  at::NoGradGuard no_grad;
+  constexpr int64_t kMaxDims = 8;
+  TORCH_CHECK(x.dim() >= 1 && x.dim() <= kMaxDims, "all_gather: tensors of 1 to 8 dimensions, got ",
+              x.dim());
+  auto header = at::zeros({2 + kMaxDims}, at::kLong);
+  header[0] = x.dim();
+  header[1] = static_cast<int64_t>(x.scalar_type());
+  for (int64_t d = 0; d < x.dim(); ++d) header[2 + d] = x.size(d);
+  std::vector<at::Tensor> header_in{header};
+  std::vector<std::vector<at::Tensor>> headers(1);
+  for (int r = 0; r < g.world; ++r) headers[0].push_back(at::empty_like(header));
+  g.wait(g.backend->allgather(headers, header_in));
+  for (int r = 0; r < g.world; ++r) {
+    if (!at::equal(headers[0][r], header)) {
+      std::ostringstream out;
+      out << "all_gather: ranks hold tensors of different shapes or kinds:";
+      for (int k = 0; k < g.world; ++k) out << " rank " << k << " " << shape_text(headers[0][k]);
+      throw ShapesDiffer(out.str());
+    }
+  }
+  std::vector<at::Tensor> in{x.detach().contiguous()};
+  std::vector<std::vector<at::Tensor>> out(1);
+  for (int r = 0; r < g.world; ++r) out[0].push_back(at::empty_like(in[0]));
+  g.wait(g.backend->allgather(out, in));
+  return at::cat(out[0], 0);
+}
+
+// All ranks' rows in forward; in backward, every rank's gradient of the gathered tensor
+// summed, and this rank's rows of the sum: the exact gradient of the sum of all ranks'
+// losses.
+struct GatherWithGrad : torch::autograd::Function<GatherWithGrad> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            c10::intrusive_ptr<Group> group) {
+    ctx->saved_data["group"] = c10::IValue::make_capsule(group);
+    ctx->saved_data["rows"] = x.size(0);
+    return gather(*group, x);
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto group = c10::static_intrusive_pointer_cast<Group>(ctx->saved_data["group"].toCapsule());
+    group->check_usable();
+    // A copy: the incoming gradient may be shared with another branch of the graph.
+    auto grad = grads[0].contiguous().clone();
+    try {
+      allreduce_sum(*group, grad);
+    } catch (const std::exception& e) {
+      group->fail(message_of(e));
+      throw;
+    }
+    auto rows = ctx->saved_data["rows"].toInt();
+    return {grad.narrow(0, group->rank * rows, rows), at::Tensor()};
+  }
+};
+
+}  // namespace
+
+struct CtrDistGroup {
+  c10::intrusive_ptr<Group> group;
+};
+
+extern "C" {
+
+// Joins the group of `world` processes as `rank`: connects to the TCPStore at
+// master_host:master_port (hosting it when host_store is 1) under `prefix`, then builds a
+// Gloo group whose device binds `gloo_hostname` ("" for the machine's own name). Waits at
+// most `timeout_ms` for every peer.
+int ctr_dist_init(const char* master_host, int master_port, int rank, int world,
+                  int host_store, const char* prefix, const char* gloo_hostname,
+                  int64_t timeout_ms, int threads, CtrDistGroup** out) {
+  *out = nullptr;
+  return run(nullptr, [&] {
+    auto group = c10::make_intrusive<Group>();
+    group->rank = rank;
+    group->world = world;
+    group->timeout = milliseconds(timeout_ms);
+    c10d::TCPStoreOptions options;
+    options.port = static_cast<std::uint16_t>(master_port);
+    options.isServer = host_store != 0;
+    options.numWorkers = world;
+    options.waitWorkers = true;
+    options.timeout = group->timeout;
+    auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(master_host), options);
+    group->store = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), tcp);
+    group->backend = ctr_make_gloo(group->store, rank, world, std::string(gloo_hostname),
+                                   group->timeout, threads);
+    *out = new CtrDistGroup{group};
+  });
+}
+
+// Leaves the group (the last reference, a gather's backward included, frees it).
+void ctr_dist_free(CtrDistGroup* g) {
+  try {
+    delete g;
+  } catch (...) {
+  }
+}
+
+// Sums `t` over all ranks in place (op 1: then divides by the number of ranks).
+int ctr_dist_allreduce(CtrDistGroup* g, at::Tensor* t, int mean) {
+  return run(g->group.get(), [&] {
+    at::NoGradGuard no_grad;
+    auto buffer = t->contiguous();
+    allreduce_sum(*g->group, buffer);
+    if (mean) buffer.div_(g->group->world);
+    if (!buffer.is_same(*t)) t->copy_(buffer);
+  });
+}
+
+// Overwrites `t` on every rank with root's.
+int ctr_dist_broadcast(CtrDistGroup* g, at::Tensor* t, int root) {
+  return run(g->group.get(), [&] {
+    at::NoGradGuard no_grad;
+    auto buffer = t->contiguous();
+    std::vector<at::Tensor> tensors{buffer};
+    c10d::BroadcastOptions options;
+    options.rootRank = root;
+    g->group->wait(g->group->backend->broadcast(tensors, options));
+    if (!buffer.is_same(*t)) t->copy_(buffer);
+  });
+}
+
+// Every rank's `t` concatenated along dimension 0 into a new tensor; with `with_grad`, the
+// result's gradient flows back to `t` (see GatherWithGrad).
+int ctr_dist_allgather(CtrDistGroup* g, const at::Tensor* t, int with_grad, at::Tensor** out) {
+  *out = nullptr;
+  return run(g->group.get(), [&] {
+    at::Tensor result = with_grad ? GatherWithGrad::apply(*t, g->group) : gather(*g->group, *t);
+    *out = new at::Tensor(result);
+  });
+}
+
+// Returns once every rank has called it.
+int ctr_dist_barrier(CtrDistGroup* g) {
+  return run(g->group.get(), [&] {
+    c10d::BarrierOptions options;
+    options.timeout = g->group->timeout;
+    g->group->wait(g->group->backend->barrier(options));
+  });
+}
+
+// The first failure that made the group unusable ("" while it works).
+const char* ctr_dist_failure(CtrDistGroup* g) {
+  std::lock_guard<std::mutex> lock(g->group->mutex);
+  ctr_error_slot() = g->group->failure;
+  return ctr_error_slot().c_str();
+}
+
+}  // extern "C"
