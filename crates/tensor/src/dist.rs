@@ -543,6 +543,58 @@ impl ProcessGroup {
         Ok(unsafe { Tensor::from_ptr(out) })
     }
 
+    /// Overwrites every tensor of `variables` (a model's parameters and buffers) with rank
+    /// 0's, so that all ranks start from the same weights.
+    pub fn broadcast_parameters(&self, variables: &[Tensor]) -> Result<()> {
+        for variable in variables {
+            let mut target = variable.shallow_clone();
+            self.broadcast_(&mut target, 0)?;
+        }
+        Ok(())
+    }
+
+    /// Averages the gradients of `variables` over all ranks in place, as data-parallel
+    /// training does after each backward: every rank then holds the gradient of the mean
+    /// of all ranks' losses, which is one big batch's gradient when each rank's loss is
+    /// its own batch's mean and the batches are the same size. Gradients travel in buckets
+    /// of at most `bucket_bytes` (flattened, one all-reduce per bucket). A variable with a
+    /// gradient on some ranks and none on others is an error on every rank, before any
+    /// gradient is changed; variables without a gradient on every rank are left alone.
+    pub fn average_gradients(&self, variables: &[Tensor], bucket_bytes: usize) -> Result<()> {
+        if self.handle.is_none() {
+            return Ok(());
+        }
+        let grads: Vec<Tensor> = variables.iter().map(Tensor::grad).collect();
+        let defined: Vec<i64> = grads.iter().map(|g| i64::from(g.defined())).collect();
+        let mut agreed = Tensor::from_slice(&defined);
+        self.all_reduce_(&mut agreed, Reduce::Sum)?;
+        let agreed = Vec::<i64>::try_from(&agreed)?;
+        let world = self.world_size as i64;
+        if let Some(i) = agreed.iter().position(|&n| n != 0 && n != world) {
+            return Err(Error::DistShapes {
+                message: format!(
+                    "average_gradients: variable {i} has a gradient on {} of {world} ranks                      (unused on some ranks?)",
+                    agreed[i]
+                ),
+            });
+        }
+        let _no_grad = tch::no_grad_guard();
+        let present: Vec<&Tensor> = grads.iter().filter(|g| g.defined()).collect();
+        for bucket in buckets(&present, bucket_bytes) {
+            let parts: Vec<Tensor> = bucket.iter().map(|g| g.flatten(0, -1)).collect();
+            let mut flat = Tensor::cat(&parts, 0);
+            self.all_reduce_(&mut flat, Reduce::Mean)?;
+            let mut offset = 0;
+            for grad in bucket {
+                let n = grad.numel() as i64;
+                grad.shallow_clone()
+                    .copy_(&flat.narrow(0, offset, n).view_as(grad));
+                offset += n;
+            }
+        }
+        Ok(())
+    }
+
     /// Returns once every rank has called it.
     pub fn barrier(&self) -> Result<()> {
         let Some(handle) = self.handle else {
@@ -597,6 +649,27 @@ impl ProcessGroup {
             }
         }
     }
+}
+
+/// `tensors` in order, cut into runs of one kind and at most `bytes` each (a tensor larger
+/// than `bytes` is a bucket of its own).
+fn buckets<'a>(tensors: &[&'a Tensor], bytes: usize) -> Vec<Vec<&'a Tensor>> {
+    let mut out: Vec<Vec<&Tensor>> = Vec::new();
+    let mut used = 0;
+    for &tensor in tensors {
+        let size = tensor.numel() * tensor.kind().elt_size_in_bytes();
+        let fits = out
+            .last()
+            .is_some_and(|bucket| bucket[0].kind() == tensor.kind() && used + size <= bytes);
+        if fits {
+            used += size;
+            out.last_mut().expect("checked above").push(tensor);
+        } else {
+            used = size;
+            out.push(vec![tensor]);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -720,6 +793,21 @@ mod tests {
         assert!(err.contains("root 1"), "{err}");
         let mut ints = Tensor::from_slice(&[1i64]);
         assert!(group.all_reduce_(&mut ints, Reduce::Mean).is_err());
+    }
+
+    #[test]
+    fn buckets_keep_order_kind_and_size() {
+        let cpu = (tch::Kind::Float, Device::Cpu);
+        let a = Tensor::zeros([4], cpu); // 16 bytes
+        let b = Tensor::zeros([2], cpu); // 8
+        let c = Tensor::zeros([10], cpu); // 40: alone
+        let d = Tensor::zeros([1], (tch::Kind::Double, Device::Cpu));
+        let e = Tensor::zeros([1], cpu);
+        let sizes: Vec<Vec<i64>> = buckets(&[&a, &b, &c, &d, &e], 24)
+            .iter()
+            .map(|bucket| bucket.iter().map(|t| t.numel() as i64).collect())
+            .collect();
+        assert_eq!(sizes, [vec![4, 2], vec![10], vec![1], vec![1]]);
     }
 
     #[test]

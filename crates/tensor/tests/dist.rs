@@ -30,6 +30,8 @@ fn main() {
         ("collectives on 3 ranks", collectives(3)),
         ("gather gradients on 2 ranks", gradients(2)),
         ("gather gradients on 3 ranks", gradients(3)),
+        ("data-parallel gradients on 2 ranks", data_parallel(2)),
+        ("data-parallel gradients on 3 ranks", data_parallel(3)),
         ("a peer that never arrives", never_arrives()),
         ("a peer that dies", dead_peer()),
     ] {
@@ -134,6 +136,11 @@ fn gradients(world: usize) -> Result<(), String> {
     .map(drop)
 }
 
+fn data_parallel(world: usize) -> Result<(), String> {
+    let ranks: Vec<usize> = (0..world).collect();
+    finish(start("data-parallel", world, &ranks, free_port())).map(drop)
+}
+
 fn never_arrives() -> Result<(), String> {
     // Rank 0 of two, alone: it must give up after its timeout with a message, not hang.
     let outputs = finish(start("alone", 2, &[0], free_port()))?;
@@ -179,6 +186,7 @@ fn worker(scenario: &str) {
     match scenario {
         "collectives" => worker_collectives(),
         "gradients" => worker_gradients(),
+        "data-parallel" => worker_data_parallel(),
         "alone" => worker_alone(),
         "dies" => worker_dies(),
         other => panic!("unknown scenario {other}"),
@@ -311,6 +319,65 @@ fn worker_gradients() {
     // Without grad, the gather is outside the graph.
     let plain = group.all_gather_with_grad(&rows_of(rank)).unwrap();
     assert!(!plain.requires_grad());
+}
+
+/// A two-layer network's weights drawn from `seed` (`f64`).
+fn weights(seed: i64) -> [Tensor; 3] {
+    contrastive_tensor::seed_all(seed as u64);
+    let cpu = (Kind::Double, Device::Cpu);
+    [
+        Tensor::randn([5, 3], cpu).set_requires_grad(true),
+        Tensor::randn([5], cpu).set_requires_grad(true),
+        Tensor::randn([2, 5], cpu).set_requires_grad(true),
+    ]
+}
+
+/// The mean loss of the network on `inputs`.
+fn network_loss(w: &[Tensor; 3], inputs: &Tensor) -> Tensor {
+    let hidden = (inputs.matmul(&w[0].tr()) + &w[1]).tanh();
+    hidden.matmul(&w[2].tr()).square().mean(Kind::Double)
+}
+
+/// The whole batch: 4 rows per rank.
+fn batch(world: usize) -> Tensor {
+    let n = 4 * world as i64;
+    (Tensor::arange(n * 3, (Kind::Double, Device::Cpu)).view([n, 3]) / 11.0).sin()
+}
+
+fn worker_data_parallel() {
+    let group = ProcessGroup::from_env(&options(20_000)).unwrap();
+    let (rank, world) = (group.rank(), group.world_size());
+    // Every rank draws other weights; rank 0's win.
+    let w = weights(100 + rank as i64);
+    group.broadcast_parameters(&w).unwrap();
+    let reference = weights(100);
+    for (mine, theirs) in w.iter().zip(&reference) {
+        assert!(mine.equal(theirs), "rank 0's weights everywhere");
+    }
+    // Each rank its own quarter of the batch; gradients averaged in small buckets.
+    let inputs = batch(world).narrow(0, 4 * rank as i64, 4);
+    network_loss(&w, &inputs).backward();
+    group.average_gradients(&w, 64).unwrap();
+    // One process, the whole batch.
+    network_loss(&reference, &batch(world)).backward();
+    for (i, (mine, one)) in w.iter().zip(&reference).enumerate() {
+        let difference = (mine.grad() - one.grad()).abs().max().double_value(&[]);
+        assert!(
+            difference < 1e-14,
+            "weight {i}: gradients differ by {difference}"
+        );
+    }
+    // A gradient on one rank only is refused on all of them, and nothing is changed.
+    let extra = Tensor::ones([2], (Kind::Double, Device::Cpu)).set_requires_grad(true);
+    if rank == 0 {
+        extra.sum(Kind::Double).backward();
+    }
+    let before = w[0].grad().copy();
+    let err = group
+        .average_gradients(&[w[0].shallow_clone(), extra], 64)
+        .unwrap_err();
+    assert!(err.to_string().contains("has a gradient on 1 of"), "{err}");
+    assert!(w[0].grad().equal(&before));
 }
 
 fn worker_alone() {
