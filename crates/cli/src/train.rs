@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use contrastive_tensor::dist::{InitOptions, ProcessGroup};
 use contrastive_trainer::{Observer, Plan, Record, Report, TrainConfig, Trainer};
 use indicatif::{ProgressBar, ProgressStyle};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -96,16 +97,26 @@ pub fn run(args: TrainArgs, quiet: bool) -> Result<()> {
     };
     let config = TrainConfig::load(&config_path, &overrides)
         .with_context(|| format!("reading {}", config_path.display()))?;
-    let mut trainer = Trainer::new(config, resume).context("preparing the run")?;
+    // One process of a data-parallel launch (torchrun, srun, or the variables set by
+    // hand), or alone.
+    let group = ProcessGroup::from_env(&InitOptions::default())
+        .context("joining the data-parallel group")?;
+    let main = group.is_main();
+    let mut trainer = Trainer::new_in(config, resume, group).context("preparing the run")?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let signal = stop_on_signals(&stop)?;
 
+    // Rank 0 speaks for the run; the other ranks only report errors.
     let mut progress = Progress::new(quiet);
-    let report = trainer.run(&mut progress, &stop);
+    let mut silent = ();
+    let observer: &mut dyn Observer = if main { &mut progress } else { &mut silent };
+    let report = trainer.run(observer, &stop);
     progress.finish();
     let report = report.context("training")?;
-    print_report(&report);
+    if main {
+        print_report(&report);
+    }
     if report.interrupted {
         // 128 + the signal's number, as shells report a process it ended.
         std::process::exit(128 + signal.load(Ordering::SeqCst));

@@ -671,3 +671,65 @@ fn the_example_folder_config_trains_on_a_folder_and_reports_against_pixels() {
         "{stdout}"
     );
 }
+
+#[test]
+fn two_processes_started_as_torchrun_starts_them_train_one_run() {
+    let dir = tempfile::tempdir().unwrap();
+    contrastive_e2e::write_shapes(&dir.path().join("train"), 8, 16, 1);
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[run]\nout = {:?}\nseed = 1\nthreads = 1\nepochs = 1\nmax_steps = 2\n\
+             precision = \"fp32\"\n[data]\ndataset = \"folder\"\ndir = {:?}\nbatch_size = 8\naugment = \"simclr\"\n\
+             [model]\nhead_hidden = 16\nhead_out = 8\nsync_bn = true\n[eval]\nfinal = false\n\
+             every_epochs = 0\n[method]\nname = \"simclr\"\n[optimizer]\nname = \"sgd\"\n\
+             lr = 0.05\n",
+            dir.path().join("run").display().to_string(),
+            dir.path().join("train").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let ranks: Vec<_> = (0..2)
+        .map(|rank| {
+            Command::new(env!("CARGO_BIN_EXE_contrastive"))
+                .args(["train", "--config", &config.display().to_string()])
+                .env_remove("RUST_BACKTRACE")
+                .env("RANK", rank.to_string())
+                .env("WORLD_SIZE", "2")
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", &port)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<_> = ranks
+        .into_iter()
+        .map(|r| r.wait_with_output().unwrap())
+        .collect();
+    for (rank, out) in outputs.iter().enumerate() {
+        assert!(
+            out.status.success(),
+            "rank {rank}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let (first, second) = (
+        String::from_utf8_lossy(&outputs[0].stdout),
+        String::from_utf8_lossy(&outputs[1].stdout),
+    );
+    assert!(first.contains("steps          2"), "{first}");
+    assert!(second.is_empty(), "rank 1 prints nothing: {second}");
+    let metrics = std::fs::read_to_string(dir.path().join("run/metrics.jsonl")).unwrap();
+    let steps = metrics.lines().filter(|l| l.contains("\"step\"")).count();
+    assert!(steps >= 2, "{metrics}");
+    assert!(dir.path().join("run/model.safetensors").is_file());
+}

@@ -3,10 +3,12 @@
 
 use contrastive_tensor::{Encoder, ModuleT, Tensor, nn};
 
+use crate::norm::{BatchNorm, batch_norm1d};
+
 #[derive(Debug)]
 enum Layer {
     Linear(nn::Linear),
-    BatchNorm(nn::BatchNorm),
+    BatchNorm(BatchNorm),
     Relu,
 }
 
@@ -42,11 +44,7 @@ impl ProjectionHead {
             )));
             if hidden {
                 if batch_norm {
-                    layers.push(Layer::BatchNorm(nn::batch_norm1d(
-                        &p / layers.len(),
-                        pair[1],
-                        Default::default(),
-                    )));
+                    layers.push(Layer::BatchNorm(batch_norm1d(&p / layers.len(), pair[1])));
                 }
                 layers.push(Layer::Relu);
             }

@@ -28,6 +28,7 @@
 mod embedding;
 mod error;
 mod heads;
+mod norm;
 mod resnet;
 mod small_cnn;
 mod torchvision;

@@ -5,6 +5,7 @@ use contrastive_tensor::{Encoder, ModuleT, Tensor, nn};
 use serde::{Deserialize, Serialize};
 
 use crate::conv;
+use crate::norm::{BatchNorm, batch_norm2d};
 
 /// Which ResNet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,13 +45,13 @@ pub enum Stem {
 
 #[derive(Debug)]
 struct Block {
-    convs: Vec<(nn::Conv2D, nn::BatchNorm)>,
-    downsample: Option<(nn::Conv2D, nn::BatchNorm)>,
+    convs: Vec<(nn::Conv2D, BatchNorm)>,
+    downsample: Option<(nn::Conv2D, BatchNorm)>,
 }
 
 impl Block {
     fn new(p: &nn::Path, in_planes: i64, planes: i64, stride: i64, depth: ResNetDepth) -> Self {
-        let bn = |name: &str, c: i64| nn::batch_norm2d(p / name, c, Default::default());
+        let bn = |name: &str, c: i64| batch_norm2d(p / name, c);
         let expansion = depth.expansion();
         let convs = if expansion == 1 {
             vec![
@@ -83,7 +84,7 @@ impl Block {
             let d = p / "downsample";
             (
                 conv(&d / "0", in_planes, planes * expansion, 1, stride, 0),
-                nn::batch_norm2d(&d / "1", planes * expansion, Default::default()),
+                batch_norm2d(&d / "1", planes * expansion),
             )
         });
         Self { convs, downsample }
@@ -110,7 +111,7 @@ impl Block {
 #[derive(Debug)]
 pub struct ResNet {
     conv1: nn::Conv2D,
-    bn1: nn::BatchNorm,
+    bn1: BatchNorm,
     stem: Stem,
     layers: Vec<Block>,
     out_dim: i64,
@@ -124,7 +125,7 @@ impl ResNet {
             Stem::ImageNet => conv(p / "conv1", in_channels, 64, 7, 2, 3),
             Stem::Cifar => conv(p / "conv1", in_channels, 64, 3, 1, 1),
         };
-        let bn1 = nn::batch_norm2d(p / "bn1", 64, Default::default());
+        let bn1 = batch_norm2d(p / "bn1", 64);
         let mut in_planes = 64;
         let mut layers = Vec::new();
         for (stage, (&count, planes)) in depth.blocks().iter().zip([64, 128, 256, 512]).enumerate()

@@ -3,13 +3,14 @@
 use contrastive_tensor::{Encoder, ModuleT, Tensor, nn};
 
 use crate::conv;
+use crate::norm::{BatchNorm, batch_norm2d};
 
 /// Six 3x3 conv (no bias) + batch-norm + ReLU blocks of widths 32, 32 | max-pool 2 | 64, 64 |
 /// max-pool 2 | 128, 128 | global average pool -> 128. Blocks are named `blocks.{i}.conv` and
 /// `blocks.{i}.bn`.
 #[derive(Debug)]
 pub struct SmallCnn {
-    blocks: Vec<(nn::Conv2D, nn::BatchNorm)>,
+    blocks: Vec<(nn::Conv2D, BatchNorm)>,
 }
 
 impl SmallCnn {
@@ -26,7 +27,7 @@ impl SmallCnn {
                 let block = p / "blocks" / i;
                 let pair = (
                     conv(&block / "conv", c_in, c_out, 3, 1, 1),
-                    nn::batch_norm2d(&block / "bn", c_out, Default::default()),
+                    batch_norm2d(&block / "bn", c_out),
                 );
                 c_in = c_out;
                 pair

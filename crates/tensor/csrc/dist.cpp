@@ -173,6 +173,32 @@ struct GatherWithGrad : torch::autograd::Function<GatherWithGrad> {
   }
 };
 
+// The sum over all ranks in forward; in backward, the sum over all ranks of the incoming
+// gradient (every rank's output is the same sum of every rank's input).
+struct AllReduceWithGrad : torch::autograd::Function<AllReduceWithGrad> {
+  static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& x,
+                            c10::intrusive_ptr<Group> group) {
+    ctx->saved_data["group"] = c10::IValue::make_capsule(group);
+    auto sum = x.detach().contiguous().clone();
+    allreduce_sum(*group, sum);
+    return sum;
+  }
+
+  static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                 torch::autograd::variable_list grads) {
+    auto group = c10::static_intrusive_pointer_cast<Group>(ctx->saved_data["group"].toCapsule());
+    group->check_usable();
+    auto grad = grads[0].contiguous().clone();
+    try {
+      allreduce_sum(*group, grad);
+    } catch (const std::exception& e) {
+      group->fail(message_of(e));
+      throw;
+    }
+    return {grad, at::Tensor()};
+  }
+};
+
 }  // namespace
 
 struct CtrDistGroup {
@@ -247,6 +273,15 @@ int ctr_dist_allgather(CtrDistGroup* g, const at::Tensor* t, int with_grad, at::
   return run(g->group.get(), [&] {
     at::Tensor result = with_grad ? GatherWithGrad::apply(*t, g->group) : gather(*g->group, *t);
     *out = new at::Tensor(result);
+  });
+}
+
+// The sum of every rank's `t` as a new tensor whose gradient flows back to `t` (see
+// AllReduceWithGrad).
+int ctr_dist_allreduce_with_grad(CtrDistGroup* g, const at::Tensor* t, at::Tensor** out) {
+  *out = nullptr;
+  return run(g->group.get(), [&] {
+    *out = new at::Tensor(AllReduceWithGrad::apply(*t, g->group));
   });
 }
 

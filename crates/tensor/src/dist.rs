@@ -518,6 +518,43 @@ impl ProcessGroup {
         self.gather("all_gather_with_grad", tensor, tensor.requires_grad())
     }
 
+    /// The sum of every rank's `tensor` as a new tensor that keeps gradients: backward sums
+    /// the incoming gradient over all ranks (what synchronised batch-norm statistics need).
+    pub fn all_reduce_with_grad(&self, tensor: &Tensor) -> Result<Tensor> {
+        let op = "all_reduce_with_grad";
+        self.check_cpu(op, tensor)?;
+        let Some(handle) = self.handle else {
+            return Ok(tensor.shallow_clone());
+        };
+        if !tensor.requires_grad() {
+            let mut sum = tensor.copy();
+            self.all_reduce_(&mut sum, Reduce::Sum)?;
+            return Ok(sum);
+        }
+        let mut out = std::ptr::null_mut();
+        // SAFETY: `handle` and `tensor` are live; on success `out` is a new owned tensor.
+        let code = unsafe {
+            ffi::ctr_dist_allreduce_with_grad(handle.as_ptr(), tensor.as_ptr(), &mut out)
+        };
+        self.check(op, code)?;
+        // SAFETY: success, so `out` is an owned tensor handle.
+        Ok(unsafe { Tensor::from_ptr(out) })
+    }
+
+    /// Runs `f` with this group as the one that [`synced_sum`] sums over on this thread
+    /// (models' batch-norm layers use it for statistics over the global batch).
+    pub fn synchronising<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Restore(*const ProcessGroup);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                SYNC_GROUP.with(|g| g.set(self.0));
+            }
+        }
+        let previous = SYNC_GROUP.with(|g| g.replace(self as *const ProcessGroup));
+        let _restore = Restore(previous);
+        f()
+    }
+
     fn gather(&self, op: &'static str, tensor: &Tensor, with_grad: bool) -> Result<Tensor> {
         self.check_cpu(op, tensor)?;
         let Some(handle) = self.handle else {
@@ -649,6 +686,27 @@ impl ProcessGroup {
             }
         }
     }
+}
+
+thread_local! {
+    /// The group of the innermost [`ProcessGroup::synchronising`] on this thread (null
+    /// outside one).
+    static SYNC_GROUP: std::cell::Cell<*const ProcessGroup> = const { std::cell::Cell::new(std::ptr::null()) };
+}
+
+/// Inside [`ProcessGroup::synchronising`] of a group of more than one process, the sum of
+/// `tensor` over its ranks, keeping gradients ([`ProcessGroup::all_reduce_with_grad`]);
+/// `None` outside one. A failed sum is also `None` (the caller goes on with its own
+/// values) and leaves the group failed, so its next collective reports the failure.
+pub fn synced_sum(tensor: &Tensor) -> Option<Tensor> {
+    let group = SYNC_GROUP.with(std::cell::Cell::get);
+    // SAFETY: the pointer is set only for the duration of `synchronising`, which borrows the
+    // group, and only on this thread.
+    let group = unsafe { group.as_ref() }?;
+    if group.world_size < 2 {
+        return None;
+    }
+    group.all_reduce_with_grad(tensor).ok()
 }
 
 /// `tensors` in order, cut into runs of one kind and at most `bytes` each (a tensor larger

@@ -48,6 +48,11 @@ unsafe extern "C" {
         with_grad: c_int,
         out: *mut *mut C_tensor,
     ) -> c_int;
+    pub(crate) fn ctr_dist_allreduce_with_grad(
+        group: *mut CtrDistGroup,
+        t: *const C_tensor,
+        out: *mut *mut C_tensor,
+    ) -> c_int;
     pub(crate) fn ctr_dist_barrier(group: *mut CtrDistGroup) -> c_int;
     pub(crate) fn ctr_dist_failure(group: *mut CtrDistGroup) -> *const c_char;
 }

@@ -141,6 +141,11 @@ pub struct ModelSection {
     /// Output width of the projection head (the embedding the loss sees).
     #[serde(default = "default_head_out")]
     pub head_out: i64,
+    /// In a data-parallel run, batch-norm statistics over the global batch (every rank's
+    /// images) instead of each rank's own, as `torch.nn.SyncBatchNorm`: the run then
+    /// computes what one process with the whole batch would. No effect on one process.
+    #[serde(default)]
+    pub sync_bn: bool,
 }
 
 /// `[method]`: what is learned and with which loss. Keys of other methods are refused.
@@ -310,6 +315,7 @@ impl Default for ModelSection {
             stem: default_stem(),
             head_hidden: default_head_hidden(),
             head_out: default_head_out(),
+            sync_bn: false,
         }
     }
 }

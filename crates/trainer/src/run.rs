@@ -12,6 +12,7 @@ use contrastive_augment::{
 use contrastive_losses::momentum_update;
 use contrastive_models::{Backbone, EmbeddingModel, ModelConfig, Stem, save_model};
 use contrastive_samplers::{MultiView, PkSampler, TemporalSampler};
+use contrastive_tensor::dist::{ProcessGroup, Reduce};
 use contrastive_tensor::{
     Kind, ModuleT, Tensor, autocast, describe_device, nn::VarStore, seeded, set_threads,
     var_store_to_channels_last, write_atomically,
@@ -163,8 +164,13 @@ pub struct Trainer {
     pipeline: Arc<MultiViewPipeline>,
     position: Position,
     warnings: Vec<String>,
-    /// Held for the trainer's life: no other process trains in this run directory.
-    _lock: RunLock,
+    /// The data-parallel group this process trains in (one process: `single`).
+    group: ProcessGroup,
+    /// The model's trainable variables in name order, the same on every rank.
+    trainable: Vec<Tensor>,
+    /// Held for the trainer's life by rank 0, the one that writes: no other process trains
+    /// in this run directory.
+    _lock: Option<RunLock>,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -181,7 +187,27 @@ impl Trainer {
     /// when `resume` is set and refused otherwise (nothing is overwritten); one that another
     /// process is training in is refused either way (see [`RunLock`]).
     pub fn new(config: TrainConfig, resume: bool) -> Result<Self> {
+        Self::new_in(config, resume, ProcessGroup::single())
+    }
+
+    /// [`Trainer::new`] as one rank of a data-parallel `group`: each global batch of
+    /// `data.batch_size` images is split evenly between the ranks, every loss sees the
+    /// whole batch (embeddings gathered with gradients, so negatives are global),
+    /// gradients are averaged, and the run computes what one process with the whole batch
+    /// would (exactly so with `model.sync_bn`). Rank 0 alone writes the run directory;
+    /// every rank starts from rank 0's weights, and on resume reads the same checkpoint.
+    pub fn new_in(config: TrainConfig, resume: bool, group: ProcessGroup) -> Result<Self> {
         config.validate()?;
+        let world = group.world_size();
+        if !config.data.batch_size.is_multiple_of(world) {
+            return Err(invalid(
+                "data.batch_size",
+                format!(
+                    "{} images do not split evenly between {world} processes",
+                    config.data.batch_size
+                ),
+            ));
+        }
         let run_dir = config.run.out.clone();
         let last = checkpoint_path(&run_dir);
         match (last.is_file(), resume) {
@@ -356,7 +382,7 @@ impl Trainer {
             device,
             precision,
             channels_last,
-            views_per_image * batch_size as u64,
+            views_per_image * (batch_size / world) as u64,
             limit,
         )?;
         if let Some(step) = step
@@ -366,10 +392,15 @@ impl Trainer {
         }
 
         // Nothing is written before the config, data and device have passed every check.
-        std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
-        let lock = RunLock::acquire(&run_dir)?;
-        // A kill during a save leaves its temporary file; with the lock held, none is live.
-        checkpoint::remove_stale_temporaries(&run_dir)?;
+        let lock = if group.is_main() {
+            std::fs::create_dir_all(&run_dir).map_err(|e| Error::io(&run_dir, e))?;
+            let lock = RunLock::acquire(&run_dir)?;
+            // A kill during a save leaves its temporary file; with the lock held, none is live.
+            checkpoint::remove_stale_temporaries(&run_dir)?;
+            Some(lock)
+        } else {
+            None
+        };
         let mut position = Position::default();
         if resume {
             let saved = Checkpoint::read(&last)?;
@@ -388,6 +419,16 @@ impl Trainer {
             }
             position = saved.position;
         }
+        // Every rank from rank 0's weights (and queue), whatever each drew or read.
+        group.broadcast_parameters(&in_name_order(&vs, false))?;
+        if let Some(key) = &key {
+            group.broadcast_parameters(&in_name_order(&key.vs, false))?;
+        }
+        if let Method::Moco { queue, .. } = &method {
+            let state: Vec<Tensor> = queue.state().into_iter().map(|(_, t)| t).collect();
+            group.broadcast_parameters(&state)?;
+        }
+        let trainable = in_name_order(&vs, true);
         let trainer = Self {
             config,
             run_dir,
@@ -402,6 +443,8 @@ impl Trainer {
             pipeline,
             position,
             warnings,
+            group,
+            trainable,
             _lock: lock,
         };
         trainer.check_position()?;
@@ -470,13 +513,17 @@ impl Trainer {
     /// position is saved and the report says `interrupted`. A non-finite loss ends the run
     /// with [`Error::NonFiniteLoss`]; the checkpoint on disk is the last good one.
     pub fn run(&mut self, observer: &mut dyn Observer, stop: &AtomicBool) -> Result<Report> {
-        let config_path = self.run_dir.join("config.toml");
-        write_atomically(&config_path, self.config.to_toml().as_bytes())?;
-        let mut log = MetricsLog::open(
-            &self.run_dir.join("metrics.jsonl"),
-            self.position.step,
-            self.position.epoch,
-        )?;
+        let mut log = if self.group.is_main() {
+            let config_path = self.run_dir.join("config.toml");
+            write_atomically(&config_path, self.config.to_toml().as_bytes())?;
+            Some(MetricsLog::open(
+                &self.run_dir.join("metrics.jsonl"),
+                self.position.step,
+                self.position.epoch,
+            )?)
+        } else {
+            None
+        };
         let per_epoch = self.batches.per_epoch() as u64;
         let schedule_steps = per_epoch * self.config.run.epochs as u64;
         let warmup = (self.config.optimizer.warmup_epochs * per_epoch as f64).round() as u64;
@@ -513,6 +560,14 @@ impl Trainer {
             let remaining = (per_epoch as usize - skip).min((total - self.position.step) as usize);
             if remaining > 0 {
                 let order = self.batches.epoch(epoch);
+                let world = self.group.world_size();
+                if let Some(batch) = order.iter().find(|b| !b.len().is_multiple_of(world)) {
+                    return Err(Error::Run(format!(
+                        "a batch of {} images does not split evenly between {world} processes \
+                         (choose data.batch_size and method.per_class or per_video to fit)",
+                        batch.len()
+                    )));
+                }
                 let mut batches = self.prefetch(order, skip, remaining, epoch);
                 let mut tick = Instant::now();
                 while let Some(batch) = batches.next() {
@@ -538,13 +593,15 @@ impl Trainer {
                         lr,
                         views_per_s: views_per_step as f64 / dt.max(1e-9),
                     };
-                    log.write(&record)?;
+                    if let Some(log) = &mut log {
+                        log.write(&record)?;
+                    }
                     observer.record(&record);
                     let every = self.config.run.checkpoint_every as u64;
                     if every > 0 && self.position.step.is_multiple_of(every) {
                         self.save_checkpoint()?;
                     }
-                    if stop.load(Ordering::SeqCst) {
+                    if self.stop_agreed(stop)? {
                         drop(batches);
                         self.save_checkpoint()?;
                         observer.note("stopped; the checkpoint is saved, resume with --resume");
@@ -556,7 +613,9 @@ impl Trainer {
                 // Logged before the checkpoint that covers it: a kill in between leaves a
                 // record the resumed run drops and writes again, never a lost one.
                 let record = self.end_epoch(observer, &mut measured)?;
-                log.write(&record)?;
+                if let Some(log) = &mut log {
+                    log.write(&record)?;
+                }
                 observer.record(&record);
                 self.save_checkpoint()?;
                 self.plot(observer);
@@ -590,7 +649,9 @@ impl Trainer {
         let done = self.position.epoch;
         let every = self.config.eval.every_epochs as u64;
         let last_epoch = done == self.config.run.epochs as u64;
-        let (watched, eval_s) = if (every > 0 && done.is_multiple_of(every)) || last_epoch {
+        let due = (every > 0 && done.is_multiple_of(every)) || last_epoch;
+        // Rank 0 monitors alone; the others wait for it at the next step's collectives.
+        let (watched, eval_s) = if due && self.group.is_main() {
             observer.note("monitor");
             let start = Instant::now();
             let monitored = self.monitor()?;
@@ -616,6 +677,9 @@ impl Trainer {
 
     /// Redraws the charts; a failure is reported, never fatal to the run.
     fn plot(&self, observer: &mut dyn Observer) {
+        if !self.group.is_main() {
+            return;
+        }
         let drawn = crate::metrics::read(&self.run_dir.join("metrics.jsonl"))
             .and_then(|records| plot_run(&self.run_dir, &records));
         if let Err(e) = drawn {
@@ -643,8 +707,13 @@ impl Trainer {
         let pipeline = Arc::clone(&self.pipeline);
         let input = self.input.clone();
         let on_device = self.config.data.augment_on == "device";
+        let (rank, world) = (self.group.rank(), self.group.world_size());
         Prefetcher::new(count, 2, move |i| {
-            let items = &order[skip + i];
+            // This rank's even share of the global batch (its views are drawn per image, so
+            // they are the same whichever rank draws them).
+            let global = &order[skip + i];
+            let share = global.len() / world;
+            let items = &global[rank * share..(rank + 1) * share];
             let sources: Vec<Image> = items.iter().map(|&j| images[j].clone()).collect();
             let groups = if on_device {
                 // The sources go to the device as they are; the views are made there.
@@ -705,19 +774,45 @@ impl Trainer {
             }
             Ok(z)
         };
-        let (loss, keys) = {
+        // Every rank's embeddings in the order one process would have them: the loss sees
+        // the global batch.
+        let (group, world, local) = (&self.group, self.group.world_size() as i64, batch.images);
+        let gathered = |model: &EmbeddingModel, x: &Tensor| -> Result<Tensor> {
+            let z = embed(model, x)?;
+            if world == 1 {
+                return Ok(z);
+            }
+            let views = z.size()[0] / local;
+            Ok(view_major(
+                &group.all_gather_with_grad(&z)?,
+                world,
+                views,
+                local,
+            ))
+        };
+        let global = self.global_batch(batch)?;
+        let loss_of = || {
             self.method.loss(
-                &embed,
+                &gathered,
                 &self.model,
                 self.key.as_ref().map(|k| &k.model),
-                batch,
-            )?
+                &global,
+            )
+        };
+        let (loss, keys) = if self.config.model.sync_bn {
+            self.group.synchronising(loss_of)?
+        } else {
+            loss_of()?
         };
         let value = loss.double_value(&[]);
         if !value.is_finite() {
             return Err(self.diverged(value));
         }
-        loss.backward();
+        loss.f_backward()?;
+        // Each rank's gradient is the world size times its share of the global loss's
+        // (the gather's backward sums over ranks); their mean is the global gradient.
+        self.group
+            .average_gradients(&self.trainable, GRADIENT_BUCKET_BYTES)?;
         if let Some(max_norm) = self.config.optimizer.clip_grad_norm {
             self.optimizer.clip_grad_norm(max_norm);
         }
@@ -726,6 +821,42 @@ impl Trainer {
             queue.enqueue(&keys)?;
         }
         Ok(value)
+    }
+
+    /// Whether `stop` is set here or on any other rank: all ranks stop after the same step
+    /// (one collective a step when there are several).
+    fn stop_agreed(&self, stop: &AtomicBool) -> Result<bool> {
+        let here = stop.load(Ordering::SeqCst);
+        if self.group.world_size() == 1 {
+            return Ok(here);
+        }
+        let mut any = Tensor::from_slice(&[i64::from(here)]);
+        self.group.all_reduce_(&mut any, Reduce::Sum)?;
+        Ok(any.int64_value(&[0]) > 0)
+    }
+
+    /// `batch` (this rank's share) as the global batch the loss sees: every rank's labels
+    /// and frame indices gathered in view-major order; the views stay this rank's own (the
+    /// loss gathers their embeddings).
+    fn global_batch(&self, batch: &Batch) -> Result<Batch> {
+        let world = self.group.world_size() as i64;
+        let gather = |t: &Option<Tensor>| -> Result<Option<Tensor>> {
+            t.as_ref()
+                .filter(|_| world > 1)
+                .map(|t| {
+                    let views = t.size()[0] / batch.images;
+                    let all = self.group.all_gather(t)?;
+                    Ok(view_major(&all, world, views, batch.images))
+                })
+                .transpose()
+                .map(|gathered| gathered.or_else(|| t.as_ref().map(Tensor::shallow_clone)))
+        };
+        Ok(Batch {
+            groups: batch.groups.iter().map(Tensor::shallow_clone).collect(),
+            images: batch.images * world,
+            labels: gather(&batch.labels)?,
+            frames: gather(&batch.frames)?,
+        })
     }
 
     /// The error of a step whose loss (or embeddings) became `value`.
@@ -740,6 +871,9 @@ impl Trainer {
     /// Saves the run's whole state; a state holding NaN or infinity is refused
     /// ([`Error::NonFiniteState`]) and the checkpoint on disk stays the last finite one.
     fn save_checkpoint(&self) -> Result<()> {
+        if !self.group.is_main() {
+            return Ok(());
+        }
         let mut tensors: Vec<(String, Tensor)> = self
             .vs
             .variables()
@@ -800,6 +934,9 @@ impl Trainer {
         observer: &mut dyn Observer,
         current: Option<(Features, f64)>,
     ) -> Result<Report> {
+        if !self.group.is_main() {
+            return Ok(self.report(false, Evaluation::default()));
+        }
         let model_path = self.run_dir.join("model.safetensors");
         save_model(&self.vs, &self.model.config(), &model_path)?;
         let watched = current.as_ref().map(|(_, k)| *k);
@@ -856,6 +993,32 @@ impl Trainer {
 /// A warning when the kNN monitor's `k` exceeds the largest class of `labels`: every
 /// vote then takes in items of other classes (scikit-learn and the papers keep k well
 /// under the class size).
+/// Gradients travel between ranks in buckets of at most this size (as DDP's default).
+const GRADIENT_BUCKET_BYTES: usize = 25 << 20;
+
+/// `vs`'s variables (only the trainable ones when `trainable`) in name order: the same
+/// order on every rank, as the collectives over them need.
+fn in_name_order(vs: &VarStore, trainable: bool) -> Vec<Tensor> {
+    let mut named: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(_, t)| !trainable || t.requires_grad())
+        .collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    named.into_iter().map(|(_, t)| t).collect()
+}
+
+/// Rows gathered rank after rank, each rank's `[V * B, ...]` view-major, reordered into one
+/// view-major `[V * W * B, ...]`: view 0 of every rank's images, then view 1, ...
+fn view_major(gathered: &Tensor, world: i64, views: i64, images: i64) -> Tensor {
+    let size = gathered.size();
+    let mut shape = vec![world, views, images];
+    shape.extend_from_slice(&size[1..]);
+    let mut flat = vec![world * views * images];
+    flat.extend_from_slice(&size[1..]);
+    gathered.view(&shape[..]).transpose(0, 1).reshape(&flat[..])
+}
+
 fn knn_k_warning(k: usize, labels: Option<&[usize]>) -> Option<String> {
     let mut counts = std::collections::HashMap::new();
     for &label in labels? {

@@ -1,0 +1,347 @@
+//! Data-parallel training across real processes: this test binary starts copies of itself
+//! as the ranks of a Gloo group on 127.0.0.1 (with torchrun's variables) and checks that
+//! SimCLR, SupCon and MoCo v2 at 2 ranks x batch B compute what one process with batch 2B
+//! does, with `model.sync_bn`: the same loss at every step and the same parameters (and
+//! MoCo queue) after the run, to a stated float tolerance. Its own binary without the test
+//! harness, so that each rank is a plain process and a hung one is killed, not waited for.
+
+// The orchestrator reports each case on stdout.
+#![allow(clippy::print_stdout)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use contrastive_e2e::write_shapes;
+use contrastive_tensor::dist::{InitOptions, ProcessGroup};
+use contrastive_tensor::{Kind, SafetensorsFile};
+use contrastive_trainer::{Record, TrainConfig, Trainer, checkpoint_path, read_metrics};
+
+const WORKER: &str = "CONTRASTIVE_DP_WORKER";
+const WATCHDOG: Duration = Duration::from_secs(300);
+/// Steps each run takes.
+const STEPS: usize = 4;
+const METHODS: [(&str, &str); 3] = [
+    ("simclr", "name = \"simclr\"\ntemperature = 0.5"),
+    ("supcon", "name = \"supcon\"\ntemperature = 0.5"),
+    (
+        "moco-v2",
+        "name = \"moco-v2\"\nqueue_size = 32\nmomentum = 0.9\ntemperature = 0.2",
+    ),
+];
+
+fn main() {
+    if let Ok(method) = std::env::var(WORKER) {
+        let dir = PathBuf::from(std::env::var("CONTRASTIVE_DP_DIR").unwrap());
+        let out = std::env::var_os("CONTRASTIVE_DP_SINGLE")
+            .map_or_else(|| dir.join("ranks"), PathBuf::from);
+        train(&dir, &method, &out);
+        return;
+    }
+    let mut failed = Vec::new();
+    for (method, _) in METHODS {
+        match compare(method) {
+            Ok(summary) => println!("data-parallel {method}: ok ({summary})"),
+            Err(why) => {
+                println!("data-parallel {method}: FAILED\n{why}");
+                failed.push(method);
+            }
+        }
+    }
+    assert!(failed.is_empty(), "failed: {failed:?}");
+}
+
+/// The run of `method` on the shapes under `dir` into `out`, as this process's rank (one
+/// process when no launcher variables are set).
+fn train(dir: &Path, method: &str, out: &Path) {
+    let lines = METHODS.iter().find(|(m, _)| *m == method).unwrap().1;
+    let text = format!(
+        r#"
+        [run]
+        out = {out:?}
+        seed = 11
+        threads = {threads}
+        max_steps = {STEPS}
+        epochs = 2
+        precision = "fp32"
+        channels_last = "off"
+        [data]
+        dataset = "folder"
+        dir = {train:?}
+        batch_size = 16
+        augment = "simclr"
+        [model]
+        head_hidden = 32
+        head_out = 16
+        sync_bn = {sync_bn}
+        [eval]
+        final = false
+        every_epochs = 0
+        [method]
+        {lines}
+        [optimizer]
+        name = "sgd"
+        lr = 0.01
+        "#,
+        out = out.display().to_string(),
+        train = dir.join("train").display().to_string(),
+        threads = std::env::var("CONTRASTIVE_DP_THREADS").unwrap_or_else(|_| "1".into()),
+        sync_bn = std::env::var_os("CONTRASTIVE_DP_LOCAL_BN").is_none(),
+    );
+    let config = TrainConfig::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let options = InitOptions {
+        timeout: Duration::from_secs(60),
+        ..InitOptions::default()
+    };
+    let group = ProcessGroup::from_env(&options).unwrap();
+    let rank = group.rank();
+    let mut trainer = Trainer::new_in(config, false, group).unwrap();
+    trainer.run(&mut (), &AtomicBool::new(false)).unwrap();
+    // Every rank holds the same parameters: each prints a digest of them.
+    let mut named: Vec<(String, contrastive_tensor::Tensor)> =
+        trainer.var_store().variables().into_iter().collect();
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let digest: f64 = named
+        .iter()
+        .enumerate()
+        .map(|(i, (_, t))| {
+            let weights =
+                contrastive_tensor::Tensor::arange(t.numel() as i64, (Kind::Double, t.device()));
+            (t.to_kind(Kind::Double).flatten(0, -1) * (weights + i as f64 + 1.0).sin())
+                .sum(Kind::Double)
+                .double_value(&[])
+        })
+        .sum();
+    println!("DIGEST {rank} {digest:.17e}");
+}
+
+/// Runs `method` on one process and on two, and compares them; the differences allowed are
+/// set by how far one process's run moves when only its thread count changes (the same
+/// arithmetic in another order).
+fn compare(method: &str) -> Result<String, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    write_shapes(&dir.path().join("train"), 16, 16, 3);
+    let (single, reordered) = (dir.path().join("single"), dir.path().join("reordered"));
+    let started = Instant::now();
+    finish(vec![spawn(method, dir.path(), None, &single, 1)])?;
+    let single_s = started.elapsed().as_secs_f64();
+    finish(vec![spawn(method, dir.path(), None, &reordered, 2)])?;
+    let started = Instant::now();
+    let ranks = finish(ranks_of(method, dir.path(), &single, false))?;
+    let parallel_s = started.elapsed().as_secs_f64();
+    let digests: Vec<&str> = ranks.iter().filter_map(|o| digest(o)).collect();
+    if digests.len() != 2 || digests[0] != digests[1] {
+        return Err(format!("the ranks' parameters differ: {digests:?}"));
+    }
+    let parallel = dir.path().join("ranks");
+    let floor = step_differences(&single, &reordered)?;
+    let found = step_differences(&single, &parallel)?;
+    let (tensor, floor_tensor) = (
+        checkpoint_difference(&single, &parallel)?,
+        checkpoint_difference(&single, &reordered)?,
+    );
+    let summary = format!(
+        "2 ranks vs 1: step losses off by {}, checkpoint tensors within {:.1e} ({}); 1 \
+         process at 2 threads vs 1: {}, {:.1e}; {single_s:.1} s alone, {parallel_s:.1} s on \
+         2 ranks",
+        short(&found),
+        tensor.0,
+        tensor.1,
+        short(&floor),
+        floor_tensor.0
+    );
+    // Each step within ten times what reordering the arithmetic alone moves it (at least
+    // 1e-6): tight at the first steps, where the runs have not yet drifted apart.
+    if found
+        .iter()
+        .zip(&floor)
+        .any(|(d, f)| *d > (10.0 * f).max(1e-6))
+    {
+        return Err(format!("beyond ten times the rounding floor: {summary}"));
+    }
+    // The check can fail: with each rank's own batch-norm statistics the first step's loss
+    // already differs.
+    let local = dir.path().join("local-bn");
+    let _ = std::fs::remove_dir_all(&parallel);
+    finish(ranks_of(method, dir.path(), &single, true))?;
+    std::fs::rename(&parallel, &local).map_err(|e| e.to_string())?;
+    let local_bn = step_differences(&single, &local)?;
+    if local_bn[0] <= (10.0 * floor[0]).max(1e-6) {
+        return Err(format!(
+            "local batch-norm matched too: {}; {summary}",
+            short(&local_bn)
+        ));
+    }
+    Ok(format!(
+        "{summary}; local batch-norm: first step off by {:.1e}",
+        local_bn[0]
+    ))
+}
+
+/// Two ranks of `method` (each rank with its own batch-norm statistics when `local_bn`).
+fn ranks_of(method: &str, dir: &Path, single: &Path, local_bn: bool) -> Vec<Child> {
+    let port = free_port();
+    (0..2)
+        .map(|rank| {
+            let mut child = spawn_command(method, dir, Some((rank, port)), single, 1);
+            if local_bn {
+                child.env("CONTRASTIVE_DP_LOCAL_BN", "1");
+            }
+            child.spawn().unwrap()
+        })
+        .collect()
+}
+
+/// Numbers in short scientific notation.
+fn short(values: &[f64]) -> String {
+    let parts: Vec<String> = values.iter().map(|v| format!("{v:.1e}")).collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// The relative difference of each step's loss in two runs.
+fn step_differences(a: &Path, b: &Path) -> Result<Vec<f64>, String> {
+    let losses = |run: &Path| -> Result<Vec<f64>, String> {
+        Ok(read_metrics(&run.join("metrics.jsonl"))
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .filter_map(|r| match r {
+                Record::Step { loss, .. } => Some(loss),
+                Record::Epoch { .. } => None,
+            })
+            .collect())
+    };
+    let (la, lb) = (losses(a)?, losses(b)?);
+    if la.len() != STEPS || lb.len() != STEPS {
+        return Err(format!("{} and {} steps logged", la.len(), lb.len()));
+    }
+    Ok(la
+        .iter()
+        .zip(&lb)
+        .map(|(x, y)| (x - y).abs() / x.abs().max(1e-6))
+        .collect())
+}
+
+/// The largest difference between two runs' checkpoint tensors (model, optimizer state,
+/// MoCo's key encoder and queue), each relative to its tensor's largest entry, and where.
+fn checkpoint_difference(a: &Path, b: &Path) -> Result<(f64, String), String> {
+    let read = |run: &Path| SafetensorsFile::read(checkpoint_path(run)).map_err(|e| e.to_string());
+    let (ca, cb) = (read(a)?, read(b)?);
+    if ca.tensors.keys().ne(cb.tensors.keys()) {
+        return Err("the checkpoints hold different tensors".into());
+    }
+    let mut worst = (0.0, String::new());
+    for (name, x) in &ca.tensors {
+        let (x, y) = (
+            x.to_kind(Kind::Double),
+            cb.tensors[name].to_kind(Kind::Double),
+        );
+        let scale = x.abs().max().double_value(&[]).max(1e-12);
+        let difference = (&x - &y).abs().max().double_value(&[]) / scale;
+        if difference > worst.0 {
+            worst = (difference, name.clone());
+        }
+    }
+    Ok(worst)
+}
+
+fn digest(output: &str) -> Option<&str> {
+    output.lines().find_map(|l| {
+        l.strip_prefix("DIGEST ")
+            .and_then(|d| d.split_once(' '))
+            .map(|d| d.1)
+    })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A worker training `method` on `threads` threads: alone into `single`, or as
+/// `(rank, port)` of 2.
+fn spawn(
+    method: &str,
+    dir: &Path,
+    rank: Option<(usize, u16)>,
+    single: &Path,
+    threads: usize,
+) -> Child {
+    spawn_command(method, dir, rank, single, threads)
+        .spawn()
+        .unwrap()
+}
+
+/// The command of [`spawn`].
+fn spawn_command(
+    method: &str,
+    dir: &Path,
+    rank: Option<(usize, u16)>,
+    single: &Path,
+    threads: usize,
+) -> Command {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .env(WORKER, method)
+        .env("CONTRASTIVE_DP_THREADS", threads.to_string())
+        .env("CONTRASTIVE_DP_DIR", dir)
+        .env_remove("RANK")
+        .env_remove("WORLD_SIZE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    match rank {
+        Some((rank, port)) => {
+            command
+                .env("RANK", rank.to_string())
+                .env("WORLD_SIZE", "2")
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", port.to_string());
+        }
+        None => {
+            // Alone, into `single` rather than the ranks' folder.
+            command.env("CONTRASTIVE_DP_SINGLE", single);
+        }
+    }
+    command
+}
+
+/// Waits for every child (killing all past the watchdog); each one's output, or why not.
+fn finish(children: Vec<Child>) -> Result<Vec<String>, String> {
+    let started = Instant::now();
+    let mut children: Vec<(Child, Option<std::process::ExitStatus>)> =
+        children.into_iter().map(|c| (c, None)).collect();
+    while children.iter().any(|(_, status)| status.is_none()) {
+        if started.elapsed() > WATCHDOG {
+            for (child, _) in &mut children {
+                let _ = child.kill();
+            }
+            return Err(format!("killed after {WATCHDOG:?}: a worker hung"));
+        }
+        for (child, status) in &mut children {
+            if status.is_none() {
+                *status = child.try_wait().unwrap();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut outputs = Vec::new();
+    let mut ok = true;
+    for (child, status) in children {
+        let out = child.wait_with_output().unwrap();
+        ok &= status.is_some_and(|s| s.success());
+        outputs.push(format!(
+            "exit {:?}\n{}{}",
+            status.and_then(|s| s.code()),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    if ok {
+        Ok(outputs)
+    } else {
+        Err(outputs.join("\n---\n"))
+    }
+}
