@@ -20,6 +20,7 @@
 
 mod cluster;
 mod eval;
+mod launch;
 mod search;
 mod train;
 mod video;

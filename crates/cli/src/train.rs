@@ -49,6 +49,11 @@ pub struct TrainArgs {
     /// Override data.dir.
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// Start this many ranks of the run on this machine (data-parallel, as `torchrun
+    /// --nproc-per-node N` would), each with an equal share of the CPU threads unless
+    /// run.threads says otherwise.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    nproc_per_node: usize,
     /// Override any key: --set section.key=value (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
@@ -97,6 +102,13 @@ pub fn run(args: TrainArgs, quiet: bool) -> Result<()> {
     };
     let config = TrainConfig::load(&config_path, &overrides)
         .with_context(|| format!("reading {}", config_path.display()))?;
+    if args.nproc_per_node > 1 && !crate::launch::is_rank() {
+        let threads = match config.run.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()) / args.nproc_per_node,
+            set => set,
+        };
+        return crate::launch::launch(args.nproc_per_node, threads.max(1));
+    }
     // One process of a data-parallel launch (torchrun, srun, or the variables set by
     // hand), or alone.
     let group = ProcessGroup::from_env(&InitOptions::default())

@@ -733,3 +733,99 @@ fn two_processes_started_as_torchrun_starts_them_train_one_run() {
     assert!(steps >= 2, "{metrics}");
     assert!(dir.path().join("run/model.safetensors").is_file());
 }
+
+/// The pid of the child of `launcher` started as rank `rank`.
+fn rank_pid(launcher: u32, rank: usize) -> Option<i32> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{launcher}/task/{launcher}/children")).ok()?;
+    children.split_whitespace().find_map(|pid| {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+        let wanted = format!("RANK={rank}");
+        environ
+            .split(|&b| b == 0)
+            .any(|var| var == wanted.as_bytes())
+            .then(|| pid.parse().ok())
+            .flatten()
+    })
+}
+
+#[test]
+fn a_rank_killed_mid_run_is_named_and_the_relaunch_ends_as_an_uninterrupted_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = shapes_config(dir.path(), 5).display().to_string();
+    let (whole, cut) = (dir.path().join("whole"), dir.path().join("cut"));
+    let train = |out: &std::path::Path| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_contrastive"));
+        command
+            .args(["-q", "train", "--config", &config, "--nproc-per-node", "2"])
+            .arg("--out")
+            .arg(out)
+            .env_remove("RUST_BACKTRACE");
+        command
+    };
+    let out = train(&whole).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut launcher = train(&cut)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let steps = |run: &std::path::Path| {
+        std::fs::read_to_string(run.join("metrics.jsonl"))
+            .map(|m| m.lines().filter(|l| l.contains("\"step\"")).count())
+            .unwrap_or(0)
+    };
+    while steps(&cut) < 6 {
+        assert!(
+            launcher.try_wait().unwrap().is_none(),
+            "the run ended early"
+        );
+        assert!(started.elapsed().as_secs() < 120, "no progress");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let victim = rank_pid(launcher.id(), 1).expect("rank 1 is running");
+    // SAFETY: kill(2) on a process this test's child started.
+    assert_eq!(unsafe { libc::kill(victim, libc::SIGKILL) }, 0);
+    let killed = std::time::Instant::now();
+    let out = launcher.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("rank 1 of 2 was killed by signal 9"),
+        "{stderr}"
+    );
+    assert!(
+        killed.elapsed().as_secs() < 60,
+        "took {:?}",
+        killed.elapsed()
+    );
+
+    let resumed = Command::new(env!("CARGO_BIN_EXE_contrastive"))
+        .args(["-q", "train", "--nproc-per-node", "2", "--resume"])
+        .arg(&cut)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let read = |run: &std::path::Path| {
+        contrastive_tensor::SafetensorsFile::read(run.join("model.safetensors")).unwrap()
+    };
+    let (a, b) = (read(&whole), read(&cut));
+    assert_eq!(a.tensors.len(), b.tensors.len());
+    for (name, t) in &a.tensors {
+        assert!(
+            t.equal(&b.tensors[name]),
+            "{name} differs after the relaunch"
+        );
+    }
+}
