@@ -696,25 +696,31 @@ fn two_processes_started_as_torchrun_starts_them_train_one_run() {
         .unwrap()
         .port()
         .to_string();
-    let ranks: Vec<_> = (0..2)
-        .map(|rank| {
-            Command::new(env!("CARGO_BIN_EXE_contrastive"))
-                .args(["train", "--config", &config.display().to_string()])
-                .env_remove("RUST_BACKTRACE")
-                .env("RANK", rank.to_string())
-                .env("WORLD_SIZE", "2")
-                .env("MASTER_ADDR", "127.0.0.1")
-                .env("MASTER_PORT", &port)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let outputs: Vec<_> = ranks
-        .into_iter()
-        .map(|r| r.wait_with_output().unwrap())
-        .collect();
+    let config_text = config.display().to_string();
+    // Both ranks, the second with `extra` arguments; their outputs.
+    let run_ranks = |port: &str, extra: &[&str]| -> Vec<std::process::Output> {
+        let ranks: Vec<_> = (0..2)
+            .map(|rank| {
+                Command::new(env!("CARGO_BIN_EXE_contrastive"))
+                    .args(["train", "--config", &config_text])
+                    .args(if rank == 1 { extra } else { &[] })
+                    .env_remove("RUST_BACKTRACE")
+                    .env("RANK", rank.to_string())
+                    .env("WORLD_SIZE", "2")
+                    .env("MASTER_ADDR", "127.0.0.1")
+                    .env("MASTER_PORT", port)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        ranks
+            .into_iter()
+            .map(|r| r.wait_with_output().unwrap())
+            .collect()
+    };
+    let outputs = run_ranks(&port, &[]);
     for (rank, out) in outputs.iter().enumerate() {
         assert!(
             out.status.success(),
@@ -732,6 +738,26 @@ fn two_processes_started_as_torchrun_starts_them_train_one_run() {
     let steps = metrics.lines().filter(|l| l.contains("\"step\"")).count();
     assert!(steps >= 2, "{metrics}");
     assert!(dir.path().join("run/model.safetensors").is_file());
+
+    // Ranks given different configs are refused, every one of them, before any work.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let set = format!(
+        "run.out={:?}",
+        dir.path().join("other").display().to_string()
+    );
+    for (rank, out) in run_ranks(&port, &["--set", &set]).iter().enumerate() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "rank {rank} went on");
+        assert!(
+            stderr.contains("started with different configs"),
+            "{stderr}"
+        );
+    }
 }
 
 /// The pid of the child of `launcher` started as rank `rank`.
@@ -827,5 +853,109 @@ fn a_rank_killed_mid_run_is_named_and_the_relaunch_ends_as_an_uninterrupted_run(
             t.equal(&b.tensors[name]),
             "{name} differs after the relaunch"
         );
+    }
+}
+
+#[test]
+fn the_same_run_launched_three_ways_ends_with_the_same_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = shapes_config(dir.path(), 1).display().to_string();
+    let free_port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+            .to_string()
+    };
+    let binary = env!("CARGO_BIN_EXE_contrastive");
+    let train_args = |out: &std::path::Path| -> Vec<String> {
+        [
+            "-q",
+            "train",
+            "--config",
+            &config,
+            "--set",
+            "run.max_steps=3",
+            "--out",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain([out.display().to_string()])
+        .collect()
+    };
+    let succeeded = |out: std::process::Output, how: &str| {
+        assert!(
+            out.status.success(),
+            "{how}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // 1. Our launcher.
+    let ours = dir.path().join("ours");
+    let mut command = Command::new(binary);
+    command
+        .args(train_args(&ours))
+        .args(["--nproc-per-node", "2"]);
+    succeeded(command.output().unwrap(), "--nproc-per-node");
+    // 2. SLURM's variables, as srun sets them, by hand.
+    let slurm = dir.path().join("slurm");
+    let port = free_port();
+    let ranks: Vec<_> = (0..2)
+        .map(|rank| {
+            Command::new(binary)
+                .args(train_args(&slurm))
+                .env_remove("RUST_BACKTRACE")
+                .envs([
+                    ("SLURM_PROCID", rank.to_string()),
+                    ("SLURM_LOCALID", rank.to_string()),
+                    ("SLURM_NTASKS", "2".into()),
+                    ("SLURM_TASKS_PER_NODE", "2".into()),
+                    ("SLURM_STEP_ID", "0".into()),
+                    ("SLURM_JOB_ID", "77".into()),
+                    ("SLURM_JOB_NODELIST", "localhost".into()),
+                    ("MASTER_PORT", port.clone()),
+                ])
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for rank in ranks {
+        succeeded(rank.wait_with_output().unwrap(), "SLURM variables");
+    }
+    // 3. torchrun from the setup's virtual environment, its agent hosting the store.
+    let torch = std::fs::canonicalize(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.libtorch"))
+        .expect("`cargo xtask setup` links .libtorch");
+    let torchrun = torch.ancestors().nth(4).unwrap().join("bin/torchrun");
+    let torchrun_out = dir.path().join("torchrun");
+    let endpoint = format!("127.0.0.1:{}", free_port());
+    let mut command = Command::new(&torchrun);
+    command
+        .args([
+            "--no-python",
+            "--nproc-per-node",
+            "2",
+            "--rdzv-backend",
+            "c10d",
+        ])
+        .args(["--rdzv-endpoint", &endpoint, binary])
+        .args(train_args(&torchrun_out))
+        .env_remove("RUST_BACKTRACE");
+    succeeded(command.output().unwrap(), "torchrun");
+
+    let read = |run: &std::path::Path| {
+        contrastive_tensor::SafetensorsFile::read(run.join("model.safetensors")).unwrap()
+    };
+    let reference = read(&ours);
+    for other in [&slurm, &torchrun_out] {
+        let model = read(other);
+        for (name, t) in &reference.tensors {
+            assert!(
+                t.equal(&model.tensors[name]),
+                "{name} differs in {}",
+                other.display()
+            );
+        }
     }
 }

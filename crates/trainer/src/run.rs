@@ -198,6 +198,7 @@ impl Trainer {
     /// every rank starts from rank 0's weights, and on resume reads the same checkpoint.
     pub fn new_in(config: TrainConfig, resume: bool, group: ProcessGroup) -> Result<Self> {
         config.validate()?;
+        same_config_everywhere(&config, &group)?;
         let world = group.world_size();
         if !config.data.batch_size.is_multiple_of(world) {
             return Err(invalid(
@@ -993,6 +994,35 @@ impl Trainer {
 /// A warning when the kNN monitor's `k` exceeds the largest class of `labels`: every
 /// vote then takes in items of other classes (scikit-learn and the papers keep k well
 /// under the class size).
+/// An error on every rank unless all ranks of `group` were given the same config (the
+/// config as it will be written, overrides included).
+fn same_config_everywhere(config: &TrainConfig, group: &ProcessGroup) -> Result<()> {
+    if group.world_size() == 1 {
+        return Ok(());
+    }
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(config.to_toml().as_bytes());
+    let words: Vec<i64> = digest
+        .chunks(8)
+        .map(|c| i64::from_le_bytes(c.try_into().expect("8-byte chunks")))
+        .collect();
+    let all = Vec::<i64>::try_from(&group.all_gather(&Tensor::from_slice(&words))?)?;
+    let hex = |w: &[i64]| -> String { w.iter().map(|v| format!("{:016x}", *v as u64)).collect() };
+    let ranks: Vec<String> = all
+        .chunks(words.len())
+        .enumerate()
+        .map(|(rank, w)| format!("rank {rank}: {}", &hex(w)[..12]))
+        .collect();
+    if all.chunks(words.len()).any(|w| w != words.as_slice()) {
+        return Err(Error::Run(format!(
+            "the ranks were started with different configs ({}); start every rank with the \
+             same config file and overrides",
+            ranks.join(", ")
+        )));
+    }
+    Ok(())
+}
+
 /// Gradients travel between ranks in buckets of at most this size (as DDP's default).
 const GRADIENT_BUCKET_BYTES: usize = 25 << 20;
 
