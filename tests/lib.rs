@@ -140,3 +140,54 @@ pub fn tiny_cnn(vs: &nn::VarStore, outputs: i64) -> nn::SequentialT {
         .add_fn(|x| x.relu().adaptive_avg_pool2d([1, 1]).flatten(1, -1))
         .add(nn::linear(&p / "fc", 32, outputs, Default::default()))
 }
+
+/// A free TCP port on 127.0.0.1 (bound, then released for the test's rendezvous store).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port on 127.0.0.1")
+        .port()
+}
+
+/// Waits for every child, killing all of them once `watchdog` has passed (a hung worker
+/// must not hang the test); each one's exit code, stdout and stderr when every child
+/// exited 0, else all of them as the error.
+pub fn finish(
+    children: Vec<std::process::Child>,
+    watchdog: std::time::Duration,
+) -> Result<Vec<String>, String> {
+    let started = std::time::Instant::now();
+    let mut children: Vec<(std::process::Child, Option<std::process::ExitStatus>)> =
+        children.into_iter().map(|c| (c, None)).collect();
+    while children.iter().any(|(_, status)| status.is_none()) {
+        if started.elapsed() > watchdog {
+            for (child, _) in &mut children {
+                let _ = child.kill();
+            }
+            return Err(format!("killed after {watchdog:?}: a worker hung"));
+        }
+        for (child, status) in &mut children {
+            if status.is_none() {
+                *status = child.try_wait().map_err(|e| e.to_string())?;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let mut outputs = Vec::new();
+    let mut ok = true;
+    for (child, status) in children {
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        ok &= status.is_some_and(|s| s.success());
+        outputs.push(format!(
+            "exit {:?}\n{}{}",
+            status.and_then(|s| s.code()),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    if ok {
+        Ok(outputs)
+    } else {
+        Err(outputs.join("\n---\n"))
+    }
+}

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use contrastive_e2e::write_shapes;
+use contrastive_e2e::{finish, free_port, write_shapes};
 use contrastive_tensor::dist::{InitOptions, ProcessGroup};
 use contrastive_tensor::{Kind, SafetensorsFile};
 use contrastive_trainer::{Record, TrainConfig, Trainer, checkpoint_path, read_metrics};
@@ -124,11 +124,14 @@ fn compare(method: &str) -> Result<String, String> {
     write_shapes(&dir.path().join("train"), 16, 16, 3);
     let (single, reordered) = (dir.path().join("single"), dir.path().join("reordered"));
     let started = Instant::now();
-    finish(vec![spawn(method, dir.path(), None, &single, 1)])?;
+    finish(vec![spawn(method, dir.path(), None, &single, 1)], WATCHDOG)?;
     let single_s = started.elapsed().as_secs_f64();
-    finish(vec![spawn(method, dir.path(), None, &reordered, 2)])?;
+    finish(
+        vec![spawn(method, dir.path(), None, &reordered, 2)],
+        WATCHDOG,
+    )?;
     let started = Instant::now();
-    let ranks = finish(ranks_of(method, dir.path(), &single, false))?;
+    let ranks = finish(ranks_of(method, dir.path(), &single, false), WATCHDOG)?;
     let parallel_s = started.elapsed().as_secs_f64();
     let digests: Vec<&str> = ranks.iter().filter_map(|o| digest(o)).collect();
     if digests.len() != 2 || digests[0] != digests[1] {
@@ -164,7 +167,7 @@ fn compare(method: &str) -> Result<String, String> {
     // already differs.
     let local = dir.path().join("local-bn");
     let _ = std::fs::remove_dir_all(&parallel);
-    finish(ranks_of(method, dir.path(), &single, true))?;
+    finish(ranks_of(method, dir.path(), &single, true), WATCHDOG)?;
     std::fs::rename(&parallel, &local).map_err(|e| e.to_string())?;
     let local_bn = step_differences(&single, &local)?;
     if local_bn[0] <= (10.0 * floor[0]).max(1e-6) {
@@ -253,14 +256,6 @@ fn digest(output: &str) -> Option<&str> {
     })
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A worker training `method` on `threads` threads: alone into `single`, or as
 /// `(rank, port)` of 2.
 fn spawn(
@@ -306,42 +301,4 @@ fn spawn_command(
         }
     }
     command
-}
-
-/// Waits for every child (killing all past the watchdog); each one's output, or why not.
-fn finish(children: Vec<Child>) -> Result<Vec<String>, String> {
-    let started = Instant::now();
-    let mut children: Vec<(Child, Option<std::process::ExitStatus>)> =
-        children.into_iter().map(|c| (c, None)).collect();
-    while children.iter().any(|(_, status)| status.is_none()) {
-        if started.elapsed() > WATCHDOG {
-            for (child, _) in &mut children {
-                let _ = child.kill();
-            }
-            return Err(format!("killed after {WATCHDOG:?}: a worker hung"));
-        }
-        for (child, status) in &mut children {
-            if status.is_none() {
-                *status = child.try_wait().unwrap();
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut outputs = Vec::new();
-    let mut ok = true;
-    for (child, status) in children {
-        let out = child.wait_with_output().unwrap();
-        ok &= status.is_some_and(|s| s.success());
-        outputs.push(format!(
-            "exit {:?}\n{}{}",
-            status.and_then(|s| s.code()),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    if ok {
-        Ok(outputs)
-    } else {
-        Err(outputs.join("\n---\n"))
-    }
 }

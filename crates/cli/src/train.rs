@@ -171,6 +171,12 @@ fn print_report(report: &Report) {
     );
     println!("training time  {:.1} s", report.train_s);
     println!("throughput     {:.0} views/s", report.views_per_s);
+    if report.communication_s > 0.0 {
+        println!(
+            "communication  {:.1} s on rank 0 (gathers, gradient averaging)",
+            report.communication_s
+        );
+    }
     if report.interrupted {
         println!(
             "interrupted: resume with `contrastive train --resume {}`",

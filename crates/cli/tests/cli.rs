@@ -690,12 +690,7 @@ fn two_processes_started_as_torchrun_starts_them_train_one_run() {
         ),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+    let port = contrastive_e2e::free_port().to_string();
     let config_text = config.display().to_string();
     // Both ranks, the second with `extra` arguments; their outputs.
     let run_ranks = |port: &str, extra: &[&str]| -> Vec<std::process::Output> {
@@ -740,12 +735,7 @@ fn two_processes_started_as_torchrun_starts_them_train_one_run() {
     assert!(dir.path().join("run/model.safetensors").is_file());
 
     // Ranks given different configs are refused, every one of them, before any work.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+    let port = contrastive_e2e::free_port().to_string();
     let set = format!(
         "run.out={:?}",
         dir.path().join("other").display().to_string()
@@ -860,14 +850,7 @@ fn a_rank_killed_mid_run_is_named_and_the_relaunch_ends_as_an_uninterrupted_run(
 fn the_same_run_launched_three_ways_ends_with_the_same_parameters() {
     let dir = tempfile::tempdir().unwrap();
     let config = shapes_config(dir.path(), 1).display().to_string();
-    let free_port = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port()
-            .to_string()
-    };
+    let free_port = || contrastive_e2e::free_port().to_string();
     let binary = env!("CARGO_BIN_EXE_contrastive");
     let train_args = |out: &std::path::Path| -> Vec<String> {
         [

@@ -18,6 +18,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common.h"
@@ -145,6 +146,23 @@ at::Tensor gather(Group& g, const at::Tensor& x) {
   return at::cat(out[0], 0);
 }
 
+// The group a Function saved in forward, and `incoming` (a gradient) summed over its ranks:
+// a copy, as the incoming gradient may be shared with another branch of the graph. A failure
+// marks the group failed before it propagates.
+std::pair<c10::intrusive_ptr<Group>, at::Tensor> summed_over_ranks(
+    torch::autograd::AutogradContext* ctx, const at::Tensor& incoming) {
+  auto group = c10::static_intrusive_pointer_cast<Group>(ctx->saved_data["group"].toCapsule());
+  group->check_usable();
+  auto grad = incoming.contiguous().clone();
+  try {
+    allreduce_sum(*group, grad);
+  } catch (const std::exception& e) {
+    group->fail(message_of(e));
+    throw;
+  }
+  return {group, grad};
+}
+
 // All ranks' rows in forward; in backward, every rank's gradient of the gathered tensor
 // summed, and this rank's rows of the sum: the exact gradient of the sum of all ranks'
 // losses.
@@ -158,16 +176,7 @@ struct GatherWithGrad : torch::autograd::Function<GatherWithGrad> {
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    auto group = c10::static_intrusive_pointer_cast<Group>(ctx->saved_data["group"].toCapsule());
-    group->check_usable();
-    // A copy: the incoming gradient may be shared with another branch of the graph.
-    auto grad = grads[0].contiguous().clone();
-    try {
-      allreduce_sum(*group, grad);
-    } catch (const std::exception& e) {
-      group->fail(message_of(e));
-      throw;
-    }
+    auto [group, grad] = summed_over_ranks(ctx, grads[0]);
     auto rows = ctx->saved_data["rows"].toInt();
     return {grad.narrow(0, group->rank * rows, rows), at::Tensor()};
   }
@@ -186,16 +195,7 @@ struct AllReduceWithGrad : torch::autograd::Function<AllReduceWithGrad> {
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
-    auto group = c10::static_intrusive_pointer_cast<Group>(ctx->saved_data["group"].toCapsule());
-    group->check_usable();
-    auto grad = grads[0].contiguous().clone();
-    try {
-      allreduce_sum(*group, grad);
-    } catch (const std::exception& e) {
-      group->fail(message_of(e));
-      throw;
-    }
-    return {grad, at::Tensor()};
+    return {summed_over_ranks(ctx, grads[0]).second, at::Tensor()};
   }
 };
 

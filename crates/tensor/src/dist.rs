@@ -736,6 +736,21 @@ mod tests {
 
     use super::*;
 
+    /// Where `env` puts this process: ranks and sizes, master host and port.
+    fn placed(env: &DistEnv) -> (usize, usize, usize, usize, &str, u16) {
+        let e = env;
+        let (rank, world, local, local_world) =
+            (e.rank, e.world_size, e.local_rank, e.local_world_size);
+        (
+            rank,
+            world,
+            local,
+            local_world,
+            &e.master_addr,
+            e.master_port,
+        )
+    }
+
     fn env(pairs: &[(&str, &str)]) -> Result<Option<DistEnv>> {
         let vars: HashMap<String, String> = pairs
             .iter()
@@ -758,19 +773,7 @@ mod tests {
             ("TORCHELASTIC_RESTART_COUNT", "2"),
         ];
         let got = env(&base).unwrap().unwrap();
-        assert_eq!(
-            (
-                got.rank,
-                got.world_size,
-                got.local_rank,
-                got.local_world_size
-            ),
-            (3, 4, 1, 2)
-        );
-        assert_eq!(
-            (got.master_addr.as_str(), got.master_port),
-            ("10.0.0.1", 29400)
-        );
+        assert_eq!(placed(&got), (3, 4, 1, 2, "10.0.0.1", 29400));
         assert!(got.agent_store && got.restart == 2 && got.launcher == Launcher::Torchrun);
 
         let err = env(&[("RANK", "0")]).unwrap_err().to_string();
@@ -804,19 +807,7 @@ mod tests {
         let mut step = base.to_vec();
         step.push(("SLURM_STEP_ID", "0"));
         let got = env(&step).unwrap().unwrap();
-        assert_eq!(
-            (
-                got.rank,
-                got.world_size,
-                got.local_rank,
-                got.local_world_size
-            ),
-            (5, 8, 1, 4)
-        );
-        assert_eq!(
-            (got.master_addr.as_str(), got.master_port),
-            ("gpu07", 29956)
-        );
+        assert_eq!(placed(&got), (5, 8, 1, 4, "gpu07", 29956));
         assert_eq!(got.launcher, Launcher::Slurm);
         step.push(("MASTER_ADDR", "head"));
         step.push(("MASTER_PORT", "1234"));

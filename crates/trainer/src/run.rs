@@ -88,6 +88,11 @@ pub struct Report {
     pub raw_pixels: Option<PixelComparison>,
     /// The trained model (backbone and head, with its config), when the run finished.
     pub model: Option<PathBuf>,
+    /// Of this session's training time, the seconds this rank spent in collectives outside
+    /// backward (gathering embeddings, averaging gradients, agreeing to stop); 0 alone.
+    /// The gather's own all-reduce in backward is not counted.
+    #[serde(default)]
+    pub communication_s: f64,
 }
 
 /// How batches are drawn.
@@ -168,6 +173,8 @@ pub struct Trainer {
     group: ProcessGroup,
     /// The model's trainable variables in name order, the same on every rank.
     trainable: Vec<Tensor>,
+    /// Seconds spent in collectives outside backward this session (see [`Report`]).
+    communication_s: std::cell::Cell<f64>,
     /// Held for the trainer's life by rank 0, the one that writes: no other process trains
     /// in this run directory.
     _lock: Option<RunLock>,
@@ -446,6 +453,7 @@ impl Trainer {
             warnings,
             group,
             trainable,
+            communication_s: std::cell::Cell::new(0.0),
             _lock: lock,
         };
         trainer.check_position()?;
@@ -784,12 +792,10 @@ impl Trainer {
                 return Ok(z);
             }
             let views = z.size()[0] / local;
-            Ok(view_major(
-                &group.all_gather_with_grad(&z)?,
-                world,
-                views,
-                local,
-            ))
+            let started = Instant::now();
+            let all = group.all_gather_with_grad(&z)?;
+            self.communicated(started);
+            Ok(view_major(&all, world, views, local))
         };
         let global = self.global_batch(batch)?;
         let loss_of = || {
@@ -812,8 +818,10 @@ impl Trainer {
         loss.f_backward()?;
         // Each rank's gradient is the world size times its share of the global loss's
         // (the gather's backward sums over ranks); their mean is the global gradient.
+        let started = Instant::now();
         self.group
             .average_gradients(&self.trainable, GRADIENT_BUCKET_BYTES)?;
+        self.communicated(started);
         if let Some(max_norm) = self.config.optimizer.clip_grad_norm {
             self.optimizer.clip_grad_norm(max_norm);
         }
@@ -824,6 +832,15 @@ impl Trainer {
         Ok(value)
     }
 
+    /// Counts the time since `started` as communication.
+    fn communicated(&self, started: Instant) {
+        if self.group.world_size() == 1 {
+            return;
+        }
+        let spent = started.elapsed().as_secs_f64();
+        self.communication_s.set(self.communication_s.get() + spent);
+    }
+
     /// Whether `stop` is set here or on any other rank: all ranks stop after the same step
     /// (one collective a step when there are several).
     fn stop_agreed(&self, stop: &AtomicBool) -> Result<bool> {
@@ -832,7 +849,9 @@ impl Trainer {
             return Ok(here);
         }
         let mut any = Tensor::from_slice(&[i64::from(here)]);
+        let started = Instant::now();
         self.group.all_reduce_(&mut any, Reduce::Sum)?;
+        self.communicated(started);
         Ok(any.int64_value(&[0]) > 0)
     }
 
@@ -987,6 +1006,7 @@ impl Trainer {
             evaluation,
             raw_pixels: None,
             model: None,
+            communication_s: self.communication_s.get(),
         }
     }
 }

@@ -11,6 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use contrastive_e2e::{finish, free_port};
 use contrastive_tensor::dist::{DistFailure, InitOptions, ProcessGroup, Reduce};
 use contrastive_tensor::{Device, Error, Kind, Tensor};
 
@@ -46,15 +47,6 @@ fn main() {
     assert!(failed.is_empty(), "failed: {failed:?}");
 }
 
-/// A free port on 127.0.0.1 (bound, then released for rank 0's store).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts `ranks` of a group of `world` running `scenario`.
 fn start(scenario: &str, world: usize, ranks: &[usize], port: u16) -> Vec<Child> {
     ranks
@@ -76,74 +68,40 @@ fn start(scenario: &str, world: usize, ranks: &[usize], port: u16) -> Vec<Child>
         .collect()
 }
 
-/// Waits for every child (killing all of them past the watchdog); `Ok` when each exited 0,
-/// else each one's output.
-fn finish(children: Vec<Child>) -> Result<Vec<String>, String> {
-    let started = Instant::now();
-    let mut children: Vec<(Child, Option<std::process::ExitStatus>)> =
-        children.into_iter().map(|c| (c, None)).collect();
-    while children.iter().any(|(_, status)| status.is_none()) {
-        if started.elapsed() > WATCHDOG {
-            for (child, _) in &mut children {
-                let _ = child.kill();
-            }
-            return Err(format!("killed after {WATCHDOG:?}: a worker hung"));
-        }
-        for (child, status) in &mut children {
-            if status.is_none() {
-                *status = child.try_wait().unwrap();
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut outputs = Vec::new();
-    let mut ok = true;
-    for (child, status) in children {
-        let out = child.wait_with_output().unwrap();
-        let text = format!(
-            "exit {:?}\n{}{}",
-            status.and_then(|s| s.code()),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        ok &= status.is_some_and(|s| s.success());
-        outputs.push(text);
-    }
-    if ok {
-        Ok(outputs)
-    } else {
-        Err(outputs.join("\n---\n"))
-    }
-}
-
 fn collectives(world: usize) -> Result<(), String> {
-    finish(start(
-        "collectives",
-        world,
-        &(0..world).collect::<Vec<_>>(),
-        free_port(),
-    ))
+    finish(
+        start(
+            "collectives",
+            world,
+            &(0..world).collect::<Vec<_>>(),
+            free_port(),
+        ),
+        WATCHDOG,
+    )
     .map(drop)
 }
 
 fn gradients(world: usize) -> Result<(), String> {
-    finish(start(
-        "gradients",
-        world,
-        &(0..world).collect::<Vec<_>>(),
-        free_port(),
-    ))
+    finish(
+        start(
+            "gradients",
+            world,
+            &(0..world).collect::<Vec<_>>(),
+            free_port(),
+        ),
+        WATCHDOG,
+    )
     .map(drop)
 }
 
 fn data_parallel(world: usize) -> Result<(), String> {
     let ranks: Vec<usize> = (0..world).collect();
-    finish(start("data-parallel", world, &ranks, free_port())).map(drop)
+    finish(start("data-parallel", world, &ranks, free_port()), WATCHDOG).map(drop)
 }
 
 fn never_arrives() -> Result<(), String> {
     // Rank 0 of two, alone: it must give up after its timeout with a message, not hang.
-    let outputs = finish(start("alone", 2, &[0], free_port()))?;
+    let outputs = finish(start("alone", 2, &[0], free_port()), WATCHDOG)?;
     reported(&outputs[0], "ALONE-OK")
 }
 
@@ -157,7 +115,7 @@ fn dead_peer() -> Result<(), String> {
         .any(|line| line == "READY");
     children[1].kill().unwrap();
     children[1].wait().unwrap();
-    let outputs = finish(vec![children.remove(0)]);
+    let outputs = finish(vec![children.remove(0)], WATCHDOG);
     if !ready {
         return Err("rank 1 never reported READY".into());
     }
