@@ -27,12 +27,18 @@ fn main() {
     }
     let mut failed = Vec::new();
     for (name, check) in [
-        ("collectives on 2 ranks", collectives(2)),
-        ("collectives on 3 ranks", collectives(3)),
-        ("gather gradients on 2 ranks", gradients(2)),
-        ("gather gradients on 3 ranks", gradients(3)),
-        ("data-parallel gradients on 2 ranks", data_parallel(2)),
-        ("data-parallel gradients on 3 ranks", data_parallel(3)),
+        ("collectives on 2 ranks", all_ranks("collectives", 2)),
+        ("collectives on 3 ranks", all_ranks("collectives", 3)),
+        ("gather gradients on 2 ranks", all_ranks("gradients", 2)),
+        ("gather gradients on 3 ranks", all_ranks("gradients", 3)),
+        (
+            "data-parallel gradients on 2 ranks",
+            all_ranks("data-parallel", 2),
+        ),
+        (
+            "data-parallel gradients on 3 ranks",
+            all_ranks("data-parallel", 3),
+        ),
         ("a peer that never arrives", never_arrives()),
         ("a peer that dies", dead_peer()),
     ] {
@@ -68,35 +74,10 @@ fn start(scenario: &str, world: usize, ranks: &[usize], port: u16) -> Vec<Child>
         .collect()
 }
 
-fn collectives(world: usize) -> Result<(), String> {
-    finish(
-        start(
-            "collectives",
-            world,
-            &(0..world).collect::<Vec<_>>(),
-            free_port(),
-        ),
-        WATCHDOG,
-    )
-    .map(drop)
-}
-
-fn gradients(world: usize) -> Result<(), String> {
-    finish(
-        start(
-            "gradients",
-            world,
-            &(0..world).collect::<Vec<_>>(),
-            free_port(),
-        ),
-        WATCHDOG,
-    )
-    .map(drop)
-}
-
-fn data_parallel(world: usize) -> Result<(), String> {
+/// Every rank of a group of `world` running `scenario`, to a clean end.
+fn all_ranks(scenario: &str, world: usize) -> Result<(), String> {
     let ranks: Vec<usize> = (0..world).collect();
-    finish(start("data-parallel", world, &ranks, free_port()), WATCHDOG).map(drop)
+    finish(start(scenario, world, &ranks, free_port()), WATCHDOG).map(drop)
 }
 
 fn never_arrives() -> Result<(), String> {

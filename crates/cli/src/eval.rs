@@ -67,6 +67,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
+/// One figure of an evaluation.
+type Figure = fn(&Evaluation) -> Option<f64>;
+
 /// The figures of an evaluation, one per line: the video figures for video data, the
 /// image figures otherwise, each beside the raw pixels' when `pixels` has them, and a
 /// plain line when the model does worse than the pixels.
@@ -96,22 +99,23 @@ pub fn print_evaluation(e: &Evaluation, pixels: Option<&PixelComparison>) {
         Some(raw) => format!("{shown:<10} raw pixels {}", value(raw)),
         None => shown,
     };
-    println!(
-        "kNN top-1      {}",
-        beside(pct(e.knn_top1), &|r| pct(r.knn_top1))
-    );
-    println!(
-        "linear probe   {}",
-        beside(pct(e.linear_probe_top1), &|r| pct(r.linear_probe_top1))
-    );
-    println!(
-        "precision@1    {}",
-        beside(pct(e.precision_at_1), &|r| pct(r.precision_at_1))
-    );
-    println!(
-        "MAP@R          {}",
-        beside(num(e.map_at_r), &|r| num(r.map_at_r))
-    );
+    // (label, figure, shown as a percentage)
+    let rows: [(&str, Figure, bool); 4] = [
+        ("kNN top-1     ", |x| x.knn_top1, true),
+        ("linear probe  ", |x| x.linear_probe_top1, true),
+        ("precision@1   ", |x| x.precision_at_1, true),
+        ("MAP@R         ", |x| x.map_at_r, false),
+    ];
+    for (name, figure, percent) in rows {
+        let show = |x: &Evaluation| {
+            if percent {
+                pct(figure(x))
+            } else {
+                num(figure(x))
+            }
+        };
+        println!("{name} {}", beside(show(e), &show));
+    }
     println!(
         "k-means        NMI {}, ARI {}, accuracy {}",
         num(e.kmeans_nmi),
