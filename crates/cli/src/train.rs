@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use contrastive_tensor::dist::{InitOptions, ProcessGroup};
-use contrastive_trainer::{Observer, Plan, Record, Report, TrainConfig, Trainer};
+use contrastive_tensor::dist::{DistEnv, InitOptions, ProcessGroup};
+use contrastive_trainer::{Observer, Plan, Record, Report, TrainConfig, Trainer, checkpoint_path};
 use indicatif::{ProgressBar, ProgressStyle};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -114,6 +114,13 @@ pub fn run(args: TrainArgs, quiet: bool) -> Result<()> {
     let group = ProcessGroup::from_env(&InitOptions::default())
         .context("joining the data-parallel group")?;
     let main = group.is_main();
+    // A launcher that restarts a failed job (`torchrun --max-restarts`, SLURM's requeue)
+    // starts the same command again: it goes on from the last checkpoint.
+    let restart = DistEnv::from_env()?.map_or(0, |env| env.restart);
+    let resume = resume || (restart > 0 && checkpoint_path(&config.run.out).is_file());
+    if restart > 0 && resume && main {
+        eprintln!("restart {restart} of the job: resuming from the last checkpoint");
+    }
     let mut trainer = Trainer::new_in(config, resume, group).context("preparing the run")?;
 
     let stop = Arc::new(AtomicBool::new(false));

@@ -750,23 +750,49 @@ fn two_processes_started_as_torchrun_starts_them_train_one_run() {
     }
 }
 
-/// The pid of the child of `launcher` started as rank `rank`.
-fn rank_pid(launcher: u32, rank: usize) -> Option<i32> {
-    let children =
-        std::fs::read_to_string(format!("/proc/{launcher}/task/{launcher}/children")).ok()?;
-    children.split_whitespace().find_map(|pid| {
+/// The pid of the process started as rank `rank` whose environment holds `mark`
+/// (`NAME=value`, set on the launcher and inherited by its ranks).
+fn rank_pid(mark: &str, rank: usize) -> Option<i32> {
+    let wanted = format!("RANK={rank}");
+    std::fs::read_dir("/proc").ok()?.find_map(|entry| {
+        let pid: i32 = entry.ok()?.file_name().to_str()?.parse().ok()?;
         let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
-        let wanted = format!("RANK={rank}");
-        environ
-            .split(|&b| b == 0)
-            .any(|var| var == wanted.as_bytes())
-            .then(|| pid.parse().ok())
-            .flatten()
+        let vars: Vec<&[u8]> = environ.split(|&b| b == 0).collect();
+        let has = |v: &str| vars.contains(&v.as_bytes());
+        (has(mark) && has(&wanted)).then_some(pid)
     })
 }
 
+/// Waits until `run` has logged `steps` steps (panics if `child` ends first or after two
+/// minutes).
+fn wait_for_steps(run: &std::path::Path, steps: usize, child: &mut std::process::Child) {
+    let started = std::time::Instant::now();
+    let logged = || {
+        std::fs::read_to_string(run.join("metrics.jsonl"))
+            .map(|m| m.lines().filter(|l| l.contains("\"step\"")).count())
+            .unwrap_or(0)
+    };
+    while logged() < steps {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended early");
+        assert!(started.elapsed().as_secs() < 120, "no progress");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Whether two runs' models hold the same tensors, bit for bit.
+fn same_models(a: &std::path::Path, b: &std::path::Path) {
+    let read = |run: &std::path::Path| {
+        contrastive_tensor::SafetensorsFile::read(run.join("model.safetensors")).unwrap()
+    };
+    let (a, b) = (read(a), read(b));
+    assert_eq!(a.tensors.len(), b.tensors.len());
+    for (name, t) in &a.tensors {
+        assert!(t.equal(&b.tensors[name]), "{name} differs");
+    }
+}
+
 #[test]
-fn a_rank_killed_mid_run_is_named_and_the_relaunch_ends_as_an_uninterrupted_run() {
+fn a_rank_killed_mid_run_is_named_and_a_relaunch_or_restart_ends_as_an_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
     let config = shapes_config(dir.path(), 5).display().to_string();
     let (whole, cut) = (dir.path().join("whole"), dir.path().join("cut"));
@@ -786,26 +812,15 @@ fn a_rank_killed_mid_run_is_named_and_the_relaunch_ends_as_an_uninterrupted_run(
         String::from_utf8_lossy(&out.stderr)
     );
 
+    let mark = format!("CONTRASTIVE_TEST_MARK={}", std::process::id());
     let mut launcher = train(&cut)
+        .env("CONTRASTIVE_TEST_MARK", std::process::id().to_string())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let started = std::time::Instant::now();
-    let steps = |run: &std::path::Path| {
-        std::fs::read_to_string(run.join("metrics.jsonl"))
-            .map(|m| m.lines().filter(|l| l.contains("\"step\"")).count())
-            .unwrap_or(0)
-    };
-    while steps(&cut) < 6 {
-        assert!(
-            launcher.try_wait().unwrap().is_none(),
-            "the run ended early"
-        );
-        assert!(started.elapsed().as_secs() < 120, "no progress");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    let victim = rank_pid(launcher.id(), 1).expect("rank 1 is running");
+    wait_for_steps(&cut, 6, &mut launcher);
+    let victim = rank_pid(&mark, 1).expect("rank 1 is running");
     // SAFETY: kill(2) on a process this test's child started.
     assert_eq!(unsafe { libc::kill(victim, libc::SIGKILL) }, 0);
     let killed = std::time::Instant::now();
@@ -822,6 +837,20 @@ fn a_rank_killed_mid_run_is_named_and_the_relaunch_ends_as_an_uninterrupted_run(
         killed.elapsed()
     );
 
+    // A copy goes on with one process instead of two: the batches are global.
+    let alone = dir.path().join("alone");
+    let copied = Command::new("cp").arg("-r").arg(&cut).arg(&alone).status();
+    assert!(copied.unwrap().success());
+    let resumed_alone = Command::new(env!("CARGO_BIN_EXE_contrastive"))
+        .args(["-q", "train", "--resume"])
+        .arg(&alone)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&resumed_alone.stdout);
+    assert!(resumed_alone.status.success(), "{stdout}");
+    assert!(stdout.contains("steps          20 (5 epochs)"), "{stdout}");
+
     let resumed = Command::new(env!("CARGO_BIN_EXE_contrastive"))
         .args(["-q", "train", "--nproc-per-node", "2", "--resume"])
         .arg(&cut)
@@ -833,17 +862,49 @@ fn a_rank_killed_mid_run_is_named_and_the_relaunch_ends_as_an_uninterrupted_run(
         "{}",
         String::from_utf8_lossy(&resumed.stderr)
     );
-    let read = |run: &std::path::Path| {
-        contrastive_tensor::SafetensorsFile::read(run.join("model.safetensors")).unwrap()
-    };
-    let (a, b) = (read(&whole), read(&cut));
-    assert_eq!(a.tensors.len(), b.tensors.len());
-    for (name, t) in &a.tensors {
-        assert!(
-            t.equal(&b.tensors[name]),
-            "{name} differs after the relaunch"
-        );
-    }
+    same_models(&whole, &cut);
+
+    // torchrun --max-restarts: a rank killed mid-run, the job restarted by torchrun, which
+    // goes on from the last checkpoint to the same parameters.
+    let restarted = dir.path().join("restarted");
+    let torch = std::fs::canonicalize(concat!(env!("CARGO_MANIFEST_DIR"), "/../../.libtorch"))
+        .expect("`cargo xtask setup` links .libtorch");
+    let endpoint = format!("127.0.0.1:{}", contrastive_e2e::free_port());
+    let tag = format!("torchrun-{}", std::process::id());
+    let mut torchrun = Command::new(torch.ancestors().nth(4).unwrap().join("bin/torchrun"))
+        .args([
+            "--no-python",
+            "--nproc-per-node",
+            "2",
+            "--max-restarts",
+            "1",
+        ])
+        .args(["--monitor-interval", "0.2", "--rdzv-backend", "c10d"])
+        .args([
+            "--rdzv-endpoint",
+            &endpoint,
+            env!("CARGO_BIN_EXE_contrastive"),
+        ])
+        .args(["-q", "train", "--config", &config, "--out"])
+        .arg(&restarted)
+        .env_remove("RUST_BACKTRACE")
+        .env("CONTRASTIVE_TEST_MARK", &tag)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_steps(&restarted, 6, &mut torchrun);
+    let victim = rank_pid(&format!("CONTRASTIVE_TEST_MARK={tag}"), 1).expect("rank 1 runs");
+    // SAFETY: kill(2) on a process this test's child started.
+    assert_eq!(unsafe { libc::kill(victim, libc::SIGKILL) }, 0);
+    let out = torchrun.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("resuming from the last checkpoint"),
+        "{stderr}"
+    );
+    same_models(&whole, &restarted);
 }
 
 #[test]
