@@ -136,6 +136,15 @@ pub(crate) fn check_output(flag: &str, path: &std::path::Path) -> Result<()> {
     }
 }
 
+/// The file name of `path` (the whole path when it has none), as contact sheets caption
+/// their tiles.
+pub(crate) fn file_name(path: &std::path::Path) -> String {
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
+}
+
 fn run(cli: Cli) -> Result<()> {
     // Large tensors are reused from the heap rather than mapped and faulted in afresh at
     // every step; where the allocator is not glibc's this does nothing, which only costs

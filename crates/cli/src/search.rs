@@ -244,7 +244,7 @@ pub fn search(args: SearchArgs) -> Result<()> {
         image: conform(image, Channels::Keep, Resize::Keep),
         score: None,
         caption: match (&args.image, &args.query_id) {
-            (Some(path), _) => crate::video::file_name(path),
+            (Some(path), _) => crate::file_name(path),
             (None, id) => id.clone().unwrap_or_default(),
         },
     };
@@ -255,7 +255,7 @@ pub fn search(args: SearchArgs) -> Result<()> {
         .map(|((image, &score), id)| Tile {
             image,
             score: Some(f64::from(score)),
-            caption: crate::video::file_name(std::path::Path::new(id)),
+            caption: crate::file_name(std::path::Path::new(id)),
         })
         .collect();
     contact_sheet(&args.sheet, &query, &tiles)

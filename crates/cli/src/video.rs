@@ -9,6 +9,8 @@ use contrastive_data::{Channels, Resize, conform, read_image};
 use contrastive_retrieval::EmbeddingStore;
 use contrastive_trainer::{Tile, VideoCollection, VideoHit, contact_sheet, ensure_demo};
 
+use crate::file_name;
+
 /// The frame store's file in a run directory.
 const FRAME_STORE: &str = "frames.safetensors";
 
@@ -97,15 +99,12 @@ fn embed(args: EmbedArgs) -> Result<()> {
     crate::check_output("--out", &out)?;
     let (config, model) = crate::eval::open_run(&args.run, &[], None)?;
     // A store that cannot be read (damaged, or not a frame store) is rebuilt, not trusted.
-    let previous = match out.exists() {
-        true => match EmbeddingStore::load(&out) {
-            Ok(store) => Some(store),
-            Err(e) => {
-                tracing::warn!("{}: {e}; embedding every video again", out.display());
-                None
-            }
-        },
-        false => None,
+    let previous = if out.exists() {
+        EmbeddingStore::load(&out)
+            .inspect_err(|e| tracing::warn!("{}: {e}; embedding every video again", out.display()))
+            .ok()
+    } else {
+        None
     };
     let (collection, update) =
         VideoCollection::update(&config, &model, &args.videos, previous.as_ref(), Some(&out))
@@ -143,18 +142,18 @@ fn search(args: SearchArgs) -> Result<()> {
             collection
         }
     };
-    let (hits, query_image) = match (&args.image, &args.clip) {
+    let (hits, query_image, query_path) = match (&args.image, &args.clip) {
         (Some(path), _) => {
             let image = read_image(path).context("reading the query image")?;
             let query = collection.embed_image(image.clone())?;
             let hits = collection.search_frame(&query, args.k)?;
-            (hits, conform(image, Channels::Keep, Resize::Keep))
+            (hits, conform(image, Channels::Keep, Resize::Keep), path)
         }
         (None, Some(path)) => {
             let (frames, middle) = collection
                 .embed_clip(path)
                 .with_context(|| format!("reading the query clip {}", path.display()))?;
-            (collection.search_clip(&frames, args.k)?, middle)
+            (collection.search_clip(&frames, args.k)?, middle, path)
         }
         (None, None) => unreachable!("clap requires --image or --clip"),
     };
@@ -170,10 +169,6 @@ fn search(args: SearchArgs) -> Result<()> {
             hit.path.display()
         );
     }
-    let query_caption = match (&args.image, &args.clip) {
-        (Some(path), _) | (None, Some(path)) => file_name(path),
-        (None, None) => unreachable!("clap requires --image or --clip"),
-    };
     let tiles: Vec<Tile> = hits
         .iter()
         .map(|h| Tile {
@@ -185,20 +180,12 @@ fn search(args: SearchArgs) -> Result<()> {
     let query = Tile {
         image: query_image,
         score: None,
-        caption: query_caption,
+        caption: file_name(query_path),
     };
     contact_sheet(&args.sheet, &query, &tiles)
         .with_context(|| format!("writing the contact sheet {}", args.sheet.display()))?;
     println!("contact sheet  {}", args.sheet.display());
     Ok(())
-}
-
-/// The file name of `path` (the whole path when it has none).
-pub(crate) fn file_name(path: &std::path::Path) -> String {
-    path.file_name().map_or_else(
-        || path.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    )
 }
 
 /// `m:ss.s` of a hit, or `-` when the frame rate is unknown.

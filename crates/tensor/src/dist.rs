@@ -531,13 +531,24 @@ impl ProcessGroup {
             self.all_reduce_(&mut sum, Reduce::Sum)?;
             return Ok(sum);
         }
+        self.new_tensor(op, |out| {
+            // SAFETY: `handle` and `tensor` are live; the shim writes an owned tensor or
+            // nothing into `out`.
+            unsafe { ffi::ctr_dist_allreduce_with_grad(handle.as_ptr(), tensor.as_ptr(), out) }
+        })
+    }
+
+    /// The owned tensor a shim `call` writes into its out-pointer on success.
+    fn new_tensor(
+        &self,
+        op: &'static str,
+        call: impl FnOnce(*mut *mut torch_sys::C_tensor) -> c_int,
+    ) -> Result<Tensor> {
         let mut out = std::ptr::null_mut();
-        // SAFETY: `handle` and `tensor` are live; on success `out` is a new owned tensor.
-        let code = unsafe {
-            ffi::ctr_dist_allreduce_with_grad(handle.as_ptr(), tensor.as_ptr(), &mut out)
-        };
+        let code = call(&mut out);
         self.check(op, code)?;
-        // SAFETY: success, so `out` is an owned tensor handle.
+        // SAFETY: the call succeeded, so `out` is an owned tensor handle, whose ownership
+        // `from_ptr` takes.
         Ok(unsafe { Tensor::from_ptr(out) })
     }
 
@@ -564,20 +575,18 @@ impl ProcessGroup {
                 tensor.detach()
             });
         };
-        let mut out = std::ptr::null_mut();
-        // SAFETY: `handle` and `tensor` are live; on success the shim returns a new owned
-        // tensor in `out`, whose ownership `from_ptr` takes.
-        let code = unsafe {
-            ffi::ctr_dist_allgather(
-                handle.as_ptr(),
-                tensor.as_ptr(),
-                c_int::from(with_grad),
-                &mut out,
-            )
-        };
-        self.check(op, code)?;
-        // SAFETY: success, so `out` is an owned tensor handle.
-        Ok(unsafe { Tensor::from_ptr(out) })
+        self.new_tensor(op, |out| {
+            // SAFETY: `handle` and `tensor` are live; the shim writes an owned tensor or
+            // nothing into `out`.
+            unsafe {
+                ffi::ctr_dist_allgather(
+                    handle.as_ptr(),
+                    tensor.as_ptr(),
+                    c_int::from(with_grad),
+                    out,
+                )
+            }
+        })
     }
 
     /// Overwrites every tensor of `variables` (a model's parameters and buffers) with rank

@@ -785,17 +785,8 @@ impl Trainer {
         };
         // Every rank's embeddings in the order one process would have them: the loss sees
         // the global batch.
-        let (group, world, local) = (&self.group, self.group.world_size() as i64, batch.images);
         let gathered = |model: &EmbeddingModel, x: &Tensor| -> Result<Tensor> {
-            let z = embed(model, x)?;
-            if world == 1 {
-                return Ok(z);
-            }
-            let views = z.size()[0] / local;
-            let started = Instant::now();
-            let all = group.all_gather_with_grad(&z)?;
-            self.communicated(started);
-            Ok(view_major(&all, world, views, local))
+            self.gather_view_major(&embed(model, x)?, batch.images)
         };
         let global = self.global_batch(batch)?;
         let loss_of = || {
@@ -859,24 +850,31 @@ impl Trainer {
     /// and frame indices gathered in view-major order; the views stay this rank's own (the
     /// loss gathers their embeddings).
     fn global_batch(&self, batch: &Batch) -> Result<Batch> {
-        let world = self.group.world_size() as i64;
-        let gather = |t: &Option<Tensor>| -> Result<Option<Tensor>> {
+        let gather = |t: &Option<Tensor>| {
             t.as_ref()
-                .filter(|_| world > 1)
-                .map(|t| {
-                    let views = t.size()[0] / batch.images;
-                    let all = self.group.all_gather(t)?;
-                    Ok(view_major(&all, world, views, batch.images))
-                })
+                .map(|t| self.gather_view_major(t, batch.images))
                 .transpose()
-                .map(|gathered| gathered.or_else(|| t.as_ref().map(Tensor::shallow_clone)))
         };
         Ok(Batch {
             groups: batch.groups.iter().map(Tensor::shallow_clone).collect(),
-            images: batch.images * world,
+            images: batch.images * self.group.world_size() as i64,
             labels: gather(&batch.labels)?,
             frames: gather(&batch.frames)?,
         })
+    }
+
+    /// Every rank's `local` (`[V * B, ...]` view-major, `images` = B of this rank's images)
+    /// in the view-major order of the global batch, gradients kept when `local` has them;
+    /// `local` itself on one process.
+    fn gather_view_major(&self, local: &Tensor, images: i64) -> Result<Tensor> {
+        let world = self.group.world_size() as i64;
+        if world == 1 {
+            return Ok(local.shallow_clone());
+        }
+        let started = Instant::now();
+        let all = self.group.all_gather_with_grad(local)?;
+        self.communicated(started);
+        Ok(view_major(&all, world, local.size()[0] / images, images))
     }
 
     /// The error of a step whose loss (or embeddings) became `value`.
