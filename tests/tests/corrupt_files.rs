@@ -217,6 +217,7 @@ fn damaged_files_are_refused_or_read_exactly_never_a_panic() {
             std: vec![0.25],
         },
         videos: None,
+        labels: None,
     };
     let store_path = root.join("store.safetensors");
     EmbeddingStore::new(&rows, info.clone())

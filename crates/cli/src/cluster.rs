@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use contrastive_retrieval::{EmbeddingStore, KMeans, normalize, pca_2d, tsne_2d};
-use contrastive_tensor::{Kind, Tensor};
+use contrastive_tensor::Tensor;
 use contrastive_trainer::{cluster_grid, images_for_ids, scatter};
 
 /// Arguments of `contrastive cluster`.
@@ -72,18 +72,7 @@ pub fn run(args: ClusterArgs) -> Result<()> {
     let x = normalize(store.embeddings());
     let clustering = KMeans::new(args.k, args.seed).fit(&x)?;
     let labels = &clustering.labels;
-
-    // Distance of each item to its centre, to pick the most typical members.
-    let index = Tensor::from_slice(&labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
-    let distance = Vec::<f32>::try_from(
-        &(&x - clustering.centroids.index_select(0, &index))
-            .square()
-            .sum_dim_intlist(1, false, Kind::Float),
-    )?;
-    let mut members: Vec<Vec<usize>> = vec![Vec::new(); args.k];
-    for (item, &cluster) in labels.iter().enumerate() {
-        members[cluster].push(item);
-    }
+    let mut members = clustering.members_by_distance(&x)?;
     println!("cluster  size");
     let config = match &args.run {
         Some(run) => Some(crate::eval::open_run(run, &[], None)?.0),
@@ -94,7 +83,6 @@ pub fn run(args: ClusterArgs) -> Result<()> {
     let mut shown = Vec::new();
     for (cluster, items) in members.iter_mut().enumerate() {
         println!("{cluster:>7}  {}", items.len());
-        items.sort_by(|&a, &b| distance[a].total_cmp(&distance[b]));
         let typical: Vec<String> = items
             .iter()
             .take(args.per_cluster)

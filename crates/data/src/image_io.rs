@@ -21,16 +21,42 @@ use crate::{Error, Image, Result};
 /// # Ok::<(), contrastive_data::Error>(())
 /// ```
 pub fn read_image(path: &Path) -> Result<DynamicImage> {
+    let reader = ImageReader::open(path)
+        .map_err(|e| Error::io(path, e))?
+        .with_guessed_format()
+        .map_err(|e| Error::io(path, e))?;
+    upright(reader, path)
+}
+
+/// Decodes a picture held in memory (an upload) as [`read_image`] reads a file, refusing
+/// before decoding one whose header declares a side above `max_side` pixels (a small file
+/// can declare 20 000 x 20 000); `name` is what errors call it.
+///
+/// ```
+/// let err = contrastive_data::decode_image(b"not a picture", 4096, "upload".as_ref()).unwrap_err();
+/// assert!(err.to_string().contains("upload"));
+/// ```
+pub fn decode_image(bytes: &[u8], max_side: u32, name: &Path) -> Result<DynamicImage> {
+    let mut reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::io(name, e))?;
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(max_side);
+    limits.max_image_height = Some(max_side);
+    reader.limits(limits);
+    upright(reader, name)
+}
+
+/// Decodes what `reader` holds and applies its EXIF orientation.
+fn upright<R: std::io::BufRead + std::io::Seek>(
+    reader: ImageReader<R>,
+    path: &Path,
+) -> Result<DynamicImage> {
     let decode_error = |e: image::ImageError| Error::Decode {
         path: path.to_path_buf(),
         message: e.to_string(),
     };
-    let mut decoder = ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
-        .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?
-        .into_decoder()
-        .map_err(decode_error)?;
+    let mut decoder = reader.into_decoder().map_err(decode_error)?;
     let orientation = decoder.orientation().map_err(decode_error)?;
     let mut image = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
     image.apply_orientation(orientation);

@@ -30,6 +30,19 @@ pub enum Error {
         /// The first such row.
         row: i64,
     },
+    /// A collection's backend (a database) cannot be reached now; the same call may work
+    /// once it is back.
+    #[error("the collection is unavailable: {message}")]
+    Unavailable {
+        /// Why, without credentials.
+        message: String,
+    },
+    /// A collection's backend failed an operation.
+    #[error("the collection's database: {message}")]
+    Backend {
+        /// What failed, without credentials.
+        message: String,
+    },
     /// An error from libtorch.
     #[error(transparent)]
     Tensor(#[from] contrastive_tensor::Error),

@@ -38,6 +38,27 @@ pub struct Clustering {
     pub iterations: usize,
 }
 
+impl Clustering {
+    /// Each cluster's rows of `x` (the rows it was fit on), nearest its centre first: the
+    /// most typical members lead.
+    pub fn members_by_distance(&self, x: &Tensor) -> Result<Vec<Vec<usize>>> {
+        let index = Tensor::from_slice(&self.labels.iter().map(|&l| l as i64).collect::<Vec<_>>());
+        let distance = Vec::<f32>::try_from(
+            &(x - self.centroids.f_index_select(0, &index)?)
+                .square()
+                .sum_dim_intlist(1, false, Kind::Float),
+        )?;
+        let mut members = vec![Vec::new(); self.centroids.size()[0] as usize];
+        for (item, &cluster) in self.labels.iter().enumerate() {
+            members[cluster].push(item);
+        }
+        for items in &mut members {
+            items.sort_by(|&a, &b| distance[a].total_cmp(&distance[b]));
+        }
+        Ok(members)
+    }
+}
+
 impl KMeans {
     /// `k` clusters with scikit-learn's defaults otherwise (10 restarts... here 3, 300
     /// iterations, tol 1e-4).

@@ -7,6 +7,9 @@
 //! - [`search`]: exact top-k by cosine, inner product or L2, in batched matrix products;
 //!   [`EmbeddingStore`]: vectors with ids and the model's identity, saved as
 //!   `.safetensors`, exported as `.npy`; [`HnswIndex`]: approximate search for large stores.
+//! - [`Collection`]: a collection that grows by inserts and answers top-k queries with an
+//!   optional label filter, whatever holds it; [`LocalCollection`] is the local store (and
+//!   its index), the `contrastive-pgvector` crate a PostgreSQL database.
 //! - [`retrieval_metrics`] (precision@1, recall@k, R-precision, MAP@R), [`KMeans`]
 //!   (k-means++, seeded restarts), [`nmi`], [`ari`], [`clustering_accuracy`] (Hungarian
 //!   matching), [`alignment`] and [`uniformity`].
@@ -26,6 +29,7 @@
 //! # Ok::<(), contrastive_retrieval::Error>(())
 //! ```
 
+mod collection;
 mod error;
 mod hnsw;
 mod kmeans;
@@ -38,6 +42,7 @@ mod search;
 mod store;
 mod video;
 
+pub use crate::collection::{Collection, CollectionInfo, Hit, Item, LocalCollection};
 pub use crate::error::{Error, Result};
 pub use crate::hnsw::{HnswConfig, HnswIndex};
 pub use crate::kmeans::{Clustering, KMeans};

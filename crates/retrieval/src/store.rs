@@ -8,7 +8,7 @@ use std::path::Path;
 use contrastive_tensor::{Device, Kind, SafetensorsFile, Tensor, save_safetensors};
 use serde::{Deserialize, Serialize};
 
-use crate::error::check_finite;
+use crate::error::{check_finite, invalid};
 use crate::search::{Metric, Neighbours, search_finite_database};
 use crate::{Error, Result};
 
@@ -38,6 +38,9 @@ pub struct StoreInfo {
     /// rows (`None` for a store of images).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub videos: Option<Vec<StoredVideo>>,
+    /// One label per vector (`None` where unknown), when the items have labels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<Option<String>>>,
 }
 
 /// A video whose frames a store holds.
@@ -77,6 +80,14 @@ impl EmbeddingStore {
                 message: format!("{size:?} embeddings for {} ids", info.ids.len()),
             });
         }
+        if let Some(labels) = &info.labels
+            && labels.len() != info.ids.len()
+        {
+            return Err(Error::Shape {
+                op: "embedding store",
+                message: format!("{} labels for {} ids", labels.len(), info.ids.len()),
+            });
+        }
         check_finite("store embeddings", embeddings)?;
         Ok(Self {
             embeddings: embeddings.to_kind(Kind::Float).to_device(Device::Cpu),
@@ -112,7 +123,25 @@ impl EmbeddingStore {
     /// Adds rows made by the same model (`model` must equal the store's identity); rows
     /// holding NaN or infinity are refused, and then nothing is added.
     pub fn add(&mut self, embeddings: &Tensor, ids: Vec<String>, model: &str) -> Result<()> {
+        let labels = vec![None; ids.len()];
+        self.add_labelled(embeddings, ids, labels, model)
+    }
+
+    /// [`EmbeddingStore::add`] with one label per row (`None` where unknown).
+    pub fn add_labelled(
+        &mut self,
+        embeddings: &Tensor,
+        ids: Vec<String>,
+        labels: Vec<Option<String>>,
+        model: &str,
+    ) -> Result<()> {
         self.check_model(model)?;
+        if labels.len() != ids.len() {
+            return Err(Error::Shape {
+                op: "embedding store",
+                message: format!("{} labels for {} ids", labels.len(), ids.len()),
+            });
+        }
         let size = embeddings.size();
         if size.len() != 2 || size[1] != self.dim() || size[0] as usize != ids.len() {
             return Err(Error::Shape {
@@ -127,7 +156,34 @@ impl EmbeddingStore {
         check_finite("added embeddings", embeddings)?;
         let rows = embeddings.to_kind(Kind::Float).to_device(Device::Cpu);
         self.embeddings = Tensor::cat(&[&self.embeddings, &rows], 0);
+        let known = self.info.labels.is_some() || labels.iter().any(Option::is_some);
+        if known {
+            let held = self.info.ids.len();
+            let stored = self.info.labels.get_or_insert_with(|| vec![None; held]);
+            stored.extend(labels);
+        }
         self.info.ids.extend(ids);
+        Ok(())
+    }
+
+    /// Keeps only the rows `keep` (in that order), their ids and labels with them.
+    pub fn retain_rows(&mut self, keep: &[i64]) -> Result<()> {
+        if let Some(&bad) = keep.iter().find(|&&r| r < 0 || r as usize >= self.len()) {
+            return Err(invalid(
+                "rows",
+                format!("row {bad} is not in a store of {}", self.len()),
+            ));
+        }
+        self.embeddings = self
+            .embeddings
+            .f_index_select(0, &Tensor::from_slice(keep))?;
+        self.info.ids = keep
+            .iter()
+            .map(|&r| self.info.ids[r as usize].clone())
+            .collect();
+        if let Some(labels) = &self.info.labels {
+            self.info.labels = Some(keep.iter().map(|&r| labels[r as usize].clone()).collect());
+        }
         Ok(())
     }
 
@@ -235,7 +291,7 @@ impl EmbeddingStore {
     }
 }
 
-fn short(identity: &str) -> &str {
+pub(crate) fn short(identity: &str) -> &str {
     &identity[..identity.len().min(12)]
 }
 
@@ -256,6 +312,7 @@ mod tests {
                 std: vec![0.25],
             },
             videos: None,
+            labels: None,
         }
     }
 

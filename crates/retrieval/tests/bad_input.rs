@@ -30,6 +30,7 @@ fn info(n: usize) -> StoreInfo {
             std: vec![0.25],
         },
         videos: None,
+        labels: None,
     }
 }
 

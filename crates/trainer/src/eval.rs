@@ -8,7 +8,7 @@ use std::sync::Arc;
 use contrastive_data::{Channels, Resize, conform};
 use contrastive_models::{EmbeddingModel, load_model};
 use contrastive_retrieval::{
-    EmbeddingStore, FrameLabels, FrameRetrieval, KMeans, KnnClassifier, LinearProbe, Metric,
+    EmbeddingStore, FrameLabels, FrameRetrieval, Item, KMeans, KnnClassifier, LinearProbe, Metric,
     Preprocess, StoreInfo, accuracy, ari, clustering_accuracy, frame_retrieval, nmi, normalize,
     retrieval_metrics,
 };
@@ -239,27 +239,152 @@ pub fn model_identity(path: &Path) -> Result<String> {
 }
 
 /// Embeds the training split of `config`'s data with a saved model (backbone features):
-/// an [`EmbeddingStore`] with the items' ids, the model's identity and its preprocessing.
+/// an [`EmbeddingStore`] with the items' ids, labels, the model's identity and its
+/// preprocessing.
 pub fn embed_dataset(config: &TrainConfig, model_path: &Path) -> Result<EmbeddingStore> {
-    let (data, loaded) = load_for_inference(config, model_path)?;
-    let features = embed(&loaded.model, &data.train.images, &loaded.input)?;
+    let run = DatasetEmbedder::open(config, model_path)?;
+    let rows: Vec<usize> = (0..run.items().len()).collect();
+    let features = run.embed(&rows)?;
+    let items = run.items();
     let info = StoreInfo {
-        model: model_identity(model_path)?,
-        ids: data.train.ids.clone(),
-        preprocess: Preprocess {
-            size: data.size,
-            channels: data.channels,
-            mean: data.mean.clone(),
-            std: data.std.clone(),
-        },
+        model: run.identity().to_owned(),
+        ids: items.iter().map(|i| i.id.clone()).collect(),
+        preprocess: run.preprocess(),
         videos: None,
+        labels: Some(items.iter().map(|i| i.label.clone()).collect())
+            .filter(|l: &Vec<Option<String>>| l.iter().any(Option::is_some)),
     };
     Ok(EmbeddingStore::new(&features, info)?)
 }
 
+/// A run's training images and its saved model, loaded once, to embed the images in parts
+/// (a database collection is filled in batches, skipping what it holds).
+pub struct DatasetEmbedder {
+    data: RunData,
+    loaded: LoadedModel,
+    identity: String,
+    items: Vec<Item>,
+}
+
+impl DatasetEmbedder {
+    /// Loads the data `config` names and the model at `model_path` (see [`embed_dataset`]).
+    pub fn open(config: &TrainConfig, model_path: &Path) -> Result<Self> {
+        let (data, loaded) = load_for_inference(config, model_path)?;
+        let labels = data.train.labels.as_ref();
+        let items = data
+            .train
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(row, id)| Item {
+                id: id.clone(),
+                source: id.clone(),
+                label: labels.map(|l| {
+                    data.classes
+                        .get(l[row])
+                        .cloned()
+                        .unwrap_or_else(|| l[row].to_string())
+                }),
+            })
+            .collect();
+        Ok(Self {
+            identity: model_identity(model_path)?,
+            data,
+            loaded,
+            items,
+        })
+    }
+
+    /// The images' items (ids, sources, labels), in row order.
+    pub fn items(&self) -> &[Item] {
+        &self.items
+    }
+
+    /// The model's identity.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// How the images were prepared (what a query must match).
+    pub fn preprocess(&self) -> Preprocess {
+        Preprocess {
+            size: self.data.size,
+            channels: self.data.channels,
+            mean: self.data.mean.clone(),
+            std: self.data.std.clone(),
+        }
+    }
+
+    /// The features `[rows.len(), F]` of these rows' images.
+    pub fn embed(&self, rows: &[usize]) -> Result<Tensor> {
+        let images = &self.data.train.images;
+        if let Some(&bad) = rows.iter().find(|&&r| r >= images.len()) {
+            return Err(Error::Invalid {
+                field: "rows",
+                message: format!("row {bad} is not among the {} images", images.len()),
+            });
+        }
+        let picked: Vec<Image> = rows.iter().map(|&r| images[r].clone()).collect();
+        embed(&self.loaded.model, &picked, &self.loaded.input)
+    }
+}
+
+/// A saved model loaded once to embed query images of any size and channel count, prepared
+/// as a collection's images were (channels, shorter side scaled and centre-cropped,
+/// normalised): what a search service keeps loaded.
+pub struct QueryEmbedder {
+    _vs: VarStore,
+    model: EmbeddingModel,
+    input: Input,
+    preprocess: Preprocess,
+    identity: String,
+}
+
+impl QueryEmbedder {
+    /// Loads `model_path` to embed queries prepared as `preprocess` says, on `device`.
+    pub fn open(model_path: &Path, preprocess: &Preprocess, device: Device) -> Result<Self> {
+        let (vs, model) = load_model(model_path, device)?;
+        let input = Input {
+            device,
+            precision: Precision::Fp32,
+            format: Input::format(&preprocess.mean, &preprocess.std, false)?,
+        };
+        Ok(Self {
+            _vs: vs,
+            model,
+            input,
+            preprocess: preprocess.clone(),
+            identity: model_identity(model_path)?,
+        })
+    }
+
+    /// The model's identity (the SHA-256 of its weights file).
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// The features `[N, F]` of `images`.
+    pub fn embed(&self, images: Vec<image::DynamicImage>) -> Result<Tensor> {
+        let pre = &self.preprocess;
+        let channels = match pre.channels {
+            1 => Channels::Gray,
+            4 => Channels::Rgba,
+            _ => Channels::Rgb,
+        };
+        let resize = Resize::ShorterSideThenCenterCrop {
+            size: pre.size as u32,
+        };
+        let prepared: Vec<Image> = images
+            .into_iter()
+            .map(|image| conform(image, channels, resize))
+            .collect();
+        embed(&self.model, &prepared, &self.input)
+    }
+}
+
 /// The backbone features `[1, F]` of a query image of any size and channel count, prepared
-/// as `store`'s images were (channels, shorter side scaled and centre-cropped, normalised).
-/// The model file must be the one that made the store.
+/// as `store`'s images were (see [`QueryEmbedder`]). The model file must be the one that
+/// made the store.
 pub fn embed_query(
     model_path: &Path,
     store: &EmbeddingStore,
@@ -267,23 +392,7 @@ pub fn embed_query(
     device: Device,
 ) -> Result<Tensor> {
     store.check_model(&model_identity(model_path)?)?;
-    let pre = &store.info().preprocess;
-    let channels = match pre.channels {
-        1 => Channels::Gray,
-        4 => Channels::Rgba,
-        _ => Channels::Rgb,
-    };
-    let resize = Resize::ShorterSideThenCenterCrop {
-        size: pre.size as u32,
-    };
-    let query = conform(image, channels, resize);
-    let (_vs, model) = load_model(model_path, device)?;
-    let input = Input {
-        device,
-        precision: Precision::Fp32,
-        format: Input::format(&pre.mean, &pre.std, false)?,
-    };
-    embed(&model, &[query], &input)
+    QueryEmbedder::open(model_path, &store.info().preprocess, device)?.embed(vec![image])
 }
 
 /// Backbone features `[N, F]` (`f32`, on the CPU) of `images`, in evaluation mode.

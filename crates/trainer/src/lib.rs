@@ -59,8 +59,8 @@ pub use crate::config::{
 pub use crate::data::{RunData, SplitData, load as load_data};
 pub use crate::error::{Error, Result};
 pub use crate::eval::{
-    Evaluation, Features, Input, embed, embed_dataset, embed_query, evaluate_raw_pixels,
-    evaluate_saved, evaluate_saved_against_pixels, model_identity,
+    DatasetEmbedder, Evaluation, Features, Input, QueryEmbedder, embed, embed_dataset, embed_query,
+    evaluate_raw_pixels, evaluate_saved, evaluate_saved_against_pixels, model_identity,
 };
 pub use crate::lock::RunLock;
 pub use crate::memory::{StepMemory, measure_step_memory, parse_size};
@@ -69,7 +69,7 @@ pub use crate::metrics::{MetricsLog, Record, read as read_metrics};
 pub use crate::optim::{Optimizer, learning_rate};
 pub use crate::plot::{PALETTE, Series, factor_chart, line_chart, plot_run, scatter};
 pub use crate::run::{Observer, Plan, Report, Trainer};
-pub use crate::sheet::{Tile, cluster_grid, contact_sheet, images_for_ids};
+pub use crate::sheet::{ItemImages, Tile, cluster_grid, contact_sheet, images_for_ids};
 pub use crate::video::{VideoIndex, ensure_demo};
 pub use crate::video_search::{FrameStoreUpdate, VideoCollection, VideoHit};
 pub use crate::views::{ViewsConfig, view_transforms};

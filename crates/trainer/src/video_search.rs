@@ -453,6 +453,7 @@ impl StoredFrames {
             ids: self.ids.clone(),
             preprocess: preprocess.clone(),
             videos: Some(self.videos.clone()),
+            labels: None,
         };
         Ok(EmbeddingStore::new(&Tensor::cat(&self.features, 0), info)?)
     }
