@@ -2,6 +2,9 @@
 
 use std::path::Path;
 
+mod postgres;
+pub use postgres::Postgres;
+
 use contrastive_tensor::nn;
 
 /// The four shape classes [`write_shapes`] draws.

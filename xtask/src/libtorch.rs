@@ -179,7 +179,7 @@ fn shared_library(name: &str) -> String {
 }
 
 /// The Python interpreter used to create the virtual environment.
-fn python_program() -> OsString {
+pub fn python_program() -> OsString {
     env::var_os("CONTRASTIVE_PYTHON").unwrap_or_else(|| "python3".into())
 }
 
@@ -225,8 +225,9 @@ pub fn check_python(python: &OsString) -> Result<String> {
     }
 }
 
-/// Creates (or completes) the virtual environment `venv` and pip-installs torch 2.13.0 in it.
-fn install_into_venv(python: &OsString, venv: &Path) -> Result<PathBuf> {
+/// The Python of the virtual environment `venv`, created with `python` when missing and
+/// checked to have pip.
+pub fn ensure_venv(python: &OsString, venv: &Path) -> Result<PathBuf> {
     let version = check_python(python)?;
     let venv_python = venv.join("bin").join("python");
     if !venv_python.exists() {
@@ -262,6 +263,13 @@ fn install_into_venv(python: &OsString, venv: &Path) -> Result<PathBuf> {
             venv.display()
         );
     }
+    Ok(venv_python)
+}
+
+/// Creates (or completes) the virtual environment `venv` and pip-installs torch 2.13.0 in it.
+fn install_into_venv(python: &OsString, venv: &Path) -> Result<PathBuf> {
+    let version = check_python(python)?;
+    let venv_python = ensure_venv(python, venv)?;
     println!(
         "setup: pip install torch=={TORCH_VERSION} into {} (about 5 GB with its CUDA libraries; \
          a few minutes)",

@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's task runner.
 //!
-//! - `cargo xtask setup`: provide libtorch 2.13.0 for tch (see [`libtorch`]);
+//! - `cargo xtask setup`: provide libtorch 2.13.0 for tch (see [`libtorch`]) and PostgreSQL
+//!   with pgvector for the collection tests (see [`postgres`]);
 //! - `cargo xtask download <dataset>`: a verified copy of a standard dataset;
 //! - `cargo xtask preview`: a PNG grid of augmented views for a preset;
 //! - `cargo xtask train [--config FILE] [overrides]`: setup, download, release build and a
@@ -19,6 +20,7 @@ mod bench;
 mod download;
 mod eval;
 mod libtorch;
+mod postgres;
 mod preview;
 mod test;
 mod train;
@@ -97,7 +99,7 @@ enum Task {
 fn main() -> Result<()> {
     let root = workspace_root();
     match Cli::parse().command {
-        Task::Setup => libtorch::setup(&root).map(|_| ()),
+        Task::Setup => libtorch::setup(&root).and_then(|_| postgres::setup(&root).map(|_| ())),
         Task::Download { dataset, dir } => download::run(&dataset, dir).map(|_| ()),
         Task::Preview {
             preset,

@@ -52,6 +52,7 @@ pub struct Options {
 pub fn run(root: &Path, options: &Options) -> Result<()> {
     let start = Instant::now();
     libtorch::setup(root)?;
+    crate::postgres::setup(root)?;
     if let Some(times) = options.repeat {
         return repeat(root, options, times);
     }
