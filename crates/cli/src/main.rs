@@ -8,6 +8,10 @@
 //!   `contrastive search --run RUN_DIR --image q.png -k 8` lists the nearest ones and draws
 //!   them (`contrastive index STORE` builds an HNSW index, which `search --index` uses for
 //!   large stores); `contrastive cluster --run RUN_DIR` groups them with k-means and draws the groups.
+//! - `contrastive embed RUN_DIR --to postgres://USER@HOST:PORT/DB?collection=NAME` fills a
+//!   PostgreSQL + pgvector collection incrementally; `search --db URL` queries it;
+//!   `contrastive serve --run RUN_DIR [--store S | --index I | --db URL]` answers searches
+//!   over HTTP (a JSON API and a web page), the model loaded once.
 //! - `contrastive video demo --out DIR` generates the demo video set; `contrastive video
 //!   search --run RUN_DIR --image frame.png` answers which video shows the frame and when
 //!   (`--clip video.mp4`: which videos are most like a clip).
@@ -22,6 +26,7 @@ mod cluster;
 mod eval;
 mod launch;
 mod search;
+mod serve;
 mod train;
 mod video;
 mod views;
@@ -61,6 +66,9 @@ enum Command {
     Index(search::IndexArgs),
     /// The stored images nearest to a query image.
     Search(search::SearchArgs),
+    /// Similar-image search as a service: a JSON API and a web page over a store, its index
+    /// or a PostgreSQL collection.
+    Serve(Box<serve::ServeArgs>),
     /// k-means over an embedding store: a grid of images per cluster and a 2-D map.
     Cluster(cluster::ClusterArgs),
     /// A picture of the views a run config makes (to see a `[views]` change before training).
@@ -156,6 +164,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Embed(args) => search::embed(args),
         Command::Index(args) => search::index(args),
         Command::Search(args) => search::search(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Cluster(args) => cluster::run(args),
         Command::Views(args) => views::run(args),
         Command::Video(args) => video::run(args),

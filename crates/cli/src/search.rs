@@ -7,9 +7,16 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use contrastive_data::{Channels, Resize, conform, image_from_hwc, read_image};
-use contrastive_retrieval::{EmbeddingStore, HnswConfig, HnswIndex, Metric};
+use contrastive_pgvector::{PgCollection, PgIndex, PgTarget};
+use contrastive_retrieval::{
+    Collection, CollectionInfo, EmbeddingStore, HnswConfig, HnswIndex, Item, LocalCollection,
+    Metric,
+};
 use contrastive_tensor::parse_device;
-use contrastive_trainer::{Tile, contact_sheet, embed_dataset, embed_query, images_for_ids};
+use contrastive_trainer::{
+    DatasetEmbedder, QueryEmbedder, Tile, contact_sheet, embed_dataset, embed_query, images_for_ids,
+};
+use indicatif::{ProgressBar, ProgressStyle};
 
 /// Arguments of `contrastive embed`.
 #[derive(Args, Debug)]
@@ -19,21 +26,42 @@ pub struct EmbedArgs {
     /// The weights (default: RUN/model.safetensors).
     #[arg(long)]
     model: Option<PathBuf>,
-    /// The store to write (default: RUN/store.safetensors).
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Also write the embeddings as a NumPy .npy file.
+    /// Where the embeddings go: a store file (default: RUN/store.safetensors), or a
+    /// PostgreSQL collection, postgres://USER@HOST:PORT/DB?collection=NAME, filled
+    /// incrementally (what it holds is skipped; a re-run after a crash adds the rest).
+    #[arg(long, alias = "out")]
+    to: Option<String>,
+    /// Also write the embeddings as a NumPy .npy file (store files only).
     #[arg(long)]
     npy: Option<PathBuf>,
+    /// A new PostgreSQL collection's metric: cosine, ip or l2.
+    #[arg(long, default_value = "cosine")]
+    metric: String,
+    /// A new PostgreSQL collection's HNSW links per node (pgvector's m).
+    #[arg(long, default_value_t = PgIndex::default().m)]
+    m: u32,
+    /// A new PostgreSQL collection's HNSW build candidates (pgvector's ef_construction).
+    #[arg(long, default_value_t = PgIndex::default().ef_construction)]
+    ef_construction: u32,
 }
+
+/// Images embedded and inserted per step (one transaction per 500 rows within it).
+const EMBED_CHUNK: usize = 1000;
 
 /// Runs `contrastive embed`.
 pub fn embed(args: EmbedArgs) -> Result<()> {
-    let (config, model) = crate::eval::open_run(&args.run, &[], args.model)?;
+    let (config, model) = crate::eval::open_run(&args.run, &[], args.model.clone())?;
+    if let Some(url) = args.to.as_deref().filter(|t| t.starts_with("postgres")) {
+        if args.npy.is_some() {
+            anyhow::bail!("--npy writes a store's embeddings; it does not go with a database");
+        }
+        return embed_into_database(&args, url, &config, &model);
+    }
     let store = embed_dataset(&config, &model)
         .with_context(|| format!("embedding with {}", model.display()))?;
     let out = args
-        .out
+        .to
+        .map(PathBuf::from)
         .unwrap_or_else(|| args.run.join("store.safetensors"));
     store
         .save(&out)
@@ -50,6 +78,62 @@ pub fn embed(args: EmbedArgs) -> Result<()> {
             .with_context(|| format!("writing {}", npy.display()))?;
         println!("also as {}", npy.display());
     }
+    Ok(())
+}
+
+/// Embeds the run's images into a PostgreSQL collection, skipping the ids it holds, in
+/// chunks whose inserts commit as they go.
+fn embed_into_database(
+    args: &EmbedArgs,
+    url: &str,
+    config: &contrastive_trainer::TrainConfig,
+    model: &Path,
+) -> Result<()> {
+    let target: PgTarget = url.parse()?;
+    let run = DatasetEmbedder::open(config, model)
+        .with_context(|| format!("loading {} and its data", model.display()))?;
+    // The width comes from the model itself: one image embedded.
+    let dim = run.embed(&[0]).context("embedding a first image")?.size()[1] as usize;
+    let info = CollectionInfo {
+        model: run.identity().to_owned(),
+        dim,
+        metric: args.metric.parse()?,
+        preprocess: run.preprocess(),
+    };
+    let index = PgIndex {
+        m: args.m,
+        ef_construction: args.ef_construction,
+        ..PgIndex::default()
+    };
+    let mut collection = PgCollection::open_or_create(&target, &info, index)?;
+    let items = run.items();
+    let bar = ProgressBar::new(items.len() as u64).with_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} images ({per_sec}, {eta} left)")
+            .expect("a valid template"),
+    );
+    let start = Instant::now();
+    let mut added = 0;
+    for (chunk, part) in items.chunks(EMBED_CHUNK).enumerate() {
+        let ids: Vec<String> = part.iter().map(|i| i.id.clone()).collect();
+        let held = collection.contains(&ids)?;
+        let rows: Vec<usize> = (0..part.len())
+            .filter(|&i| !held.contains(&part[i].id))
+            .map(|i| chunk * EMBED_CHUNK + i)
+            .collect();
+        if !rows.is_empty() {
+            let vectors = run.embed(&rows)?;
+            let fresh: Vec<Item> = rows.iter().map(|&r| items[r].clone()).collect();
+            added += collection.add(&fresh, &vectors, run.identity())?;
+        }
+        bar.inc(part.len() as u64);
+    }
+    bar.finish_and_clear();
+    println!(
+        "{added} new embeddings of width {dim} in {target} ({} already there), {} in all, {:.1} s",
+        items.len() - added,
+        collection.count()?,
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 
@@ -125,7 +209,7 @@ pub struct SearchArgs {
     #[arg(long, requires = "run")]
     query_id: Option<String>,
     /// The run directory holding model.safetensors and store.safetensors.
-    #[arg(long, required_unless_present_all = ["store", "model"])]
+    #[arg(long, required_unless_present = "model")]
     run: Option<PathBuf>,
     /// The store (default: RUN/store.safetensors).
     #[arg(long)]
@@ -145,6 +229,12 @@ pub struct SearchArgs {
     /// With --index: candidates considered (default: the index's ef_search).
     #[arg(long, requires = "index")]
     ef: Option<usize>,
+    /// Search a PostgreSQL collection instead: postgres://USER@HOST:PORT/DB?collection=NAME.
+    #[arg(long, conflicts_with_all = ["store", "index", "metric"])]
+    db: Option<String>,
+    /// Only neighbours with this label.
+    #[arg(long)]
+    label: Option<String>,
     /// Device for the query's forward pass.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -157,45 +247,24 @@ pub struct SearchArgs {
 pub fn search(args: SearchArgs) -> Result<()> {
     crate::check_output("--sheet", &args.sheet)?;
     let beside = |name: &str| args.run.as_ref().map(|r| r.join(name));
-    let store_path = args
-        .store
-        .clone()
-        .or_else(|| beside("store.safetensors"))
-        .context("give --run or --store")?;
     let model_path = args
         .model
         .clone()
         .or_else(|| beside("model.safetensors"))
         .context("give --run or --model")?;
     let device = parse_device(&args.device)?;
-    let store = EmbeddingStore::load(&store_path).with_context(|| {
-        format!(
-            "reading {} (make it with `contrastive embed`)",
-            store_path.display()
-        )
-    })?;
-    if store.is_empty() {
-        anyhow::bail!("{} holds no embeddings", store_path.display());
-    }
-    // The index is checked before the query is embedded, so a mismatch fails at once.
-    let index = match &args.index {
-        Some(path) => Some(open_index(path, &store)?),
-        None => None,
+    // The store or database is opened (and checked) before the query is read.
+    let searcher = match &args.db {
+        Some(url) => database_searcher(&args, url, &model_path, device)?,
+        None => {
+            let store = args
+                .store
+                .clone()
+                .or_else(|| beside("store.safetensors"))
+                .context("give --run or --store")?;
+            store_searcher(&args, &store, &model_path, device)?
+        }
     };
-    let metric: Metric = match (&args.metric, &index) {
-        (Some(metric), _) => metric.parse()?,
-        (None, Some(index)) => index.config().metric,
-        (None, None) => Metric::Cosine,
-    };
-    if let Some(index) = &index
-        && metric != index.config().metric
-    {
-        anyhow::bail!(
-            "the index was built for {:?}, not {metric:?}; build another with `contrastive \
-             index --metric`",
-            index.config().metric
-        );
-    }
     let config = match &args.run {
         Some(run) => Some(crate::eval::open_run(run, &[], None)?.0),
         None => None,
@@ -210,29 +279,8 @@ pub fn search(args: SearchArgs) -> Result<()> {
         }
         (None, None) => anyhow::bail!("give --image or --query-id"),
     };
-    let query = embed_query(&model_path, &store, image.clone(), device)
-        .with_context(|| format!("embedding the query with {}", model_path.display()))?;
-    if args.k > store.len() {
-        eprintln!(
-            "warning: k = {} is more than the {} stored items; showing all",
-            args.k,
-            store.len()
-        );
-    }
-    let found = match &index {
-        Some(index) => {
-            let ef = args.ef.unwrap_or(index.config().ef_search);
-            index.search_with(&query, args.k, ef)?
-        }
-        None => store.search(&query, args.k, metric)?,
-    };
-    let scores = Vec::<f32>::try_from(&found.scores.get(0))?;
-    let indices = Vec::<i64>::try_from(&found.indices.get(0))?;
-    let ids: Vec<String> = indices
-        .iter()
-        .filter(|&&i| i >= 0)
-        .map(|&i| store.info().ids[i as usize].clone())
-        .collect();
+    let hits = searcher(image.clone())?;
+    let (scores, ids): (Vec<f32>, Vec<String>) = hits.into_iter().unzip();
     println!("rank  score    id");
     for (rank, (score, id)) in scores.iter().zip(&ids).enumerate() {
         println!("{:>4}  {score:>7.4}  {id}", rank + 1);
@@ -262,6 +310,102 @@ pub fn search(args: SearchArgs) -> Result<()> {
         .with_context(|| format!("writing the contact sheet {}", args.sheet.display()))?;
     println!("contact sheet  {}", args.sheet.display());
     Ok(())
+}
+
+/// Finds the nearest items of a query image: scores and ids, best first.
+type Searcher<'a> = Box<dyn FnOnce(image::DynamicImage) -> Result<Vec<(f32, String)>> + 'a>;
+
+/// The search over the store at `store_path` (or its index), opened and checked.
+fn store_searcher<'a>(
+    args: &'a SearchArgs,
+    store_path: &Path,
+    model_path: &'a Path,
+    device: contrastive_tensor::Device,
+) -> Result<Searcher<'a>> {
+    let store = EmbeddingStore::load(store_path).with_context(|| {
+        format!(
+            "reading {} (make it with `contrastive embed`)",
+            store_path.display()
+        )
+    })?;
+    if store.is_empty() {
+        anyhow::bail!("{} holds no embeddings", store_path.display());
+    }
+    let index = match &args.index {
+        Some(path) => Some(open_index(path, &store)?),
+        None => None,
+    };
+    let metric: Metric = match (&args.metric, &index) {
+        (Some(metric), _) => metric.parse()?,
+        (None, Some(index)) => index.config().metric,
+        (None, None) => Metric::Cosine,
+    };
+    if let Some(index) = &index
+        && metric != index.config().metric
+    {
+        anyhow::bail!(
+            "the index was built for {:?}, not {metric:?}; build another with `contrastive \
+             index --metric`",
+            index.config().metric
+        );
+    }
+    Ok(Box::new(move |image| {
+        let query = embed_query(model_path, &store, image, device)
+            .with_context(|| format!("embedding the query with {}", model_path.display()))?;
+        warn_beyond(args.k, store.len());
+        if let Some(label) = &args.label {
+            let mut collection = LocalCollection::new(store, metric);
+            let hits = collection.search(&query, args.k, Some(label))?;
+            return Ok(hits.into_iter().map(|h| (h.score, h.item.id)).collect());
+        }
+        let found = match &index {
+            Some(index) => {
+                let ef = args.ef.unwrap_or(index.config().ef_search);
+                index.search_with(&query, args.k, ef)?
+            }
+            None => store.search(&query, args.k, metric)?,
+        };
+        let scores = Vec::<f32>::try_from(&found.scores.get(0))?;
+        let indices = Vec::<i64>::try_from(&found.indices.get(0))?;
+        Ok(indices
+            .iter()
+            .zip(scores)
+            .filter(|(i, _)| **i >= 0)
+            .map(|(&i, score)| (score, store.info().ids[i as usize].clone()))
+            .collect())
+    }))
+}
+
+/// The search over a PostgreSQL collection, opened and checked against the model.
+fn database_searcher<'a>(
+    args: &'a SearchArgs,
+    url: &str,
+    model_path: &Path,
+    device: contrastive_tensor::Device,
+) -> Result<Searcher<'a>> {
+    let target: PgTarget = url.parse()?;
+    let mut collection = PgCollection::open(&target)?;
+    let info = collection.info().clone();
+    let embedder = QueryEmbedder::open(model_path, &info.preprocess, device)?;
+    if embedder.identity() != info.model {
+        anyhow::bail!(
+            "{target} holds embeddings of another model than {}; search it with its own run",
+            model_path.display()
+        );
+    }
+    Ok(Box::new(move |image| {
+        let query = embedder.embed(vec![image])?;
+        warn_beyond(args.k, collection.count()?);
+        let hits = collection.search(&query, args.k, args.label.as_deref())?;
+        Ok(hits.into_iter().map(|h| (h.score, h.item.id)).collect())
+    }))
+}
+
+/// Warns that `k` is more than the collection holds.
+fn warn_beyond(k: usize, held: usize) {
+    if k > held {
+        eprintln!("warning: k = {k} is more than the {held} stored items; showing all");
+    }
 }
 
 /// The HNSW index at `path`, checked to hold `store`'s vectors.
