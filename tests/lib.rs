@@ -3,7 +3,7 @@
 use std::path::Path;
 
 mod postgres;
-pub use postgres::Postgres;
+pub use postgres::{LocalPostgres, start_postgres};
 
 use contrastive_tensor::nn;
 

@@ -10,6 +10,8 @@
 //!   pictures (`RUN_DIR/evaluation/report.md`);
 //! - `cargo xtask bench [--peers] [--full]`: the benchmarks, side by side with the Python
 //!   peers, written into `docs/benchmarks.md`;
+//! - `cargo xtask postgres [--port 5433] [--data DIR]`: PostgreSQL with pgvector on
+//!   127.0.0.1 until Ctrl-C;
 //! - `cargo xtask test`: formatting, lints and every test of the workspace.
 //!
 //! xtask never links libtorch, so it builds in seconds on a machine without it.
@@ -91,6 +93,17 @@ enum Task {
     /// Run the benchmarks (W1-W4, the ceiling, criterion), with --peers beside the Python
     /// peers, and write the report into docs/benchmarks.md.
     Bench(bench::Options),
+    /// Run PostgreSQL with pgvector on 127.0.0.1 until Ctrl-C (setting it up when needed),
+    /// for `contrastive embed --to` / `search --db` / `serve --db`.
+    Postgres {
+        /// The port to listen on.
+        #[arg(long, default_value_t = 5433)]
+        port: u16,
+        /// A data folder to keep between runs (initialised when empty); without it the
+        /// data is thrown away when the server stops.
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Run `cargo fmt --check`, `cargo clippy -D warnings` and every test of the workspace;
     /// with --repeat N, the numeric test binaries N times each, to catch flaky tests.
     Test(test::Options),
@@ -112,6 +125,7 @@ fn main() -> Result<()> {
         Task::Train { config, args } => train::run(&root, config, &args),
         Task::Eval(options) => eval::run(&root, &options),
         Task::Bench(options) => bench::run(&root, &options),
+        Task::Postgres { port, data } => postgres::run(&root, port, data.as_deref()),
         Task::Test(options) => test::run(&root, &options),
     }
 }

@@ -2,7 +2,7 @@
 //! is held, searches that agree with exact search, label filters, refusals before any
 //! write, and a database that goes down and comes back.
 
-use contrastive_e2e::Postgres;
+use contrastive_e2e::start_postgres;
 use contrastive_pgvector::{PgCollection, PgIndex, PgTarget};
 use contrastive_retrieval::{Collection, CollectionInfo, Error, Item, Metric, Preprocess, search};
 use contrastive_tensor::{Device, Kind, Tensor, seeded};
@@ -33,7 +33,7 @@ fn items(range: std::ops::Range<usize>) -> Vec<Item> {
 
 #[test]
 fn a_collection_in_postgres_grows_searches_refuses_and_survives_the_database_going_down() {
-    let mut server = Postgres::start();
+    let mut server = start_postgres();
     let target: PgTarget = server.url("shapes").parse().unwrap();
     let missing = PgCollection::open(&target).unwrap_err();
     assert!(missing.to_string().contains("does not exist"), "{missing}");
@@ -142,7 +142,7 @@ fn a_collection_in_postgres_grows_searches_refuses_and_survives_the_database_goi
     assert!(!err.to_string().contains("password"));
     let err = PgCollection::open(&target).unwrap_err();
     assert!(matches!(err, Error::Unavailable { .. }), "{err}");
-    server.resume();
+    server.resume().unwrap();
     assert_eq!(collection.count().unwrap(), 59);
     assert_eq!(collection.search(&query, 3, None).unwrap().len(), 3);
 

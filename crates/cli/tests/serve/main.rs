@@ -8,7 +8,7 @@ mod server;
 
 use std::process::Command;
 
-use contrastive_e2e::Postgres;
+use contrastive_e2e::start_postgres;
 use contrastive_pgvector::{PgCollection, PgIndex, PgTarget};
 use contrastive_retrieval::Collection;
 use serde_json::Value;
@@ -186,7 +186,7 @@ fn crc32(bytes: &[u8]) -> u32 {
 fn a_postgres_collection_is_filled_incrementally_served_and_survives_the_database_going_down() {
     let root = tempfile::tempdir().unwrap();
     let run = trained_run(root.path());
-    let mut db = Postgres::start();
+    let mut db = start_postgres();
     let url = db.url("shapes");
     let bin = env!("CARGO_BIN_EXE_contrastive");
     let embed = || {
@@ -269,7 +269,7 @@ fn a_postgres_collection_is_filled_incrementally_served_and_survives_the_databas
     assert!(error_of(&health).contains("unavailable"), "{health}");
     let (status, body) = server.form("/api/search", &[&bytes], &[]);
     assert_eq!(status, 503, "{body}");
-    db.resume();
+    db.resume().unwrap();
     let (status, health) = server.health();
     assert_eq!(status, 200, "{health}");
     assert_eq!(health["items"], 64);
