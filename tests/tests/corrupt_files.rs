@@ -218,6 +218,7 @@ fn damaged_files_are_refused_or_read_exactly_never_a_panic() {
         },
         videos: None,
         labels: None,
+        contents: None,
     };
     let store_path = root.join("store.safetensors");
     EmbeddingStore::new(&rows, info.clone())

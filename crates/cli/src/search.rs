@@ -1,6 +1,8 @@
 //! `contrastive embed`, `contrastive index` and `contrastive search`: an embedding store of a
 //! run's images, an HNSW index over it, and the nearest stored images of a query image.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -107,18 +109,25 @@ fn embed_into_database(
     };
     let mut collection = PgCollection::open_or_create(&target, &info, index)?;
     let items = run.items();
+    // Copies within the data (the same pixels under two names) are embedded once.
+    let (unique, mut copies) = first_of_each_content(items);
     let bar = ProgressBar::new(items.len() as u64).with_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} images ({per_sec}, {eta} left)")
             .expect("a valid template"),
     );
+    bar.inc(copies.len() as u64);
     let start = Instant::now();
     let mut added = 0;
-    for (chunk, part) in items.chunks(EMBED_CHUNK).enumerate() {
-        let ids: Vec<String> = part.iter().map(|i| i.id.clone()).collect();
-        let held = collection.contains(&ids)?;
-        let rows: Vec<usize> = (0..part.len())
-            .filter(|&i| !held.contains(&part[i].id))
-            .map(|i| chunk * EMBED_CHUNK + i)
+    for part in unique.chunks(EMBED_CHUNK) {
+        let asked: Vec<Item> = part.iter().map(|&r| items[r].clone()).collect();
+        let held = collection.held(&asked)?;
+        copies.extend(
+            (held.iter())
+                .filter(|(id, under)| id != under)
+                .map(|(id, under)| (id.clone(), under.clone())),
+        );
+        let rows: Vec<usize> = (part.iter().copied())
+            .filter(|&r| !held.contains_key(&items[r].id))
             .collect();
         if !rows.is_empty() {
             let vectors = run.embed(&rows)?;
@@ -129,12 +138,41 @@ fn embed_into_database(
     }
     bar.finish_and_clear();
     println!(
-        "{added} new embeddings of width {dim} in {target} ({} already there), {} in all, {:.1} s",
+        "{added} new embeddings of width {dim} in {target} ({} already held), {} in all, {:.1} s",
         items.len() - added,
         collection.count()?,
         start.elapsed().as_secs_f64()
     );
+    copies.sort();
+    if let Some((id, under)) = copies.first() {
+        println!(
+            "{} of the images are copies of others (the same pixels under another name), such \
+             as {id} of {under}; each is held once",
+            copies.len()
+        );
+    }
     Ok(())
+}
+
+/// The rows of `items` whose content comes first, and the later copies as (id, id of the
+/// first).
+fn first_of_each_content(items: &[Item]) -> (Vec<usize>, Vec<(String, String)>) {
+    let mut first: HashMap<&String, usize> = HashMap::new();
+    let mut unique = Vec::with_capacity(items.len());
+    let mut copies = Vec::new();
+    for (row, item) in items.iter().enumerate() {
+        match item.content.as_ref().map(|c| first.entry(c)) {
+            Some(Entry::Occupied(held)) => {
+                copies.push((item.id.clone(), items[*held.get()].id.clone()));
+            }
+            Some(Entry::Vacant(slot)) => {
+                slot.insert(row);
+                unique.push(row);
+            }
+            None => unique.push(row),
+        }
+    }
+    (unique, copies)
 }
 
 /// Arguments of `contrastive index`.

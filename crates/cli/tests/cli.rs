@@ -106,6 +106,7 @@ fn store(path: &std::path::Path, n: usize, model: &str) {
         },
         videos: None,
         labels: None,
+        contents: None,
     };
     let x = contrastive_tensor::Tensor::randn(
         [n as i64, 8],

@@ -80,6 +80,32 @@ pub fn hwc_from_image(image: &DynamicImage) -> Image {
     Array3::from_shape_vec((h, w, channels), bytes).expect("buffer matches the picture's size")
 }
 
+/// The hex SHA-256 of an image's shape and pixels: the identity of its content, the same for
+/// two copies of a file or for the same pixels saved in another format, whatever their
+/// names (collections skip an image whose content they hold).
+///
+/// ```
+/// let a = ndarray::Array3::<u8>::zeros((2, 2, 1));
+/// assert_eq!(contrastive_data::pixel_hash(&a), contrastive_data::pixel_hash(&a.clone()));
+/// assert_ne!(contrastive_data::pixel_hash(&a), contrastive_data::pixel_hash(&(a + 1)));
+/// ```
+pub fn pixel_hash(image: &Image) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for side in image.shape() {
+        hasher.update((*side as u64).to_le_bytes());
+    }
+    match image.as_slice() {
+        Some(pixels) => hasher.update(pixels),
+        None => hasher.update(image.iter().copied().collect::<Vec<u8>>()),
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// Converts a `u8` array `[H, W, C]` (C in 1..=4) into a picture.
 pub fn image_from_hwc(array: ArrayView3<'_, u8>) -> Result<DynamicImage> {
     let (h, w, c) = array.dim();

@@ -40,7 +40,7 @@ pub use crate::idx::{
     FASHION_MNIST_CLASSES, IdxArray, fashion_mnist, mnist, read_idx, read_idx_pair,
 };
 pub use crate::image_io::{
-    Channels, Resize, conform, decode_image, hwc_from_image, image_from_hwc, read_image,
+    Channels, Resize, conform, decode_image, hwc_from_image, image_from_hwc, pixel_hash, read_image,
 };
 pub use crate::stl10::{STL10_CLASSES, Stl10};
 pub use crate::video::{

@@ -1,12 +1,12 @@
 //! `contrastive-pgvector`: embedding collections kept in PostgreSQL with the pgvector
 //! extension, behind the [`Collection`] trait of `contrastive-retrieval`.
 //!
-//! A collection is one table (`contrastive_items_NAME`: id, source, label and a
-//! `vector(D)` column under pgvector's HNSW index) and one row of the metadata table
-//! `contrastive_collections` (model identity, width, metric, preprocessing and the index's
-//! `m` / `ef_construction`). Vectors of another model or width are refused before any
-//! write. Inserts are batched in transactions and skip ids already held, so a re-run after
-//! a crash adds only what is missing. A database that goes down makes calls fail with
+//! A collection is one table (`contrastive_items_NAME`: id, source, label, a unique content
+//! hash and a `vector(D)` column under pgvector's HNSW index) and one row of the metadata
+//! table `contrastive_collections` (model identity, width, metric, preprocessing and the
+//! index's `m` / `ef_construction`). Vectors of another model or width are refused before
+//! any write. Inserts are batched in transactions and skip ids and contents already held,
+//! so a re-run after a crash adds only what is missing and never a duplicate. A database that goes down makes calls fail with
 //! [`Error::Unavailable`]; the next call reconnects.
 //!
 //! A collection is named by a URL: `postgres://USER[:PASSWORD]@HOST:PORT/DB?collection=NAME`
@@ -21,12 +21,14 @@
 //! # Ok::<(), contrastive_retrieval::Error>(())
 //! ```
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use contrastive_retrieval::{Collection, CollectionInfo, Error, Hit, Item, Metric, Result};
+use contrastive_retrieval::{
+    Collection, CollectionInfo, Error, Hit, Item, Metric, Result, held_items,
+};
 use contrastive_tensor::{Kind, Tensor};
 use pgvector::Vector;
 use postgres::error::SqlState;
@@ -185,6 +187,7 @@ pub struct PgCollection {
     info: CollectionInfo,
     index: PgIndex,
     table: String,
+    exact: bool,
 }
 
 impl fmt::Debug for PgCollection {
@@ -203,6 +206,7 @@ impl PgCollection {
                 "{target} does not exist; make it with `contrastive embed RUN --to URL`"
             ),
         })?;
+        Self::add_content_column(&mut client, target)?;
         Ok(Self::with(target, client, found))
     }
 
@@ -226,6 +230,7 @@ impl PgCollection {
                     ),
                 });
             }
+            Self::add_content_column(&mut client, target)?;
             let mut collection = Self::with(target, client, found);
             collection.index.ef_search = index.ef_search;
             return Ok(collection);
@@ -240,6 +245,7 @@ impl PgCollection {
                  id text PRIMARY KEY,
                  source text NOT NULL,
                  label text,
+                 content text UNIQUE,
                  embedding vector({dim}) NOT NULL
              );
              CREATE INDEX ON {table} USING hnsw (embedding {ops})
@@ -294,7 +300,30 @@ impl PgCollection {
             client: Some(client),
             info,
             index,
+            exact: false,
         }
+    }
+
+    /// Gives a table made before content hashes its unique `content` column (one look at
+    /// the catalogue when it has one).
+    fn add_content_column(client: &mut Client, target: &PgTarget) -> Result<()> {
+        let table = table_name(target);
+        let has: bool = client
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM information_schema.columns
+                 WHERE table_name = $1 AND column_name = 'content')",
+                &[&table],
+            )
+            .map_err(|e| failure(e, target))?
+            .get(0);
+        if !has {
+            client
+                .batch_execute(&format!(
+                    "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS content text UNIQUE"
+                ))
+                .map_err(|e| failure(e, target))?;
+        }
+        Ok(())
     }
 
     /// Where the collection lives (printable: no password).
@@ -305,6 +334,13 @@ impl PgCollection {
     /// The HNSW settings it was built with, and the `ef_search` its queries use.
     pub fn index(&self) -> PgIndex {
         self.index
+    }
+
+    /// Makes its searches exact (`true`: PostgreSQL scans the whole table, no index, as
+    /// pgvector's documentation describes for exact nearest neighbours) or approximate
+    /// through the HNSW index (`false`, the default).
+    pub fn set_exact(&mut self, exact: bool) {
+        self.exact = exact;
     }
 
     /// Runs `work` on the connection, reconnecting first when the last one was lost; a
@@ -356,15 +392,18 @@ impl Collection for PgCollection {
         for (items, rows) in items.chunks(BATCH).zip(rows.chunks(BATCH * dim.max(1))) {
             added += self.with_client(|c, table| {
                 let mut transaction = c.transaction()?;
+                // A held id or content (the unique columns) makes the row a no-op.
                 let insert = transaction.prepare(&format!(
-                    "INSERT INTO {table} (id, source, label, embedding) VALUES ($1, $2, $3, $4)
-                     ON CONFLICT (id) DO NOTHING"
+                    "INSERT INTO {table} (id, source, label, content, embedding)
+                     VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING"
                 ))?;
                 let mut added = 0;
                 for (item, row) in items.iter().zip(rows.chunks(dim)) {
                     let vector = Vector::from(row.to_vec());
-                    added += transaction
-                        .execute(&insert, &[&item.id, &item.source, &item.label, &vector])?;
+                    added += transaction.execute(
+                        &insert,
+                        &[&item.id, &item.source, &item.label, &item.content, &vector],
+                    )?;
                 }
                 transaction.commit()?;
                 Ok(added as usize)
@@ -401,13 +440,18 @@ impl Collection for PgCollection {
         let metric = self.info.metric;
         let ef = self.index.ef_search.max(k.min(1000) as u32);
         let vector = Vector::from(query);
+        // Filtered queries scan the index further until k rows pass the filter; exact ones
+        // do not use it.
+        let settings = if self.exact {
+            "SET LOCAL enable_indexscan = off".to_owned()
+        } else {
+            format!("SET LOCAL hnsw.ef_search = {ef}; SET LOCAL hnsw.iterative_scan = strict_order")
+        };
         self.with_client(|c, table| {
             let mut transaction = c.transaction()?;
-            // Filtered queries scan the index further until k rows pass the filter.
-            transaction.batch_execute(&format!(
-                "SET LOCAL hnsw.ef_search = {ef}; SET LOCAL hnsw.iterative_scan = strict_order"
-            ))?;
-            let select = format!("SELECT id, source, label, embedding {op} $1 FROM {table}");
+            transaction.batch_execute(&settings)?;
+            let select =
+                format!("SELECT id, source, label, content, embedding {op} $1 FROM {table}");
             let rows = match label {
                 Some(label) => transaction.query(
                     &format!("{select} WHERE label = $2 ORDER BY embedding {op} $1 LIMIT $3"),
@@ -422,7 +466,7 @@ impl Collection for PgCollection {
             Ok(rows
                 .iter()
                 .map(|row| {
-                    let d: f64 = row.get(3);
+                    let d: f64 = row.get(4);
                     Hit {
                         item: item_of(row),
                         score: score(metric, d) as f32,
@@ -435,7 +479,7 @@ impl Collection for PgCollection {
     fn get(&mut self, id: &str) -> Result<Option<Item>> {
         self.with_client(|c, table| {
             let row = c.query_opt(
-                &format!("SELECT id, source, label FROM {table} WHERE id = $1"),
+                &format!("SELECT id, source, label, content FROM {table} WHERE id = $1"),
                 &[&id],
             )?;
             Ok(row.as_ref().map(item_of))
@@ -453,14 +497,30 @@ impl Collection for PgCollection {
         Ok(found.map(|v| Tensor::from_slice(v.as_slice())))
     }
 
-    fn contains(&mut self, ids: &[String]) -> Result<HashSet<String>> {
-        self.with_client(|c, table| {
-            let rows = c.query(
-                &format!("SELECT id FROM {table} WHERE id = ANY($1)"),
-                &[&ids],
-            )?;
-            Ok(rows.iter().map(|r| r.get(0)).collect())
-        })
+    fn held(&mut self, items: &[Item]) -> Result<HashMap<String, String>> {
+        let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
+        let contents: Vec<&str> = items.iter().filter_map(|i| i.content.as_deref()).collect();
+        let (by_id, by_content): (HashSet<String>, HashMap<String, String>) =
+            self.with_client(|c, table| {
+                let rows = c.query(
+                    &format!(
+                        "SELECT id, content FROM {table}
+                         WHERE id = ANY($1) OR content = ANY($2)"
+                    ),
+                    &[&ids, &contents],
+                )?;
+                let by_id = rows.iter().map(|r| r.get(0)).collect();
+                let by_content = rows
+                    .iter()
+                    .filter_map(|r| Some((r.get::<_, Option<String>>(1)?, r.get(0))))
+                    .collect();
+                Ok((by_id, by_content))
+            })?;
+        Ok(held_items(
+            items,
+            |id| by_id.contains(id),
+            |content| by_content.get(content).cloned(),
+        ))
     }
 
     fn delete(&mut self, ids: &[String]) -> Result<usize> {
@@ -474,14 +534,14 @@ impl Collection for PgCollection {
         let dim = self.info.dim as i64;
         let (items, values) = self.with_client(|c, table| {
             let rows = c.query(
-                &format!("SELECT id, source, label, embedding FROM {table} ORDER BY id"),
+                &format!("SELECT id, source, label, content, embedding FROM {table} ORDER BY id"),
                 &[],
             )?;
             let mut values = Vec::with_capacity(rows.len() * dim as usize);
             let items = rows
                 .iter()
                 .map(|row| {
-                    let v: Vector = row.get(3);
+                    let v: Vector = row.get(4);
                     values.extend_from_slice(v.as_slice());
                     item_of(row)
                 })
@@ -498,6 +558,7 @@ fn item_of(row: &postgres::Row) -> Item {
         id: row.get(0),
         source: row.get(1),
         label: row.get(2),
+        content: row.get(3),
     }
 }
 

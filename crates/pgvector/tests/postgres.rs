@@ -24,9 +24,9 @@ fn info(model: &str, dim: usize, metric: Metric) -> CollectionInfo {
 fn items(range: std::ops::Range<usize>) -> Vec<Item> {
     range
         .map(|i| Item {
-            id: format!("img/{i}.png"),
-            source: format!("img/{i}.png"),
             label: Some(if i % 3 == 0 { "a" } else { "b" }.into()),
+            content: Some(format!("pixels of {i}")),
+            ..Item::new(format!("img/{i}.png"))
         })
         .collect()
 }
@@ -119,10 +119,22 @@ fn a_collection_in_postgres_grows_searches_refuses_and_survives_the_database_goi
     assert_eq!(item.label.as_deref(), Some("a"));
     let vector = collection.vector("img/3.png").unwrap().unwrap();
     assert!(vector.allclose(&x.get(3), 1e-6, 1e-6, false));
-    let held = collection
-        .contains(&["img/3.png".into(), "img/99.png".into()])
-        .unwrap();
-    assert_eq!(held.len(), 1);
+    assert_eq!(item.content.as_deref(), Some("pixels of 3"));
+    // Held by id, or by content under another id (a copy); a copy is not added again.
+    let copy = Item {
+        content: Some("pixels of 4".into()),
+        ..Item::new("copies/4.png".into())
+    };
+    let asked = [items(3..4), items(99..100), vec![copy.clone()]].concat();
+    let held = collection.held(&asked).unwrap();
+    assert_eq!(held.len(), 2);
+    assert_eq!(held["img/3.png"], "img/3.png");
+    assert_eq!(held["copies/4.png"], "img/4.png");
+    assert_eq!(
+        collection.add(&[copy], &x.narrow(0, 4, 1), "m1").unwrap(),
+        0
+    );
+    assert!(collection.get("copies/4.png").unwrap().is_none());
     assert_eq!(
         collection
             .delete(&["img/3.png".into(), "nope".into()])
@@ -164,4 +176,59 @@ fn a_collection_in_postgres_grows_searches_refuses_and_survives_the_database_goi
     assert!(PgCollection::drop_collection(&other).unwrap());
     assert!(!PgCollection::drop_collection(&other).unwrap());
     assert_eq!(collection.count().unwrap(), 59);
+}
+
+#[test]
+fn exact_search_matches_ours_and_the_hnsw_index_recalls_at_least_95_percent() {
+    let server = start_postgres();
+    let target: PgTarget = server.url("recall").parse().unwrap();
+    // 4 000 vectors around 40 centres in 32 dimensions (clustered, as embeddings are).
+    let (n, dim, queries) = (4000, 32, 50);
+    let x = seeded(11, || {
+        let centres = Tensor::randn([40, dim], (Kind::Float, Device::Cpu));
+        let which = Tensor::randint(40, [n + queries], (Kind::Int64, Device::Cpu));
+        centres.index_select(0, &which)
+            + Tensor::randn([n + queries, dim], (Kind::Float, Device::Cpu)) * 0.5
+    });
+    let (data, query) = (x.narrow(0, 0, n), x.narrow(0, n, queries));
+    let mut collection = PgCollection::open_or_create(
+        &target,
+        &info("m1", dim as usize, Metric::Cosine),
+        PgIndex::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        collection.add(&items(0..n as usize), &data, "m1").unwrap(),
+        n as usize
+    );
+    let exact = search(&data, &query, 10, Metric::Cosine).unwrap();
+    let truth: Vec<Vec<i64>> = (0..queries)
+        .map(|q| Vec::<i64>::try_from(&exact.indices.get(q)).unwrap())
+        .collect();
+    let ids = |collection: &mut PgCollection, q: i64| -> Vec<i64> {
+        collection
+            .search(&query.get(q), 10, None)
+            .unwrap()
+            .iter()
+            .map(|h| {
+                h.item.id["img/".len()..h.item.id.len() - ".png".len()]
+                    .parse()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let mut found = 0;
+    for q in 0..queries {
+        let approximate = ids(&mut collection, q);
+        found += approximate
+            .iter()
+            .filter(|id| truth[q as usize].contains(id))
+            .count();
+    }
+    let recall = found as f64 / (10 * queries) as f64;
+    assert!(recall >= 0.95, "recall@10 of the HNSW index: {recall}");
+    collection.set_exact(true);
+    for q in 0..queries {
+        assert_eq!(ids(&mut collection, q), truth[q as usize], "query {q}");
+    }
 }

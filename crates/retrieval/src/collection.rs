@@ -3,7 +3,7 @@
 //! database. [`LocalCollection`] is the local backend: an [`EmbeddingStore`] file, with an
 //! optional [`HnswIndex`] beside it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use contrastive_tensor::{Kind, Tensor};
@@ -24,6 +24,23 @@ pub struct Item {
     pub source: String,
     /// Its class, when known.
     pub label: Option<String>,
+    /// The hex SHA-256 of its pixels as the model sees them (`contrastive_data::pixel_hash`
+    /// of the prepared image), when known: a collection holds one item per content, so a
+    /// copy of a held image under another name is skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+impl Item {
+    /// An item read from its id (its source), without label or content hash.
+    pub fn new(id: String) -> Self {
+        Self {
+            source: id.clone(),
+            id,
+            label: None,
+            content: None,
+        }
+    }
 }
 
 /// A search result: an item and its score (a similarity for cosine and inner product,
@@ -87,8 +104,9 @@ pub trait Collection: Send {
     fn count(&mut self) -> Result<usize>;
 
     /// Adds `items` with their `vectors` (`[items.len(), dim]`, finite), made by `model`;
-    /// items whose id it already holds are skipped (a re-run adds only what is missing).
-    /// Returns how many were added. Another model or width is refused before any write.
+    /// items it already holds (see [`Collection::held`]) are skipped, and so is an item
+    /// repeated in `items`, so a re-run adds only what is missing. Returns how many were
+    /// added. Another model or width is refused before any write.
     fn add(&mut self, items: &[Item], vectors: &Tensor, model: &str) -> Result<usize>;
 
     /// The `k` items nearest `query` (`[dim]` or `[1, dim]`), best first, only those labelled
@@ -102,8 +120,9 @@ pub trait Collection: Send {
     /// The stored vector `[dim]` of the item with this id, if held.
     fn vector(&mut self, id: &str) -> Result<Option<Tensor>>;
 
-    /// Which of `ids` it holds.
-    fn contains(&mut self, ids: &[String]) -> Result<HashSet<String>>;
+    /// Which of `items` it already holds, by id or by content hash: each one's id mapped to
+    /// the id it is held under (another id for a copy of a held image).
+    fn held(&mut self, items: &[Item]) -> Result<HashMap<String, String>>;
 
     /// Removes the items with these ids; returns how many it held.
     fn delete(&mut self, ids: &[String]) -> Result<usize>;
@@ -189,6 +208,7 @@ impl LocalCollection {
             id: info.ids[row].clone(),
             source: info.ids[row].clone(),
             label: info.labels.as_ref().and_then(|l| l[row].clone()),
+            content: info.contents.as_ref().and_then(|c| c[row].clone()),
         }
     }
 
@@ -235,25 +255,20 @@ impl Collection for LocalCollection {
 
     fn add(&mut self, items: &[Item], vectors: &Tensor, model: &str) -> Result<usize> {
         self.info.check(model, width(vectors))?;
-        let held = self.contains(&items.iter().map(|i| i.id.clone()).collect::<Vec<_>>())?;
-        let mut seen = HashSet::new();
-        let fresh: Vec<i64> = (0..items.len())
-            .filter(|&i| !held.contains(&items[i].id) && seen.insert(items[i].id.clone()))
-            .map(|i| i as i64)
-            .collect();
+        if vectors.size()[0] as usize != items.len() {
+            return Err(Error::Shape {
+                op: "collection",
+                message: format!("{} vectors for {} items", vectors.size()[0], items.len()),
+            });
+        }
+        let held = self.held(items)?;
+        let fresh = fresh_rows(items, &held);
         if fresh.is_empty() {
             return Ok(0);
         }
         let rows = vectors.index_select(0, &Tensor::from_slice(&fresh));
-        let labels = fresh
-            .iter()
-            .map(|&i| items[i as usize].label.clone())
-            .collect();
-        let ids = fresh
-            .iter()
-            .map(|&i| items[i as usize].id.clone())
-            .collect();
-        self.store.add_labelled(&rows, ids, labels, model)?;
+        let picked: Vec<Item> = fresh.iter().map(|&i| items[i as usize].clone()).collect();
+        self.store.add_items(&rows, &picked, model)?;
         if let Some((index, _)) = &mut self.index {
             index.add(&rows)?;
         }
@@ -306,9 +321,20 @@ impl Collection for LocalCollection {
             .map(|row| self.store.embeddings().get(row as i64)))
     }
 
-    fn contains(&mut self, ids: &[String]) -> Result<HashSet<String>> {
-        let held: HashSet<&String> = self.store.info().ids.iter().collect();
-        Ok(ids.iter().filter(|i| held.contains(i)).cloned().collect())
+    fn held(&mut self, items: &[Item]) -> Result<HashMap<String, String>> {
+        let info = self.store.info();
+        let ids: HashSet<&str> = info.ids.iter().map(String::as_str).collect();
+        let contents: HashMap<&str, &str> = match &info.contents {
+            Some(contents) => (contents.iter().zip(&info.ids))
+                .filter_map(|(c, id)| Some((c.as_deref()?, id.as_str())))
+                .collect(),
+            None => HashMap::new(),
+        };
+        Ok(held_items(
+            items,
+            |id| ids.contains(id),
+            |content| contents.get(content).map(|id| (*id).to_owned()),
+        ))
     }
 
     fn delete(&mut self, ids: &[String]) -> Result<usize> {
@@ -337,6 +363,43 @@ impl Collection for LocalCollection {
         let items = (0..self.store.len()).map(|r| self.item(r)).collect();
         Ok((items, self.store.embeddings().shallow_clone()))
     }
+}
+
+/// What [`Collection::held`] answers, for a backend that tells whether it holds an id
+/// (`has_id`) and under which id it holds a content hash (`under`): each held item's id
+/// mapped to the id it is held under (its own first, else its content's).
+pub fn held_items(
+    items: &[Item],
+    has_id: impl Fn(&str) -> bool,
+    under: impl Fn(&str) -> Option<String>,
+) -> HashMap<String, String> {
+    items
+        .iter()
+        .filter_map(|item| {
+            let found = if has_id(&item.id) {
+                Some(item.id.clone())
+            } else {
+                item.content.as_deref().and_then(&under)
+            };
+            found.map(|found| (item.id.clone(), found))
+        })
+        .collect()
+}
+
+/// The rows of `items` to insert: those not `held`, each id and each content hash once
+/// (the first of repeats).
+fn fresh_rows(items: &[Item], held: &HashMap<String, String>) -> Vec<i64> {
+    let mut ids = HashSet::new();
+    let mut contents = HashSet::new();
+    (0..items.len())
+        .filter(|&i| {
+            let item = &items[i];
+            !held.contains_key(&item.id)
+                && ids.insert(&item.id)
+                && item.content.as_ref().is_none_or(|c| contents.insert(c))
+        })
+        .map(|i| i as i64)
+        .collect()
 }
 
 /// The width of `[N, D]` vectors (0 when they are not two-dimensional, which every width
@@ -371,6 +434,7 @@ mod tests {
             },
             videos: None,
             labels: Some((0..n).map(|i| Some(format!("c{}", i % 2))).collect()),
+            contents: None,
         };
         let store = EmbeddingStore::new(&x.narrow(0, 0, n as i64), info).unwrap();
         let mut local = LocalCollection::new(store, Metric::Cosine);
@@ -390,13 +454,27 @@ mod tests {
             let new = |range: std::ops::Range<usize>| -> Vec<Item> {
                 range
                     .map(|i| Item {
-                        id: format!("i{i}"),
-                        source: format!("i{i}"),
                         label: Some("new".into()),
+                        ..Item::new(format!("i{i}"))
                     })
                     .collect()
             };
             assert_eq!(c.add(&new(18..25), &x.narrow(0, 18, 7), "m").unwrap(), 5);
+            // Known content: a copy under another name is held under the first one's id,
+            // and so is a repeat within one call.
+            let hashed = |id: &str, content: &str| Item {
+                content: Some(content.into()),
+                ..Item::new(id.into())
+            };
+            let two = [hashed("p", "h1"), hashed("q", "h1")];
+            assert_eq!(c.add(&two, &x.narrow(0, 25, 2), "m").unwrap(), 1);
+            let copies = [hashed("r", "h1"), hashed("s", "h2"), hashed("i3", "h3")];
+            let held = c.held(&copies).unwrap();
+            assert_eq!(held.len(), 2);
+            assert_eq!(held["r"], "p");
+            assert_eq!(held["i3"], "i3");
+            assert_eq!(c.get("p").unwrap().unwrap().content.as_deref(), Some("h1"));
+            assert!(c.delete(&["p".into()]).is_ok_and(|n| n == 1));
             assert_eq!(c.count().unwrap(), 25);
             assert!(c.add(&new(25..26), &x.narrow(0, 25, 1), "other").is_err());
             let hits = c.search(&x.get(22), 3, None).unwrap();

@@ -42,7 +42,7 @@ mod search;
 mod store;
 mod video;
 
-pub use crate::collection::{Collection, CollectionInfo, Hit, Item, LocalCollection};
+pub use crate::collection::{Collection, CollectionInfo, Hit, Item, LocalCollection, held_items};
 pub use crate::error::{Error, Result};
 pub use crate::hnsw::{HnswConfig, HnswIndex};
 pub use crate::kmeans::{Clustering, KMeans};

@@ -8,6 +8,7 @@ use std::path::Path;
 use contrastive_tensor::{Device, Kind, SafetensorsFile, Tensor, save_safetensors};
 use serde::{Deserialize, Serialize};
 
+use crate::collection::Item;
 use crate::error::{check_finite, invalid};
 use crate::search::{Metric, Neighbours, search_finite_database};
 use crate::{Error, Result};
@@ -41,6 +42,10 @@ pub struct StoreInfo {
     /// One label per vector (`None` where unknown), when the items have labels.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<Vec<Option<String>>>,
+    /// One content hash per vector ([`Item::content`]; `None` where unknown), when known:
+    /// a collection over the store skips an image whose content it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contents: Option<Vec<Option<String>>>,
 }
 
 /// A video whose frames a store holds.
@@ -80,13 +85,15 @@ impl EmbeddingStore {
                 message: format!("{size:?} embeddings for {} ids", info.ids.len()),
             });
         }
-        if let Some(labels) = &info.labels
-            && labels.len() != info.ids.len()
-        {
-            return Err(Error::Shape {
-                op: "embedding store",
-                message: format!("{} labels for {} ids", labels.len(), info.ids.len()),
-            });
+        for (what, column) in [("labels", &info.labels), ("content hashes", &info.contents)] {
+            if let Some(values) = column
+                && values.len() != info.ids.len()
+            {
+                return Err(Error::Shape {
+                    op: "embedding store",
+                    message: format!("{} {what} for {} ids", values.len(), info.ids.len()),
+                });
+            }
         }
         check_finite("store embeddings", embeddings)?;
         Ok(Self {
@@ -123,32 +130,21 @@ impl EmbeddingStore {
     /// Adds rows made by the same model (`model` must equal the store's identity); rows
     /// holding NaN or infinity are refused, and then nothing is added.
     pub fn add(&mut self, embeddings: &Tensor, ids: Vec<String>, model: &str) -> Result<()> {
-        let labels = vec![None; ids.len()];
-        self.add_labelled(embeddings, ids, labels, model)
+        let items: Vec<Item> = ids.into_iter().map(Item::new).collect();
+        self.add_items(embeddings, &items, model)
     }
 
-    /// [`EmbeddingStore::add`] with one label per row (`None` where unknown).
-    pub fn add_labelled(
-        &mut self,
-        embeddings: &Tensor,
-        ids: Vec<String>,
-        labels: Vec<Option<String>>,
-        model: &str,
-    ) -> Result<()> {
+    /// [`EmbeddingStore::add`] with the items' ids, labels and content hashes (their sources
+    /// are not kept: a store's items are read from their ids).
+    pub fn add_items(&mut self, embeddings: &Tensor, items: &[Item], model: &str) -> Result<()> {
         self.check_model(model)?;
-        if labels.len() != ids.len() {
-            return Err(Error::Shape {
-                op: "embedding store",
-                message: format!("{} labels for {} ids", labels.len(), ids.len()),
-            });
-        }
         let size = embeddings.size();
-        if size.len() != 2 || size[1] != self.dim() || size[0] as usize != ids.len() {
+        if size.len() != 2 || size[1] != self.dim() || size[0] as usize != items.len() {
             return Err(Error::Shape {
                 op: "embedding store",
                 message: format!(
                     "cannot add {size:?} embeddings with {} ids to a {}-wide store",
-                    ids.len(),
+                    items.len(),
                     self.dim()
                 ),
             });
@@ -156,17 +152,23 @@ impl EmbeddingStore {
         check_finite("added embeddings", embeddings)?;
         let rows = embeddings.to_kind(Kind::Float).to_device(Device::Cpu);
         self.embeddings = Tensor::cat(&[&self.embeddings, &rows], 0);
-        let known = self.info.labels.is_some() || labels.iter().any(Option::is_some);
-        if known {
-            let held = self.info.ids.len();
-            let stored = self.info.labels.get_or_insert_with(|| vec![None; held]);
-            stored.extend(labels);
-        }
-        self.info.ids.extend(ids);
+        let held = self.info.ids.len();
+        extend_column(
+            &mut self.info.labels,
+            held,
+            items.iter().map(|i| i.label.clone()),
+        );
+        extend_column(
+            &mut self.info.contents,
+            held,
+            items.iter().map(|i| i.content.clone()),
+        );
+        self.info.ids.extend(items.iter().map(|i| i.id.clone()));
         Ok(())
     }
 
-    /// Keeps only the rows `keep` (in that order), their ids and labels with them.
+    /// Keeps only the rows `keep` (in that order), their ids, labels and content hashes with
+    /// them.
     pub fn retain_rows(&mut self, keep: &[i64]) -> Result<()> {
         if let Some(&bad) = keep.iter().find(|&&r| r < 0 || r as usize >= self.len()) {
             return Err(invalid(
@@ -181,8 +183,10 @@ impl EmbeddingStore {
             .iter()
             .map(|&r| self.info.ids[r as usize].clone())
             .collect();
-        if let Some(labels) = &self.info.labels {
-            self.info.labels = Some(keep.iter().map(|&r| labels[r as usize].clone()).collect());
+        for column in [&mut self.info.labels, &mut self.info.contents] {
+            if let Some(values) = column.as_mut() {
+                *values = keep.iter().map(|&r| values[r as usize].clone()).collect();
+            }
         }
         Ok(())
     }
@@ -295,6 +299,21 @@ pub(crate) fn short(identity: &str) -> &str {
     &identity[..identity.len().min(12)]
 }
 
+/// Appends `values` to an optional per-row column of `held` rows: the column comes into
+/// being (`None` for the rows before) when a first value is known.
+fn extend_column(
+    column: &mut Option<Vec<Option<String>>>,
+    held: usize,
+    values: impl Iterator<Item = Option<String>>,
+) {
+    let values: Vec<Option<String>> = values.collect();
+    if column.is_some() || values.iter().any(Option::is_some) {
+        column
+            .get_or_insert_with(|| vec![None; held])
+            .extend(values);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use contrastive_tensor::seeded;
@@ -313,6 +332,7 @@ mod tests {
             },
             videos: None,
             labels: None,
+            contents: None,
         }
     }
 

@@ -31,6 +31,7 @@ fn info(n: usize) -> StoreInfo {
         },
         videos: None,
         labels: None,
+        contents: None,
     }
 }
 

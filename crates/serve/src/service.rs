@@ -6,7 +6,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use contrastive_data::{decode_image, image_from_hwc};
+use contrastive_data::{decode_image, image_from_hwc, pixel_hash};
 use contrastive_retrieval::{Collection, Hit, Item, KMeans, normalize};
 use contrastive_tensor::{Device, Tensor};
 use contrastive_trainer::{ItemImages, QueryEmbedder, TrainConfig};
@@ -219,8 +219,9 @@ impl Service {
     }
 
     /// Adds uploaded images (already decoded, with their bytes): each is written into the
-    /// uploads folder under the SHA-256 of its bytes (the same image twice is one item),
-    /// embedded and inserted. Returns the items and how many were new.
+    /// uploads folder under the SHA-256 of its bytes (the same file twice is one item),
+    /// embedded and inserted; an image whose pixels the collection holds under another id
+    /// is not added again. Returns the items (a copy's as held) and how many were new.
     pub(crate) fn add(
         &self,
         uploads: Vec<(Vec<u8>, DynamicImage)>,
@@ -235,6 +236,7 @@ impl Service {
                 ),
             )
         })?;
+        let embedder = self.embedder.lock().unwrap_or_else(|e| e.into_inner());
         let mut items = Vec::new();
         let mut images = Vec::new();
         for (bytes, image) in uploads {
@@ -257,18 +259,27 @@ impl Service {
                         )
                     })?;
             }
-            let id = path.to_string_lossy().into_owned();
+            let prepared = embedder.prepare(image);
             items.push(Item {
-                id: id.clone(),
-                source: id,
                 label: label.clone(),
+                content: Some(pixel_hash(&prepared)),
+                ..Item::new(path.to_string_lossy().into_owned())
             });
-            images.push(image);
+            images.push(prepared);
         }
-        let vectors = self.embed(images)?;
-        let model = self.about.model.clone();
-        let added = self.collection().add(&items, &vectors, &model)?;
-        Ok((items, added))
+        let vectors = embedder.embed_prepared(&images)?;
+        drop(embedder);
+        let mut collection = self.collection();
+        let held = collection.held(&items)?;
+        let added = collection.add(&items, &vectors, &self.about.model)?;
+        let mut answered = Vec::with_capacity(items.len());
+        for item in items {
+            answered.push(match held.get(&item.id) {
+                Some(under) if *under != item.id => collection.get(under)?.unwrap_or(item),
+                _ => item,
+            });
+        }
+        Ok((answered, added))
     }
 
     /// Removes an item.

@@ -5,7 +5,7 @@ use contrastive_augment::{BatchFormat, Image, to_batch};
 use std::path::Path;
 use std::sync::Arc;
 
-use contrastive_data::{Channels, Resize, conform};
+use contrastive_data::{Channels, Resize, conform, pixel_hash};
 use contrastive_models::{EmbeddingModel, load_model};
 use contrastive_retrieval::{
     EmbeddingStore, FrameLabels, FrameRetrieval, Item, KMeans, KnnClassifier, LinearProbe, Metric,
@@ -16,6 +16,7 @@ use contrastive_tensor::{
     Device, Kind, Normalize, Precision, Tensor, autocast, nn::VarStore, no_grad,
     var_store_to_channels_last,
 };
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -253,6 +254,7 @@ pub fn embed_dataset(config: &TrainConfig, model_path: &Path) -> Result<Embeddin
         videos: None,
         labels: Some(items.iter().map(|i| i.label.clone()).collect())
             .filter(|l: &Vec<Option<String>>| l.iter().any(Option::is_some)),
+        contents: Some(items.iter().map(|i| i.content.clone()).collect()),
     };
     Ok(EmbeddingStore::new(&features, info)?)
 }
@@ -271,20 +273,17 @@ impl DatasetEmbedder {
     pub fn open(config: &TrainConfig, model_path: &Path) -> Result<Self> {
         let (data, loaded) = load_for_inference(config, model_path)?;
         let labels = data.train.labels.as_ref();
-        let items = data
-            .train
-            .ids
-            .iter()
-            .enumerate()
-            .map(|(row, id)| Item {
-                id: id.clone(),
-                source: id.clone(),
+        let contents: Vec<String> = data.train.images.par_iter().map(pixel_hash).collect();
+        let items = (data.train.ids.iter().zip(contents).enumerate())
+            .map(|(row, (id, content))| Item {
                 label: labels.map(|l| {
                     data.classes
                         .get(l[row])
                         .cloned()
                         .unwrap_or_else(|| l[row].to_string())
                 }),
+                content: Some(content),
+                ..Item::new(id.clone())
             })
             .collect();
         Ok(Self {
@@ -295,7 +294,8 @@ impl DatasetEmbedder {
         })
     }
 
-    /// The images' items (ids, sources, labels), in row order.
+    /// The images' items (ids, sources, labels, content hashes of their pixels as the model
+    /// sees them), in row order.
     pub fn items(&self) -> &[Item] {
         &self.items
     }
@@ -365,6 +365,13 @@ impl QueryEmbedder {
 
     /// The features `[N, F]` of `images`.
     pub fn embed(&self, images: Vec<image::DynamicImage>) -> Result<Tensor> {
+        let prepared: Vec<Image> = images.into_iter().map(|i| self.prepare(i)).collect();
+        self.embed_prepared(&prepared)
+    }
+
+    /// An image of any size and channel count as the model takes it: the collection's
+    /// channels, the shorter side scaled to its size and the centre cropped square.
+    pub fn prepare(&self, image: image::DynamicImage) -> Image {
         let pre = &self.preprocess;
         let channels = match pre.channels {
             1 => Channels::Gray,
@@ -374,11 +381,12 @@ impl QueryEmbedder {
         let resize = Resize::ShorterSideThenCenterCrop {
             size: pre.size as u32,
         };
-        let prepared: Vec<Image> = images
-            .into_iter()
-            .map(|image| conform(image, channels, resize))
-            .collect();
-        embed(&self.model, &prepared, &self.input)
+        conform(image, channels, resize)
+    }
+
+    /// The features `[N, F]` of images already [prepared](QueryEmbedder::prepare).
+    pub fn embed_prepared(&self, images: &[Image]) -> Result<Tensor> {
+        embed(&self.model, images, &self.input)
     }
 }
 

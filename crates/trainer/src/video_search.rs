@@ -454,6 +454,7 @@ impl StoredFrames {
             preprocess: preprocess.clone(),
             videos: Some(self.videos.clone()),
             labels: None,
+            contents: None,
         };
         Ok(EmbeddingStore::new(&Tensor::cat(&self.features, 0), info)?)
     }

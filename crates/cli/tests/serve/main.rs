@@ -310,3 +310,127 @@ fn a_service_reachable_from_other_machines_needs_a_token() {
     assert!(!out.status.success());
     assert!(stderr.contains("--token"), "{stderr}");
 }
+
+#[test]
+fn a_killed_embed_run_resumed_adds_exactly_the_missing_rows_and_holds_each_content_once() {
+    let root = tempfile::tempdir().unwrap();
+    let run = trained_run(root.path());
+    // The same model over 4 000 images, two of them also under a second name.
+    let big = root.path().join("big");
+    contrastive_e2e::write_shapes(&big, 1000, 24, 9);
+    let copies = [
+        (big.join("ring/7.png"), big.join("ring/copy-of-7.png")),
+        (
+            big.join("diagonal/3.png"),
+            big.join("vertical/copy-of-d3.png"),
+        ),
+    ];
+    for (from, to) in &copies {
+        std::fs::copy(from, to).unwrap();
+    }
+    let big_run = root.path().join("big-run");
+    std::fs::create_dir(&big_run).unwrap();
+    std::fs::copy(
+        run.join("model.safetensors"),
+        big_run.join("model.safetensors"),
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    let data = format!("{:?}", root.path().join("data").display().to_string());
+    assert!(config.contains(&data), "{config}");
+    let big_quoted = format!("{:?}", big.display().to_string());
+    std::fs::write(
+        big_run.join("config.toml"),
+        config.replace(&data, &big_quoted),
+    )
+    .unwrap();
+    let expected: std::collections::BTreeSet<String> = contrastive_e2e::SHAPES
+        .iter()
+        .flat_map(|shape| {
+            let big = big.display().to_string();
+            (0..1000).map(move |i| format!("{big}/{shape}/{i}.png"))
+        })
+        .collect();
+
+    let db = start_postgres();
+    let url = db.url("killed");
+    let target: PgTarget = url.parse().unwrap();
+    let bin = env!("CARGO_BIN_EXE_contrastive");
+    let embed = |url: &str| {
+        Command::new(bin)
+            .arg("embed")
+            .arg(&big_run)
+            .args(["--to", url])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+
+    // SIGKILL once some transactions have committed and before the last.
+    let mut child = embed(&url);
+    let start = std::time::Instant::now();
+    let at_kill = loop {
+        let count = PgCollection::open(&target)
+            .and_then(|mut c| c.count())
+            .unwrap_or(0);
+        if count >= 500 {
+            child.kill().unwrap();
+            break count;
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "embed ended before it could be killed"
+        );
+        assert!(start.elapsed().as_secs() < 300, "no rows after 300 s");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    child.wait().unwrap();
+    let mut collection = PgCollection::open(&target).unwrap();
+    let after_kill = collection.count().unwrap();
+    assert!(
+        after_kill < expected.len(),
+        "killed after all {after_kill} rows; make the data larger"
+    );
+    // Rows commit 500 at a time: nothing half-written.
+    assert!(
+        after_kill >= at_kill && after_kill.is_multiple_of(500),
+        "{after_kill} rows"
+    );
+    let (held, _) = collection.all().unwrap();
+    assert!(held.iter().all(|item| expected.contains(&item.id)));
+
+    // The re-run adds exactly what is missing; the copies are held once, under their
+    // first names.
+    let out = embed(&url).wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let missing = expected.len() - after_kill;
+    assert!(
+        stdout.starts_with(&format!("{missing} new embeddings")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("{} in all", expected.len())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("2 of the images are copies"), "{stdout}");
+    let (items, resumed) = collection.all().unwrap();
+    let ids: std::collections::BTreeSet<String> = items.into_iter().map(|i| i.id).collect();
+    assert_eq!(ids.len(), expected.len());
+    assert_eq!(ids, expected);
+
+    // An uninterrupted run into another collection holds the same vectors.
+    let whole = db.url("whole");
+    let out = embed(&whole).wait_with_output().unwrap();
+    assert!(out.status.success());
+    let (_, uninterrupted) = PgCollection::open(&whole.parse().unwrap())
+        .unwrap()
+        .all()
+        .unwrap();
+    assert!(resumed.allclose(&uninterrupted, 1e-5, 1e-5, false));
+}
