@@ -2,7 +2,7 @@
 //!
 //! Builds `contrastive-bench` and `contrastive` in release, then for each round runs W1
 //! (training throughput through `contrastive train`), W2-W4 and the ceiling (through
-//! `contrastive-bench`), each followed at once by its Python peer with `--peers`
+//! `contrastive-bench`) and, in the first round, W6 (`contrastive serve` under load), each followed at once by its Python peer with `--peers`
 //! (interleaved, so load on this shared machine hits both sides alike); then the criterion
 //! benches of every crate. Rows are summarised over the rounds (median, range), ours paired
 //! with each peer that did the same work, and written as a generated section of
@@ -12,6 +12,7 @@ mod criterion;
 mod peers;
 mod report;
 mod w1;
+mod w6;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,8 +36,8 @@ pub struct Options {
     /// Rounds of every workload (default 3, or 5 with --full).
     #[arg(long)]
     pub rounds: Option<usize>,
-    /// Only these parts (repeatable): w1, w2, w3, w4, w4-approx (first round only),
-    /// ceiling, criterion.
+    /// Only these parts (repeatable): w1, w2, w3, w4, w4-approx and w6 (first round
+    /// only), ceiling, criterion.
     #[arg(long)]
     pub only: Vec<String>,
     /// Where the report section goes (default docs/benchmarks.md; target/bench-small.md
@@ -45,11 +46,21 @@ pub struct Options {
     pub report: Option<PathBuf>,
 }
 
-const PARTS: [&str; 7] = ["w1", "w2", "w3", "w4", "w4-approx", "ceiling", "criterion"];
+const PARTS: [&str; 8] = [
+    "w1",
+    "w2",
+    "w3",
+    "w4",
+    "w4-approx",
+    "w6",
+    "ceiling",
+    "criterion",
+];
 
-/// Parts measured in the first round only: each builds an index over a million vectors
-/// (minutes), and reports medians of repeated searches within that round.
-const ONCE: [&str; 1] = ["w4-approx"];
+/// Parts measured in the first round only: w4-approx builds an index over a million vectors
+/// (minutes) and reports medians of repeated searches within that round; w6 trains, embeds
+/// 60 000 images three ways and serves thousands of queries per backend.
+const ONCE: [&str; 2] = ["w4-approx", "w6"];
 
 impl Options {
     fn wants(&self, part: &str) -> bool {
@@ -129,6 +140,10 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
                 data,
                 steps,
             )?);
+        }
+        if options.wants("w6") && round == 1 {
+            println!("bench: W6, the search service under load");
+            rows.extend(w6::run(root, &release.join("contrastive"), options.small)?);
         }
         for (part, script) in [
             ("w2", Some("augment_w2.py")),
