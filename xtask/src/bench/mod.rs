@@ -143,7 +143,12 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         }
         if options.wants("w6") && round == 1 {
             println!("bench: W6, the search service under load");
-            rows.extend(w6::run(root, &release.join("contrastive"), options.small)?);
+            rows.extend(w6::run(
+                root,
+                &release.join("contrastive"),
+                python.as_deref(),
+                options.small,
+            )?);
         }
         for (part, script) in [
             ("w2", Some("augment_w2.py")),
@@ -228,8 +233,17 @@ fn peer(root: &Path, python: &Path, script: &str, small: bool) -> Result<Vec<Row
 }
 
 /// Runs `command` in `root` and parses each JSON line it prints as a row.
-fn rows_of(root: &Path, mut command: Command, what: &str) -> Result<Vec<Row>> {
+fn rows_of(root: &Path, command: Command, what: &str) -> Result<Vec<Row>> {
     println!("bench: {what}");
+    stdout_of(root, command, what)?
+        .lines()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .map(|l| serde_json::from_str(l).with_context(|| format!("{what} printed {l:?}")))
+        .collect()
+}
+
+/// Runs `command` in `root` to the end and returns its stdout; a failure carries its stderr.
+fn stdout_of(root: &Path, mut command: Command, what: &str) -> Result<String> {
     let out = command
         .current_dir(root)
         .output()
@@ -241,11 +255,7 @@ fn rows_of(root: &Path, mut command: Command, what: &str) -> Result<Vec<Row>> {
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.trim_start().starts_with('{'))
-        .map(|l| serde_json::from_str(l).with_context(|| format!("{what} printed {l:?}")))
-        .collect()
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The factor chart of every comparison with a peer, drawn by `contrastive-bench chart`.
@@ -412,6 +422,7 @@ mod tests {
             "losses_w3.py",
             "search_w4.py",
             "search_w4_approx.py",
+            "service_w6_psycopg.py",
             "w1_lightly.py",
         ] {
             let path = root.join("bench").join("peers").join(script);

@@ -47,7 +47,12 @@ struct Backend {
 }
 
 /// Runs W6 and returns its rows.
-pub fn run(root: &Path, contrastive: &Path, small: bool) -> Result<Vec<Row>> {
+pub fn run(
+    root: &Path,
+    contrastive: &Path,
+    python: Option<&Path>,
+    small: bool,
+) -> Result<Vec<Row>> {
     let sizes = if small {
         Sizes {
             steps: 2,
@@ -102,7 +107,7 @@ pub fn run(root: &Path, contrastive: &Path, small: bool) -> Result<Vec<Row>> {
         .local_addr()?
         .port();
     let database = LocalPostgres::start(&installation, None, port)?;
-    let url = database.url("w6");
+    let url = database.url(COLLECTION);
     let start = Instant::now();
     let embedded = contrastive_ok(
         root,
@@ -228,8 +233,29 @@ pub fn run(root: &Path, contrastive: &Path, small: bool) -> Result<Vec<Row>> {
         }
         drop(server);
     }
+    if let Some(python) = python {
+        // The same pgvector queries straight from Python, after the service's passes.
+        let mut command = Command::new(python);
+        command
+            .arg(Path::new("bench").join("peers").join(PEER))
+            .arg("--dsn")
+            .arg(format!("postgres://postgres@127.0.0.1:{port}/postgres"))
+            .args(["--collection", COLLECTION, "--ef-search", "40"])
+            .args(["--queries", &sizes.queries.to_string()]);
+        // The service's figures are kept whatever happens to the peer.
+        match super::rows_of(root, command, PEER) {
+            Ok(found) => rows.extend(found),
+            Err(e) => eprintln!("bench: W6's peer failed, reported without it: {e:#}"),
+        }
+    }
     Ok(rows)
 }
+
+/// The PostgreSQL collection W6 fills.
+const COLLECTION: &str = "w6";
+
+/// The Python peer: the service's pgvector queries issued through psycopg.
+const PEER: &str = "service_w6_psycopg.py";
 
 fn row(backend: &str, what: &str, unit: &str, value: f64, higher: bool, note: String) -> Row {
     Row {
@@ -277,20 +303,9 @@ fn contrastive_ok(
     args: &[&std::ffi::OsStr],
     what: &str,
 ) -> Result<String> {
-    let out = Command::new(contrastive)
-        .current_dir(root)
-        .args(args)
-        .stderr(Stdio::piped())
-        .output()
-        .with_context(|| format!("running contrastive {what}"))?;
-    if !out.status.success() {
-        bail!(
-            "contrastive {what} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    let mut command = Command::new(contrastive);
+    command.args(args);
+    super::stdout_of(root, command, &format!("contrastive {what}"))
 }
 
 /// Test image `index` as PNG bytes; `mark` writes a number into its first two pixels, so
