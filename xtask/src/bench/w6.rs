@@ -186,9 +186,10 @@ pub fn run(
         let answers = load(&server.base, &queries, 4, None)?;
         if answers.errors > 0 {
             bail!(
-                "{}: {} of the recall pass's queries failed",
+                "{}: {} of the recall pass's queries failed; the first: {}",
                 backend.name,
-                answers.errors
+                answers.errors,
+                answers.first_error.unwrap_or_default()
             );
         }
         let recall = match &truth {
@@ -389,6 +390,8 @@ struct Pass {
     /// The ids answered for each query (in the queries' order; empty where it failed).
     ids: Vec<Vec<String>>,
     errors: usize,
+    /// Why the first failed query failed.
+    first_error: Option<String>,
     seconds: f64,
     /// Images the inserting client had added, and its failed requests.
     inserted: usize,
@@ -402,10 +405,11 @@ impl Pass {
 
     fn note(&self, c: usize) -> String {
         format!(
-            "{} queries at C {c}, {} errors; {} images inserted meanwhile ({:.0}/s), {} \
+            "{} queries at C {c}, {} errors{}; {} images inserted meanwhile ({:.0}/s), {} \
              failed insert requests",
             self.ids.len(),
             self.errors,
+            (self.first_error.as_ref()).map_or(String::new(), |e| format!(" (first: {e})")),
             self.inserted,
             self.inserted as f64 / self.seconds,
             self.insert_errors
@@ -462,9 +466,9 @@ fn load(base: &str, queries: &[Vec<u8>], c: usize, inserts: Option<&Inserts>) ->
                         break answered;
                     }
                     let sent = Instant::now();
-                    let ids = post(&agent, &url, &bodies[q])
-                        .ok()
-                        .and_then(|a| hit_ids(&a));
+                    let ids = post(&agent, &url, &bodies[q]).and_then(|a| {
+                        hit_ids(&a).with_context(|| format!("an answer without hits: {a}"))
+                    });
                     answered.push((q, sent.elapsed().as_secs_f64() * 1e3, ids));
                 }
             })
@@ -474,6 +478,7 @@ fn load(base: &str, queries: &[Vec<u8>], c: usize, inserts: Option<&Inserts>) ->
         latencies_ms: Vec::new(),
         ids: vec![Vec::new(); queries.len()],
         errors: 0,
+        first_error: None,
         seconds: 0.0,
         inserted: 0,
         insert_errors: 0,
@@ -481,11 +486,14 @@ fn load(base: &str, queries: &[Vec<u8>], c: usize, inserts: Option<&Inserts>) ->
     for client in clients {
         for (q, ms, ids) in client.join().expect("a client thread") {
             match ids {
-                Some(ids) => {
+                Ok(ids) => {
                     pass.latencies_ms.push(ms);
                     pass.ids[q] = ids;
                 }
-                None => pass.errors += 1,
+                Err(e) => {
+                    pass.errors += 1;
+                    pass.first_error.get_or_insert_with(|| format!("{e:#}"));
+                }
             }
         }
     }
