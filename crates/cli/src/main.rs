@@ -156,8 +156,13 @@ pub(crate) fn file_name(path: &std::path::Path) -> String {
 fn run(cli: Cli) -> Result<()> {
     // Large tensors are reused from the heap rather than mapped and faulted in afresh at
     // every step; where the allocator is not glibc's this does nothing, which only costs
-    // speed.
-    ct::keep_freed_memory();
+    // speed. Not for `serve`: a service lives on while its collection grows, each write's
+    // temporaries are a little larger than the last one's, and a heap that never maps nor
+    // hands back large blocks then grows with every insert until the kernel kills it (the
+    // local HNSW backend of benchmark W6 reached 24 GiB).
+    if !matches!(cli.command, Command::Serve(_)) {
+        ct::keep_freed_memory();
+    }
     match cli.command {
         Command::Train(args) => train::run(*args, cli.quiet),
         Command::Eval(args) => eval::run(args),

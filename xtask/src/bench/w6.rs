@@ -7,7 +7,8 @@
 //! for the top 10: first a recall pass without inserts (recall@10 against the local exact
 //! search's answers), then N queries at C = 1, 4 and 16 concurrent while another client adds
 //! 10 other test images every 100 ms through `POST /api/items`. Rows: queries/s, p50 and p99
-//! latency, with the errors and the inserts achieved in the note.
+//! latency, with the errors and the inserts achieved in the note, and the server's peak
+//! resident memory beside each queries/s row; a server that dies during a pass fails the run.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -181,7 +182,7 @@ pub fn run(
                 args.push(to.display().to_string());
             }
         }
-        let server = Server::start(root, contrastive, &args)?;
+        let mut server = Server::start(root, contrastive, &args)?;
         println!("bench: W6 {} at {}", backend.name, server.base);
         let answers = load(&server.base, &queries, 4, None)?;
         if answers.errors > 0 {
@@ -212,15 +213,19 @@ pub fn run(
         ));
         for c in CONCURRENCY {
             let pass = load(&server.base, &queries, c, Some(&inserts))?;
+            server.check_alive(backend.name)?;
             let note = pass.note(c);
-            rows.push(row(
-                backend.name,
-                &format!("c{c}_qps"),
-                "q/s",
-                pass.queries_per_s(),
-                true,
-                note.clone(),
-            ));
+            rows.push(Row {
+                peak_mib: server.peak_mib(),
+                ..row(
+                    backend.name,
+                    &format!("c{c}_qps"),
+                    "q/s",
+                    pass.queries_per_s(),
+                    true,
+                    note.clone(),
+                )
+            });
             for (what, q) in [("p50", 0.5), ("p99", 0.99)] {
                 rows.push(row(
                     backend.name,
@@ -566,6 +571,26 @@ impl Server {
         };
         server.base = base.with_context(|| format!("serve printed {first:?}, no address"))?;
         Ok(server)
+    }
+
+    /// An error when the server has exited (a crash, or the kernel's OOM killer): the
+    /// pass's figures then measure a dead server, and are not reported.
+    fn check_alive(&mut self, backend: &str) -> Result<()> {
+        match self.child.try_wait()? {
+            Some(status) => bail!(
+                "{backend}: contrastive serve exited during the pass ({status}); if it was \
+                 killed, see the kernel log (dmesg) for the OOM killer"
+            ),
+            None => Ok(()),
+        }
+    }
+
+    /// The server's peak resident memory so far, in MiB (Linux: `VmHWM`).
+    fn peak_mib(&self) -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib / 1024.0)
     }
 }
 
