@@ -61,7 +61,9 @@ pub fn threads() -> usize {
 /// It governs the heap of the process's main thread (glibc's main arena), where a program
 /// that trains on its main thread allocates its tensors; other threads keep heaps of their
 /// own that still hand large blocks back. Call it once, early; the `contrastive` binary
-/// does.
+/// does for every command but `serve`. A long-lived process whose large temporaries grow
+/// (a service saving a growing collection after every insert) should not: its heap then
+/// fragments and grows with every write, since nothing is mapped or handed back.
 pub fn keep_freed_memory() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

@@ -40,8 +40,9 @@ pub struct Options {
     /// only), ceiling, criterion.
     #[arg(long)]
     pub only: Vec<String>,
-    /// Where the report section goes (default docs/benchmarks.md; target/bench-small.md
-    /// with --small).
+    /// Where the report section goes (default docs/benchmarks.md; with --small
+    /// target/bench-small.md, with --only target/bench-partial.md, so that a part never
+    /// replaces the whole run's generated section).
     #[arg(long)]
     pub report: Option<PathBuf>,
 }
@@ -185,6 +186,8 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     let path = options.report.clone().unwrap_or_else(|| {
         if options.small {
             root.join("target").join("bench-small.md")
+        } else if !options.only.is_empty() {
+            root.join("target").join("bench-partial.md")
         } else {
             root.join("docs").join("benchmarks.md")
         }
