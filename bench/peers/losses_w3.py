@@ -48,14 +48,21 @@ def workload(name):
             a, b = z1.clone().requires_grad_(), z2.clone().requires_grad_()
             loss(torch.cat([a, b]), labels).backward()
         return run
-    if name.startswith("triplet_batch_hard_"):
-        n = int(name.split("_")[3])
-        loss, miner = losses.TripletMarginLoss(margin=0.2), miners.BatchHardMiner()
+    if name.startswith("triplet_"):
+        mining, n = name[len("triplet_"):].rsplit("_", 1)
+        n = int(n)
+        loss = losses.TripletMarginLoss(margin=0.2)
+        # batch_all: the loss over every triplet (pml's default without a miner, the mean
+        # over the non-zero ones, as ours). semi_hard: pml's TripletMarginMiner "semihard"
+        # (every negative within the margin beyond the positive), which is not FaceNet's
+        # one-negative-per-pair rule that ours follows: the same role, not the same values.
+        miner = {"batch_all": None, "batch_hard": miners.BatchHardMiner(),
+                 "semi_hard": miners.TripletMarginMiner(margin=0.2, type_of_triplets="semihard")}[mining]
         x, labels = torch.randn(n, D), torch.arange(n) // 8
 
         def run():
             e = x.clone().requires_grad_()
-            loss(e, labels, miner(e, labels)).backward()
+            (loss(e, labels) if miner is None else loss(e, labels, miner(e, labels))).backward()
         return run
     if name.startswith("contrastive_pairs_"):
         n = int(name.split("_")[2])
@@ -76,7 +83,8 @@ def workload(name):
 def workloads(small):
     sizes = [32, 64] if small else [256, 1024, 4096]
     return ([f"nt_xent_{n}" for n in sizes] + [f"simclr_ce_{n}" for n in sizes]
-            + [f"triplet_batch_hard_{32 if small else 256}", f"contrastive_pairs_{256 if small else 4096}"])
+            + [f"triplet_{m}_{32 if small else 256}" for m in ("batch_all", "batch_hard", "semi_hard")]
+            + [f"contrastive_pairs_{256 if small else 4096}"])
 
 
 def row(name, value, peak_mib=None, note=None):

@@ -292,6 +292,97 @@ fn stopping_and_resuming_gives_the_same_parameters() {
     }
 }
 
+/// Keeps the run's notes and stops it after `after` steps.
+struct Notes<'a> {
+    notes: Vec<String>,
+    after: u64,
+    stop: &'a AtomicBool,
+}
+
+impl Observer for Notes<'_> {
+    fn note(&mut self, message: &str) {
+        self.notes.push(message.to_owned());
+    }
+
+    fn record(&mut self, record: &Record) {
+        StopAfter {
+            after: self.after,
+            stop: self.stop,
+        }
+        .record(record);
+    }
+}
+
+/// The `numerics: ...` note of a run of `config` stopped after `after` steps (resumed
+/// when `resume`), and the precision and layout its directory's config.toml records.
+fn numerics_of(config: &TrainConfig, after: u64, resume: bool) -> (Option<String>, String) {
+    let stop = AtomicBool::new(false);
+    let mut observer = Notes {
+        notes: Vec::new(),
+        after,
+        stop: &stop,
+    };
+    let mut trainer = Trainer::new(config.clone(), resume).unwrap();
+    trainer.run(&mut observer, &stop).unwrap();
+    let note = observer
+        .notes
+        .into_iter()
+        .find(|n| n.starts_with("numerics: "));
+    let recorded = TrainConfig::load(&config.run.out.join("config.toml"), &[]).unwrap();
+    let layout = if recorded.run.channels_last == "on" {
+        "channels-last"
+    } else {
+        "NCHW"
+    };
+    (note, format!("{} {layout}", recorded.run.precision))
+}
+
+#[test]
+fn auto_numerics_are_measured_once_recorded_and_kept_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = shapes(&dir.path().join("data"));
+    let method = method_lines("simclr");
+    let first = config(&data, &dir.path().join("a"), method, "max_steps = 4");
+    let (note, recorded) = numerics_of(&first, 4, false);
+    let note = note.expect("an auto run says how it chose");
+    assert!(
+        note.starts_with(&format!("numerics: {recorded} (")),
+        "{note} / {recorded}"
+    );
+    assert!(
+        ["fp32", "bf16"].iter().all(|p| note.contains(p)) && note.contains("views/s"),
+        "every candidate's rate: {note}"
+    );
+    // The same model, input and machine: the decision comes from the cache.
+    let second = config(&data, &dir.path().join("b"), method, "max_steps = 4");
+    let (note, again) = numerics_of(&second, 2, false);
+    let note = note.unwrap();
+    assert_eq!(again, recorded);
+    let cached = note
+        .split_once("cached in ")
+        .map(|(_, path)| path.trim_end_matches(')'))
+        .unwrap_or_else(|| panic!("not from the cache: {note}"));
+    let entry: serde_json::Value = serde_json::from_slice(&std::fs::read(cached).unwrap()).unwrap();
+    assert_eq!(entry["precision"], recorded.split(' ').next().unwrap());
+    // Resumed, the run keeps what it had, whatever the cache says meanwhile.
+    let (note, resumed) = numerics_of(&second, 4, true);
+    assert_eq!(resumed, recorded);
+    assert!(
+        note.unwrap()
+            .contains("as the run had them before it was resumed"),
+        "resumed"
+    );
+    // Explicit settings are obeyed and nothing is measured.
+    let explicit = config(
+        &data,
+        &dir.path().join("c"),
+        method,
+        "max_steps = 1\nprecision = \"fp32\"\nchannels_last = \"off\"",
+    );
+    let (note, recorded) = numerics_of(&explicit, 1, false);
+    assert_eq!((note, recorded.as_str()), (None, "fp32 NCHW"));
+}
+
 /// The epoch records of a run directory's log, with their mean losses as bits.
 fn epoch_records(run_dir: &Path) -> Vec<(u64, u64, u64)> {
     read_metrics(&run_dir.join("metrics.jsonl"))

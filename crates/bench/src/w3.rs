@@ -1,6 +1,6 @@
 //! W3: each loss forward + backward, d = 128: NT-Xent at N = 256, 1024, 4096 (dense and
-//! chunked), triplet with batch-hard mining (32 classes x 8), margin contrastive on 4096
-//! pairs. The peer is `bench/peers/losses_w3.py` (pytorch-metric-learning, and the plain
+//! chunked), triplet with batch-all, batch-hard and semi-hard mining (32 classes x 8),
+//! margin contrastive on 4096 pairs. The peer is `bench/peers/losses_w3.py` (pytorch-metric-learning, and the plain
 //! PyTorch cross-entropy form of NT-Xent that lightly uses).
 
 use contrastive_losses::{
@@ -13,12 +13,21 @@ use crate::{Row, Scale, median_ms};
 
 const D: i64 = 128;
 
+/// The triplet workloads' miners, by the name their rows carry.
+const MINERS: [(&str, Mining); 3] = [
+    ("batch_all", Mining::BatchAll),
+    ("batch_hard", Mining::BatchHard),
+    ("semi_hard", Mining::SemiHard),
+];
+
 /// The workload names at `scale`.
 pub fn names(scale: Scale) -> Vec<String> {
     let sizes = scale.pick(vec![256, 1024, 4096], vec![32, 64]);
     let mut names: Vec<String> = sizes.iter().map(|n| format!("nt_xent_{n}")).collect();
     names.extend(sizes.iter().map(|n| format!("nt_xent_{n}_chunked")));
-    names.push(format!("triplet_batch_hard_{}", scale.pick(256, 32)));
+    for (mining, _) in MINERS {
+        names.push(format!("triplet_{mining}_{}", scale.pick(256, 32)));
+    }
     names.push(format!("contrastive_pairs_{}", scale.pick(4096, 256)));
     names
 }
@@ -46,9 +55,13 @@ pub fn workload(name: &str) -> anyhow::Result<Box<dyn Fn()>> {
             loss.views(&a, &b).expect("shapes are right").backward();
         }));
     }
-    if let Some(n) = name.strip_prefix("triplet_batch_hard_") {
+    if let Some((mining, n)) = name
+        .strip_prefix("triplet_")
+        .and_then(|rest| rest.rsplit_once('_'))
+        && let Some(&(_, mining)) = MINERS.iter().find(|(m, _)| *m == mining)
+    {
         let n = size(n)?;
-        let loss = TripletLoss::new(TripletConfig::new(0.2).with_mining(Mining::BatchHard))?;
+        let loss = TripletLoss::new(TripletConfig::new(0.2).with_mining(mining))?;
         let x = Tensor::randn([n, D], cpu);
         let labels = Tensor::arange(n, (Kind::Int64, Device::Cpu)).divide_scalar_mode(8, "floor");
         return Ok(Box::new(move || {
@@ -100,5 +113,6 @@ mod tests {
         assert!(rows.iter().all(|r| r.value > 0.0), "{rows:?}");
         assert!(workload("nt_xent_x").is_err());
         assert!(workload("softmax_9").is_err());
+        assert!(workload("triplet_easy_9").is_err());
     }
 }

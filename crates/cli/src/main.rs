@@ -192,6 +192,15 @@ fn info(spec: &str) -> Result<()> {
     );
     println!("cuda devices {}", ct::cuda_device_count());
     println!("device       {}", ct::describe_device(device));
-    println!("precision    {}", ct::Precision::fastest_for(device));
+    println!(
+        "precision    {} where a config says auto and no run has measured (runs time fp32 \
+         and bf16, NCHW and channels-last, and keep the fastest)",
+        ct::Precision::fastest_for(device)
+    );
+    let cached = contrastive_trainer::cached_numerics();
+    println!("measured     {} decision(s) cached", cached.len());
+    for (path, line) in cached {
+        println!("  {line}: {}", path.display());
+    }
     Ok(())
 }

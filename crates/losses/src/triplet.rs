@@ -142,9 +142,9 @@ impl Loss for TripletLoss {
         let inf = |sign: f64| Tensor::full_like(&d, sign * f64::INFINITY);
         match self.config.mining {
             Mining::BatchAll => {
-                let gap = d.unsqueeze(2) - d.unsqueeze(1); // [a, p, n]
-                let valid = pos.unsqueeze(2).logical_and(&neg.unsqueeze(1));
-                let losses = self.term(&gap).masked_select(&valid);
+                // Per positive pair (a, p), every negative n of a: [pairs, N], not [N, N, N].
+                let (d_ap, d_an, neg_a) = per_positive_pair(&d, &pos, &neg)?;
+                let losses = self.term(&(d_ap - &d_an)).masked_select(&neg_a);
                 let active = losses.gt(1e-16);
                 Ok(if bool::try_from(active.any())? {
                     losses.masked_select(&active).mean(None::<Kind>)
@@ -160,20 +160,30 @@ impl Loss for TripletLoss {
                 Ok(self.term(&gap).mean(None::<Kind>))
             }
             Mining::SemiHard => {
-                let d_ap = d.unsqueeze(2); // [a, p, 1]
-                let d_an = d.unsqueeze(1); // [a, 1, n]
-                let farther = neg.unsqueeze(1).logical_and(&d_an.gt_tensor(&d_ap)); // [a, p, n]
-                let inf3 = Tensor::full_like(&farther.to_kind(d.kind()), f64::INFINITY);
-                let closest_farther = d_an
-                    .expand_as(&farther.to_kind(d.kind()))
-                    .where_self(&farther, &inf3)
-                    .amin([2], false);
-                let farthest = d.where_self(&neg, &inf(-1.0)).amax([1], true).expand_as(&d);
-                let has_farther = farther.any_dim(2, false);
+                let (d_ap, d_an, neg_a) = per_positive_pair(&d, &pos, &neg)?;
+                let farther = neg_a.logical_and(&d_an.gt_tensor(&d_ap)); // [pairs, N]
+                let inf = |sign: f64| Tensor::full_like(&d_an, sign * f64::INFINITY);
+                let closest_farther = d_an.where_self(&farther, &inf(1.0)).amin([1], true);
+                let farthest = d_an.where_self(&neg_a, &inf(-1.0)).amax([1], true);
+                let has_farther = farther.any_dim(1, true);
                 let chosen = closest_farther.where_self(&has_farther, &farthest);
-                let gap = (&d - chosen).masked_select(&pos);
-                Ok(self.term(&gap).mean(None::<Kind>))
+                Ok(self.term(&(d_ap - chosen)).mean(None::<Kind>))
             }
         }
     }
+}
+
+/// For each positive pair `(a, p)` of the batch, in row-major order: `d(a, p)` as
+/// `[pairs, 1]`, the row `d(a, .)` as `[pairs, N]` and the row of `a`'s negatives as a mask.
+/// Mining over these costs `pairs x N` (with P x K batches, N (K - 1) x N) instead of the
+/// `N x N x N` of every (anchor, positive, negative).
+fn per_positive_pair(d: &Tensor, pos: &Tensor, neg: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    let pairs = pos.f_nonzero()?; // [pairs, 2]: (a, p)
+    let anchors = pairs.select(1, 0);
+    let d_ap = d.masked_select(pos).unsqueeze(1);
+    Ok((
+        d_ap,
+        d.index_select(0, &anchors),
+        neg.index_select(0, &anchors),
+    ))
 }

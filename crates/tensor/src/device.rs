@@ -74,6 +74,15 @@ fn cuda_index(index: usize) -> std::result::Result<Device, String> {
     }
 }
 
+/// Waits until the work queued on `device` has finished, so that a timer around it measures
+/// the work and not its launch (CUDA runs kernels asynchronously); nothing to wait for on
+/// the CPU.
+pub fn synchronize(device: Device) {
+    if let Device::Cuda(index) = device {
+        Cuda::synchronize(i64::try_from(index).unwrap_or(0));
+    }
+}
+
 /// A short human description of the device, for logs and reports.
 pub fn describe_device(device: Device) -> String {
     match device {

@@ -51,7 +51,9 @@ pub use tch::{self, Device, Kind, TchError, Tensor, nn, no_grad, no_grad_guard};
 pub use crate::array::{
     array_from_tensor, array_from_tensor_dim, tensor_from_array, with_bf16_bits, with_f32_slice,
 };
-pub use crate::device::{cuda_device_count, cuda_is_available, describe_device, parse_device};
+pub use crate::device::{
+    cuda_device_count, cuda_is_available, describe_device, parse_device, synchronize,
+};
 pub use crate::error::{Error, Result};
 pub use crate::image::{
     Normalize, hwc_from_tensor, stack_hwc, stack_hwc_u8, tensor_from_hwc, u8_to_unit_float,

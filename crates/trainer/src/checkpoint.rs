@@ -9,6 +9,7 @@ use contrastive_tensor::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::config::{RunConfig, run_section};
 use crate::{Error, Result};
 
 /// Where a run stands; saved in every checkpoint's metadata.
@@ -98,6 +99,23 @@ pub(crate) fn save(
     ]);
     let named: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
     Ok(save_safetensors(path, &named, &metadata)?)
+}
+
+/// The `[run]` settings the run that wrote the checkpoint at `path` had (its precision and
+/// layout among them), read from the file's metadata without reading its tensors.
+pub(crate) fn saved_run_config(path: &Path) -> Result<RunConfig> {
+    let file = SafetensorsFile::map(path)?;
+    let not_ours = |why: String| {
+        Error::Run(format!(
+            "{} is not a training checkpoint of this version ({why})",
+            path.display()
+        ))
+    };
+    let text = file
+        .metadata
+        .get(CONFIG_KEY)
+        .ok_or_else(|| not_ours(format!("no {CONFIG_KEY:?} metadata")))?;
+    run_section(text).map_err(|e| not_ours(e.to_string()))
 }
 
 /// A checkpoint read back.

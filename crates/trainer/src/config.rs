@@ -46,10 +46,12 @@ pub struct RunConfig {
     /// `auto`, `cpu`, `cuda`, `cuda:N`.
     #[serde(default = "auto")]
     pub device: String,
-    /// `auto` (bf16 where the device computes it natively), `fp32`, `bf16`, `fp16`.
+    /// `auto` (the fastest of fp32 and bf16, measured on the run's own model; see
+    /// [`choose_numerics`](crate::choose_numerics)), `fp32`, `bf16`, `fp16`. A run writes
+    /// what it chose into its config.toml.
     #[serde(default = "auto")]
     pub precision: String,
-    /// `auto` (on), `on` or `off`: the channels-last memory layout.
+    /// `auto` (measured, as `precision`), `on` or `off`: the channels-last memory layout.
     #[serde(default = "auto")]
     pub channels_last: String,
     /// CPU threads for libtorch and augmentation (0: libtorch's default).
@@ -333,16 +335,58 @@ impl Default for EvalConfig {
 }
 
 impl RunConfig {
-    /// The device, the precision (`auto` resolved for that device) and whether to use the
-    /// channels-last layout. An absent device is an error.
+    /// The device, the precision and whether to use the channels-last layout, for a model
+    /// used outside training. A run records the precision and layout it measured to be
+    /// fastest in its config.toml (see [`choose_numerics`](crate::choose_numerics)), and
+    /// `auto` means those when `out` holds such a record; otherwise bf16 where the device
+    /// computes it natively, and channels-last. An absent device is an error.
     pub fn numerics(&self) -> Result<(Device, Precision, bool)> {
+        let (device, mut precision, mut channels_last) = self.requested_numerics()?;
+        // `auto` for a run's model: what that run chose, as its directory records it.
+        let recorded = std::fs::read_to_string(self.out.join("config.toml"))
+            .ok()
+            .and_then(|text| run_section(&text).ok());
+        if let Some(recorded) = recorded
+            && let Ok((_, p, c)) = recorded.requested_numerics()
+        {
+            precision = precision.or(p);
+            channels_last = channels_last.or(c);
+        }
+        Ok((
+            device,
+            precision.unwrap_or_else(|| Precision::fastest_for(device)),
+            channels_last.unwrap_or(true),
+        ))
+    }
+
+    /// The device, and the precision and layout as the config sets them (`None`: `auto`).
+    pub fn requested_numerics(&self) -> Result<(Device, Option<Precision>, Option<bool>)> {
         let device = parse_device(&self.device)?;
         let precision = match self.precision.as_str() {
-            "auto" => Precision::fastest_for(device),
-            p => p.parse()?,
+            "auto" => None,
+            p => Some(p.parse()?),
         };
-        Ok((device, precision, self.channels_last != "off"))
+        let channels_last = match self.channels_last.as_str() {
+            "auto" => None,
+            layout => Some(layout != "off"),
+        };
+        Ok((device, precision, channels_last))
     }
+
+    /// Sets the precision and layout explicitly, as a run records what it chose.
+    pub fn set_numerics(&mut self, precision: Precision, channels_last: bool) {
+        self.precision = precision.to_string();
+        self.channels_last = if channels_last { "on" } else { "off" }.into();
+    }
+}
+
+/// The `[run]` section of a whole config's TOML text (other sections are not checked).
+pub(crate) fn run_section(text: &str) -> std::result::Result<RunConfig, toml::de::Error> {
+    #[derive(Deserialize)]
+    struct WithRun {
+        run: RunConfig,
+    }
+    toml::from_str::<WithRun>(text).map(|c| c.run)
 }
 
 /// Frames per video in a temporal batch when `method.per_video` is not given.

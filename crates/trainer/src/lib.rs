@@ -41,6 +41,7 @@ mod lock;
 mod memory;
 mod method;
 mod metrics;
+mod numerics;
 mod optim;
 mod plot;
 mod run;
@@ -66,6 +67,9 @@ pub use crate::lock::RunLock;
 pub use crate::memory::{StepMemory, measure_step_memory, parse_size};
 pub use crate::method::{Batch, Method};
 pub use crate::metrics::{MetricsLog, Record, read as read_metrics};
+pub use crate::numerics::{
+    LOW_PRECISION_MARGIN, Numerics, NumericsChoice, Trial, cached_numerics, choose_numerics,
+};
 pub use crate::optim::{Optimizer, learning_rate};
 pub use crate::plot::{PALETTE, Series, factor_chart, line_chart, plot_run, scatter};
 pub use crate::run::{Observer, Plan, Report, Trainer};

@@ -10,12 +10,11 @@
 //! elsewhere, and on GPUs, nothing is measured.
 
 use contrastive_models::{EmbeddingModel, ModelConfig};
-use contrastive_tensor::{
-    Device, Kind, ModuleT, Precision, Tensor, autocast, nn::VarStore, seeded, to_channels_last,
-};
+use contrastive_tensor::{Device, Kind, Precision, Tensor, nn::VarStore, seeded, to_channels_last};
 
 use crate::Result;
 use crate::error::invalid;
+use crate::numerics::trial_step;
 
 /// What one training step is expected to need, and what the machine has.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -100,16 +99,12 @@ pub fn measure_step_memory(
         } else {
             x
         };
-        let z = {
-            let _mixed = autocast(device, precision)?;
-            model.forward_t(&x, true).to_kind(Kind::Float)
-        };
-        z.square().sum(Kind::Float).f_backward()?;
+        trial_step(&model, &x, device, precision)?;
         let Some(peak) = peak_bytes() else {
             return Ok(None);
         };
         peaks.push(peak as f64);
-        drop((x, z));
+        drop(x);
     }
     let input = (config.in_channels * side * side * 4) as f64;
     let per_view = ((peaks[1] - peaks[0]) / (TRIAL_VIEWS[1] - TRIAL_VIEWS[0]) as f64).max(input);

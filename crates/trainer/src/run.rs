@@ -14,7 +14,7 @@ use contrastive_models::{Backbone, EmbeddingModel, ModelConfig, Stem, save_model
 use contrastive_samplers::{MultiView, PkSampler, TemporalSampler};
 use contrastive_tensor::dist::{ProcessGroup, Reduce};
 use contrastive_tensor::{
-    Kind, ModuleT, Tensor, autocast, describe_device, nn::VarStore, seeded, set_threads,
+    Kind, ModuleT, Precision, Tensor, autocast, describe_device, nn::VarStore, seeded, set_threads,
     var_store_to_channels_last, write_atomically,
 };
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,7 @@ use crate::lock::RunLock;
 use crate::memory::{self, parse_size};
 use crate::method::{Batch, Method};
 use crate::metrics::{MetricsLog, Record};
+use crate::numerics::{Numerics, choose_numerics};
 use crate::optim::{Optimizer, learning_rate};
 use crate::plot::plot_run;
 use crate::views;
@@ -175,6 +176,8 @@ pub struct Trainer {
     trainable: Vec<Tensor>,
     /// Seconds spent in collectives outside backward this session (see [`Report`]).
     communication_s: std::cell::Cell<f64>,
+    /// How `auto` precision and layout were decided, for the run's output.
+    numerics_note: Option<String>,
     /// Held for the trainer's life by rank 0, the one that writes: no other process trains
     /// in this run directory.
     _lock: Option<RunLock>,
@@ -203,7 +206,7 @@ impl Trainer {
     /// gradients are averaged, and the run computes what one process with the whole batch
     /// would (exactly so with `model.sync_bn`). Rank 0 alone writes the run directory;
     /// every rank starts from rank 0's weights, and on resume reads the same checkpoint.
-    pub fn new_in(config: TrainConfig, resume: bool, group: ProcessGroup) -> Result<Self> {
+    pub fn new_in(mut config: TrainConfig, resume: bool, group: ProcessGroup) -> Result<Self> {
         config.validate()?;
         same_config_everywhere(&config, &group)?;
         let world = group.world_size();
@@ -238,7 +241,7 @@ impl Trainer {
         if config.run.threads > 0 {
             set_threads(config.run.threads)?;
         }
-        let (device, precision, channels_last) = config.run.numerics()?;
+        let device = config.run.requested_numerics()?.0;
 
         let data = data::load(&config.data)?;
         let batch_size = config.data.batch_size;
@@ -297,6 +300,19 @@ impl Trainer {
             };
             Ok((method, vs, model, key))
         })?;
+        // `auto` precision and layout: as the resumed run had them, else measured.
+        let step_views = (method.views() * batch_size / world) as u64;
+        let resumed = resume.then_some(last.as_path());
+        let (numerics, numerics_note) = run_numerics(
+            &config,
+            model.config(),
+            data.size as i64,
+            step_views,
+            resumed,
+            &group,
+        )?;
+        let (precision, channels_last) = (numerics.precision, numerics.channels_last);
+        config.run.set_numerics(precision, channels_last);
         if channels_last {
             var_store_to_channels_last(&vs)?;
             if let Some(key) = &key {
@@ -454,6 +470,7 @@ impl Trainer {
             group,
             trainable,
             communication_s: std::cell::Cell::new(0.0),
+            numerics_note,
             _lock: lock,
         };
         trainer.check_position()?;
@@ -554,6 +571,9 @@ impl Trainer {
                 }
             ),
         });
+        if let Some(note) = &self.numerics_note {
+            observer.note(note);
+        }
         for warning in &self.warnings {
             observer.warning(warning);
         }
@@ -1039,6 +1059,71 @@ fn same_config_everywhere(config: &TrainConfig, group: &ProcessGroup) -> Result<
         )));
     }
     Ok(())
+}
+
+/// The run's precision and layout: as the config sets them; where it says `auto`, as the
+/// resumed checkpoint's run had them (a resumed run computes what the uninterrupted one
+/// would), else rank 0's choice by measurement (see [`choose_numerics`]), sent to every
+/// rank. Returns the line that says how an `auto` setting was decided.
+fn run_numerics(
+    config: &TrainConfig,
+    model: ModelConfig,
+    side: i64,
+    step_views: u64,
+    resumed: Option<&Path>,
+    group: &ProcessGroup,
+) -> Result<(Numerics, Option<String>)> {
+    let (device, precision, channels_last) = config.run.requested_numerics()?;
+    if let (Some(precision), Some(channels_last)) = (precision, channels_last) {
+        let explicit = Numerics {
+            precision,
+            channels_last,
+        };
+        return Ok((explicit, None));
+    }
+    if let Some(path) = resumed {
+        let saved = checkpoint::saved_run_config(path)?;
+        let (_, fallback_precision, fallback_layout) = saved.numerics()?;
+        let (_, saved_precision, saved_layout) = saved.requested_numerics()?;
+        // A checkpoint from before runs recorded their choice: `auto` then meant this.
+        let numerics = Numerics {
+            precision: precision.or(saved_precision).unwrap_or(fallback_precision),
+            channels_last: channels_last.or(saved_layout).unwrap_or(fallback_layout),
+        };
+        let note = format!("numerics: {numerics} (as the run had them before it was resumed)");
+        return Ok((numerics, Some(note)));
+    }
+    let choice = if group.is_main() {
+        Some(choose_numerics(
+            model,
+            side,
+            device,
+            precision,
+            channels_last,
+            step_views,
+        )?)
+    } else {
+        None
+    };
+    let mut decided = Tensor::from_slice(&choice.as_ref().map_or([0, 0], |c| {
+        [
+            i64::from(c.chosen.precision != Precision::Fp32),
+            i64::from(c.chosen.channels_last),
+        ]
+    }));
+    if group.world_size() > 1 {
+        group.broadcast_(&mut decided, 0)?;
+    }
+    let decided = Vec::<i64>::try_from(&decided)?;
+    let numerics = Numerics {
+        precision: match (precision, decided[0]) {
+            (Some(p), _) => p,
+            (None, 0) => Precision::Fp32,
+            (None, _) => Precision::Bf16,
+        },
+        channels_last: decided[1] == 1,
+    };
+    Ok((numerics, choice.map(|c| c.describe())))
 }
 
 /// Gradients travel between ranks in buckets of at most this size (as DDP's default).
