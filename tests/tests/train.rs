@@ -383,6 +383,78 @@ fn auto_numerics_are_measured_once_recorded_and_kept_on_resume() {
     assert_eq!((note, recorded.as_str()), (None, "fp32 NCHW"));
 }
 
+#[test]
+fn a_time_budget_fixes_the_steps_once_and_a_resumed_run_ends_where_it_would_have() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = shapes(&dir.path().join("data"));
+    let method = method_lines("simclr");
+    // 128 images in batches of 40: 3 steps per epoch, 30 in 10 epochs.
+    let budgeted = |name: &str, budget: &str| {
+        let mut cfg = config(
+            &data,
+            &dir.path().join(name),
+            method,
+            &format!("epochs = 10\ntime_budget = {budget:?}"),
+        );
+        cfg.data.batch_size = 40;
+        cfg
+    };
+    let steps_of = |report: &Report| report.time_budget.map(|plan| plan.steps);
+    // Spent before it is measured: the run stops at the step it decides at, mid-epoch.
+    let (a, tight) = run(budgeted("tight", "0.001s"), false);
+    assert_eq!((tight.steps, steps_of(&tight)), (20, Some(20)), "{tight:?}");
+    assert!((tight.time_budget.unwrap().epochs - 20.0 / 3.0).abs() < 1e-9);
+    // Interrupted before the decision and resumed: the same decision at the same step,
+    // the same parameters.
+    let cfg = budgeted("tight-resumed", "0.001s");
+    let stop = AtomicBool::new(false);
+    let mut first = Trainer::new(cfg.clone(), false).unwrap();
+    let stopped = first
+        .run(
+            &mut StopAfter {
+                after: 12,
+                stop: &stop,
+            },
+            &stop,
+        )
+        .unwrap();
+    assert_eq!((stopped.steps, steps_of(&stopped)), (12, None));
+    drop(first);
+    let (b, resumed) = run(cfg, true);
+    assert_eq!((resumed.steps, steps_of(&resumed)), (20, Some(20)));
+    for ((name, ta), (_, tb)) in variables(&a).iter().zip(variables(&b).iter()) {
+        assert!(ta.equal(tb), "{name} differs");
+    }
+    // Room for every epoch: run.epochs bound it. Stopped after the decision, the resumed
+    // run keeps the saved plan and ends with the uninterrupted run's parameters.
+    let (whole, roomy) = run(budgeted("roomy", "1h"), false);
+    assert_eq!((roomy.steps, steps_of(&roomy)), (30, Some(30)));
+    let cfg = budgeted("roomy-resumed", "1h");
+    let stop = AtomicBool::new(false);
+    let mut first = Trainer::new(cfg.clone(), false).unwrap();
+    let stopped = first
+        .run(
+            &mut StopAfter {
+                after: 25,
+                stop: &stop,
+            },
+            &stop,
+        )
+        .unwrap();
+    assert_eq!((stopped.steps, steps_of(&stopped)), (25, Some(30)));
+    drop(first);
+    let (parts, resumed) = run(cfg, true);
+    assert_eq!(resumed.steps, 30);
+    for ((name, ta), (_, tb)) in variables(&whole).iter().zip(variables(&parts).iter()) {
+        assert!(ta.equal(tb), "{name} differs");
+    }
+    let report = std::fs::read_to_string(dir.path().join("roomy").join("report.md")).unwrap();
+    assert!(
+        report.contains("| time budget | 3600 s: 30 steps (10.00 epochs)"),
+        "{report}"
+    );
+}
+
 /// The epoch records of a run directory's log, with their mean losses as bits.
 fn epoch_records(run_dir: &Path) -> Vec<(u64, u64, u64)> {
     read_metrics(&run_dir.join("metrics.jsonl"))

@@ -26,7 +26,7 @@ use contrastive_data::download::cache_root;
 /// The libtorch version tch 0.26 requires.
 pub const TORCH_VERSION: &str = "2.13.0";
 /// Name of the link, in the workspace root, to the libtorch in use.
-const LINK_NAME: &str = ".libtorch";
+pub(crate) const LINK_NAME: &str = ".libtorch";
 /// Written into a virtual environment once torch is fully installed in it.
 const COMPLETE_MARKER: &str = ".contrastive-torch-complete";
 

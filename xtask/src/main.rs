@@ -1,7 +1,9 @@
 //! `cargo xtask`: the project's task runner.
 //!
-//! - `cargo xtask setup`: provide libtorch 2.13.0 for tch (see [`libtorch`]) and PostgreSQL
-//!   with pgvector for the collection tests (see [`postgres`]);
+//! - `cargo xtask setup [--cargo-config PROJECT]`: provide libtorch 2.13.0 for tch (see
+//!   [`libtorch`]) and PostgreSQL with pgvector for the collection tests (see [`postgres`]);
+//!   with `--cargo-config`, the settings a project outside the workspace needs to use our
+//!   crates (see [`outside`]);
 //! - `cargo xtask download <dataset>`: a verified copy of a standard dataset;
 //! - `cargo xtask preview`: a PNG grid of augmented views for a preset;
 //! - `cargo xtask train [--config FILE] [overrides]`: setup, download, release build and a
@@ -22,6 +24,7 @@ mod bench;
 mod download;
 mod eval;
 mod libtorch;
+mod outside;
 mod postgres;
 mod preview;
 mod test;
@@ -45,7 +48,13 @@ struct Cli {
 enum Task {
     /// Provide libtorch 2.13.0 (reuse one that is present, or install torch from PyPI into a
     /// virtual environment in the cache folder) and link it at `.libtorch`.
-    Setup,
+    Setup {
+        /// Also write PROJECT/.cargo/config.toml, so that a Cargo project outside the
+        /// workspace that depends on our crates builds and runs (see the guide's "Using the
+        /// crates in your project").
+        #[arg(long, value_name = "PROJECT")]
+        cargo_config: Option<PathBuf>,
+    },
     /// Find a verified copy of a standard dataset (cache, system package) or download it.
     Download {
         /// fashion-mnist, mnist, cifar10, cifar100 or stl10.
@@ -112,7 +121,15 @@ enum Task {
 fn main() -> Result<()> {
     let root = workspace_root();
     match Cli::parse().command {
-        Task::Setup => libtorch::setup(&root).and_then(|_| postgres::setup(&root).map(|_| ())),
+        Task::Setup { cargo_config } => {
+            libtorch::setup(&root)?;
+            postgres::setup(&root)?;
+            if let Some(project) = cargo_config {
+                let path = outside::write_cargo_config(&root, &project)?;
+                println!("setup: wrote {}", path.display());
+            }
+            Ok(())
+        }
         Task::Download { dataset, dir } => download::run(&dataset, dir).map(|_| ()),
         Task::Preview {
             preset,

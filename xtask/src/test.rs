@@ -41,6 +41,10 @@ pub struct Options {
     /// loaded CI machine would.
     #[arg(long, requires = "repeat")]
     pub load: bool,
+    /// Only the check that a new Cargo project outside the workspace builds on our crates
+    /// with `cargo xtask setup --cargo-config` and runs (the test command runs it last).
+    #[arg(long, conflicts_with = "repeat")]
+    pub outside: bool,
     /// Extra arguments passed to `cargo test` (after `--`, e.g. a test name filter); with
     /// --repeat, to each test binary (those without the libtest harness ignore them).
     #[arg(last = true)]
@@ -55,6 +59,9 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     crate::postgres::setup(root)?;
     if let Some(times) = options.repeat {
         return repeat(root, options, times);
+    }
+    if options.outside {
+        return crate::outside::check(root);
     }
     run_command(root, "cargo", &["fmt", "--all", "--check"])?;
     run_command(
@@ -75,6 +82,9 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         args.extend(options.cargo_test_args.iter().map(String::as_str));
     }
     run_command(root, "cargo", &args)?;
+    if options.cargo_test_args.is_empty() {
+        crate::outside::check(root)?;
+    }
     println!("xtask test: all checks passed in {:.0?}", start.elapsed());
     Ok(())
 }

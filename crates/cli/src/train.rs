@@ -121,6 +121,7 @@ pub fn run(args: TrainArgs, quiet: bool) -> Result<()> {
     if restart > 0 && resume && main {
         eprintln!("restart {restart} of the job: resuming from the last checkpoint");
     }
+    let started = std::time::Instant::now();
     let mut trainer = Trainer::new_in(config, resume, group).context("preparing the run")?;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -135,6 +136,10 @@ pub fn run(args: TrainArgs, quiet: bool) -> Result<()> {
     let report = report.context("training")?;
     if main {
         print_report(&report);
+        println!(
+            "wall time      {:.1} s (setup, training and evaluations)",
+            started.elapsed().as_secs_f64()
+        );
     }
     if report.interrupted {
         // 128 + the signal's number, as shells report a process it ended.
@@ -176,6 +181,12 @@ fn print_report(report: &Report) {
         "steps          {} ({} epochs)",
         report.steps, report.epochs_done
     );
+    if let Some(plan) = &report.time_budget {
+        println!(
+            "time budget    {:.0} s: {} steps ({:.2} epochs) at {:.3} s a step",
+            plan.budget_s, plan.steps, plan.epochs, plan.step_s
+        );
+    }
     println!("training time  {:.1} s", report.train_s);
     println!("throughput     {:.0} views/s", report.views_per_s);
     if report.communication_s > 0.0 {
@@ -251,6 +262,12 @@ impl Observer for Progress {
                 .expect("a valid template"),
             );
             bar.enable_steady_tick(Duration::from_millis(500));
+        }
+    }
+
+    fn planned(&mut self, total_steps: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(total_steps);
         }
     }
 

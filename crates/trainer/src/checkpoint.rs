@@ -9,6 +9,7 @@ use contrastive_tensor::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::budget::BudgetPlan;
 use crate::config::{RunConfig, run_section};
 use crate::{Error, Result};
 
@@ -30,6 +31,10 @@ pub struct Position {
     /// Training seconds of the epoch in progress.
     #[serde(default)]
     pub epoch_train_s: f64,
+    /// How many steps a run with `run.time_budget` takes, once its first steps have fixed
+    /// it (absent before, and without a budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetPlan>,
 }
 
 /// Metadata key of the [`Position`].

@@ -67,6 +67,11 @@ pub struct RunConfig {
     /// A batch whose measured need exceeds it is refused before the run starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_limit: Option<String>,
+    /// The time the run may take, evaluations included, such as `"12m"` or `"1h30m"`: the
+    /// run times its first steps and then takes as many steps as fit (at most `epochs`'
+    /// worth; see [`plan_steps`](crate::plan_steps)). Absent: `epochs` decide.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_budget: Option<String>,
 }
 
 /// `[data]`: the dataset, its normalisation and the batch.
@@ -548,6 +553,9 @@ impl TrainConfig {
         at_least("run.epochs", run.epochs, 1)?;
         if let Some(limit) = &run.memory_limit {
             crate::memory::parse_size(limit)?;
+        }
+        if let Some(budget) = &run.time_budget {
+            crate::budget::parse_duration(budget)?;
         }
         // More than any machine has cores (100000 made rayon panic, then crash).
         in_range("run.threads", run.threads as f64, 0.0, MAX_THREADS)?;

@@ -32,6 +32,7 @@
 //! ```
 
 mod baseline;
+mod budget;
 mod checkpoint;
 mod config;
 mod data;
@@ -53,6 +54,7 @@ mod views;
 pub use crate::baseline::{
     GUIDE_SECTION, PixelComparison, loses_to_pixels, raw_pixel_baseline, worse_than_pixels,
 };
+pub use crate::budget::{BudgetInputs, BudgetPlan, CALIBRATION_STEPS, parse_duration, plan_steps};
 pub use crate::checkpoint::{Checkpoint, Position, checkpoint_path};
 pub use crate::config::{
     DataConfig, EvalConfig, MethodConfig, ModelSection, OptimizerConfig, RunConfig, TrainConfig,

@@ -20,6 +20,7 @@ use contrastive_tensor::{
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::PixelComparison;
+use crate::budget::{BudgetInputs, BudgetPlan, CALIBRATION_STEPS, parse_duration, plan_steps};
 use crate::checkpoint::{self, Checkpoint, Position, checkpoint_path};
 use crate::config::{DEFAULT_PER_VIDEO, DEFAULT_WINDOW, TrainConfig};
 use crate::data::{self, RunData};
@@ -54,6 +55,8 @@ pub struct Plan {
 pub trait Observer {
     /// Before the first step.
     fn started(&mut self, _plan: &Plan) {}
+    /// When a time budget has fixed the run's length: the steps it now ends at.
+    fn planned(&mut self, _total_steps: u64) {}
     /// After each record is written to `metrics.jsonl`.
     fn record(&mut self, _record: &Record) {}
     /// A line of news ("evaluating", "checkpoint written").
@@ -94,6 +97,10 @@ pub struct Report {
     /// The gather's own all-reduce in backward is not counted.
     #[serde(default)]
     pub communication_s: f64,
+    /// What `run.time_budget` fixed: the steps, the epochs they make, the measured step
+    /// time and the evaluations' estimated time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_budget: Option<BudgetPlan>,
 }
 
 /// How batches are drawn.
@@ -527,8 +534,15 @@ impl Trainer {
         (self.pipeline.view_count() * self.config.data.batch_size) as u64
     }
 
+    /// The steps the learning-rate schedule spans: `run.epochs`' worth, or what the time
+    /// budget fixed.
+    fn schedule_steps(&self) -> u64 {
+        let budget = self.position.budget.map(|plan| plan.steps);
+        budget.unwrap_or((self.batches.per_epoch() * self.config.run.epochs) as u64)
+    }
+
     fn total_steps(&self) -> u64 {
-        let all = (self.batches.per_epoch() * self.config.run.epochs) as u64;
+        let all = self.schedule_steps();
         match self.config.run.max_steps {
             0 => all,
             cap => all.min(cap as u64),
@@ -551,10 +565,12 @@ impl Trainer {
             None
         };
         let per_epoch = self.batches.per_epoch() as u64;
-        let schedule_steps = per_epoch * self.config.run.epochs as u64;
+        let mut schedule_steps = self.schedule_steps();
         let warmup = (self.config.optimizer.warmup_epochs * per_epoch as f64).round() as u64;
-        let total = self.total_steps();
+        let mut total = self.total_steps();
         let views_per_step = self.views_per_step();
+        // This session's step times, until a time budget has fixed the run's length.
+        let mut calibration = Vec::new();
         observer.started(&Plan {
             total_steps: total,
             done: self.position.step,
@@ -626,6 +642,15 @@ impl Trainer {
                         log.write(&record)?;
                     }
                     observer.record(&record);
+                    if let Some(plan) = self.calibrate(&mut calibration, dt)? {
+                        (total, schedule_steps) = (self.total_steps(), plan.steps);
+                        observer.planned(total);
+                        observer.note(&format!(
+                            "time budget {:.0} s: a step takes {:.3} s, so the run takes {} \
+                             steps ({:.2} epochs) and about {:.0} s of evaluations",
+                            plan.budget_s, plan.step_s, plan.steps, plan.epochs, plan.eval_s
+                        ));
+                    }
                     let every = self.config.run.checkpoint_every as u64;
                     if every > 0 && self.position.step.is_multiple_of(every) {
                         self.save_checkpoint()?;
@@ -635,6 +660,10 @@ impl Trainer {
                         self.save_checkpoint()?;
                         observer.note("stopped; the checkpoint is saved, resume with --resume");
                         return Ok(self.report(true, Evaluation::default()));
+                    }
+                    if self.position.step >= total {
+                        // The time budget ended the run within this epoch.
+                        break;
                     }
                 }
             }
@@ -658,6 +687,55 @@ impl Trainer {
             .filter(|(step, _, _)| *step == self.position.step)
             .map(|(_, features, knn)| (features, knn));
         self.finish(observer, current)
+    }
+
+    /// With a time budget the run has not planned by yet: keeps this session's step time
+    /// `dt` and, from step [`CALIBRATION_STEPS`] on (with at least [`MIN_TIMED`] steps of
+    /// this session), fixes the run's steps from their median (the session's first, a
+    /// warm-up, left out). The decision falls at the same step whether or not the run was
+    /// resumed before it. Rank 0 decides, every rank gets its count.
+    fn calibrate(&mut self, times: &mut Vec<f64>, dt: f64) -> Result<Option<BudgetPlan>> {
+        let Some(budget) = &self.config.run.time_budget else {
+            return Ok(None);
+        };
+        if self.position.budget.is_some() {
+            return Ok(None);
+        }
+        times.push(dt);
+        if self.position.step < CALIBRATION_STEPS || times.len() < MIN_TIMED {
+            return Ok(None);
+        }
+        let mut timed = times[1..].to_vec();
+        timed.sort_by(f64::total_cmp);
+        let per_epoch = self.batches.per_epoch() as u64;
+        let eval = &self.config.eval;
+        let eval_images = match &self.data.test {
+            Some(test) if eval.r#final || eval.every_epochs > 0 => {
+                self.data.train.images.len() + test.images.len()
+            }
+            _ => 0,
+        };
+        let mut plan = plan_steps(BudgetInputs {
+            budget_s: parse_duration(budget)?,
+            elapsed_s: self.position.elapsed_s,
+            done: self.position.step,
+            step_s: timed[timed.len() / 2],
+            // Rank 0 evaluates alone, at its share of the step's rate.
+            views_per_step: self.views_per_step() / self.group.world_size() as u64,
+            eval_images: eval_images as u64,
+            per_epoch,
+            monitor_every: eval.every_epochs as u64,
+            final_eval: eval.r#final,
+            most: per_epoch * self.config.run.epochs as u64,
+        });
+        let mut steps = Tensor::from_slice(&[i64::try_from(plan.steps).unwrap_or(i64::MAX)]);
+        if self.group.world_size() > 1 {
+            self.group.broadcast_(&mut steps, 0)?;
+        }
+        plan.steps = u64::try_from(i64::try_from(&steps)?).unwrap_or(0);
+        plan.epochs = plan.steps as f64 / per_epoch.max(1) as f64;
+        self.position.budget = Some(plan);
+        Ok(Some(plan))
     }
 
     /// Closes the epoch whose last step is done: runs the monitor when it is due (keeping
@@ -1025,6 +1103,7 @@ impl Trainer {
             raw_pixels: None,
             model: None,
             communication_s: self.communication_s.get(),
+            time_budget: self.position.budget,
         }
     }
 }
@@ -1126,6 +1205,9 @@ fn run_numerics(
     Ok((numerics, choice.map(|c| c.describe())))
 }
 
+/// Steps of a session a time budget's decision needs at least (the first is a warm-up).
+const MIN_TIMED: usize = 3;
+
 /// Gradients travel between ranks in buckets of at most this size (as DDP's default).
 const GRADIENT_BUCKET_BYTES: usize = 25 << 20;
 
@@ -1186,6 +1268,12 @@ fn write_report(report: &Report) -> Result<()> {
         report.train_s,
         report.views_per_s,
     );
+    if let Some(plan) = &report.time_budget {
+        md.push_str(&format!(
+            "| time budget | {:.0} s: {} steps ({:.2} epochs) at {:.3} s a step |\n",
+            plan.budget_s, plan.steps, plan.epochs, plan.step_s
+        ));
+    }
     let shown = |value: Option<f64>, percent: bool| match value {
         Some(v) if percent => format!(" {:.2} % |", v * 100.0),
         Some(v) => format!(" {v:.4} |"),

@@ -1,0 +1,213 @@
+//! `run.time_budget`: a run that ends, evaluations included, within a given time on
+//! whatever machine it meets.
+//!
+//! The run times its first [`CALIBRATION_STEPS`] steps, then fixes how many steps it takes
+//! in all: as many as fit in the budget after the time already spent, the kNN monitors
+//! that will fall due and the final evaluation, and never more than `run.epochs` allow.
+//! From then on the learning-rate schedule spans exactly those steps (the calibration
+//! steps follow the schedule of `run.epochs`, a difference of well under 1 % in their
+//! learning rate). The count is saved in every checkpoint, so a resumed run ends where the
+//! uninterrupted one would.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+use crate::error::invalid;
+
+/// The step after which the run fixes its length, from the times of its steps so far
+/// (the first of a session, a warm-up, left out).
+pub const CALIBRATION_STEPS: u64 = 20;
+
+/// What an evaluation pass (embedding the training and held-out images once) costs per
+/// image, as a share of a training step's time per view: a forward pass without
+/// augmentation, backward or optimiser is about a third of a step's work; half leaves room
+/// for what the evaluation does besides embedding.
+const EVAL_SHARE_OF_STEP: f64 = 0.5;
+/// The final evaluation (kNN, linear probe, retrieval metrics, k-means) as embedding
+/// passes.
+const FINAL_PASSES: f64 = 2.0;
+
+/// Parses a duration such as `"12m"`, `"90s"`, `"1h30m"` or `"2.5h"` into seconds.
+pub fn parse_duration(text: &str) -> Result<f64> {
+    let bad = || {
+        invalid(
+            "run.time_budget",
+            format!("{text:?} is not a duration such as \"12m\", \"90s\" or \"1h30m\""),
+        )
+    };
+    let mut seconds = 0.0;
+    let mut number = String::new();
+    let mut parts = 0;
+    for c in text.trim().chars() {
+        match c {
+            '0'..='9' | '.' => number.push(c),
+            'h' | 'm' | 's' if !number.is_empty() => {
+                let value: f64 = number.parse().map_err(|_| bad())?;
+                seconds += value
+                    * match c {
+                        'h' => 3600.0,
+                        'm' => 60.0,
+                        _ => 1.0,
+                    };
+                number.clear();
+                parts += 1;
+            }
+            ' ' => {}
+            _ => return Err(bad()),
+        }
+    }
+    if parts == 0 || !number.is_empty() || !(seconds.is_finite() && seconds > 0.0) {
+        return Err(bad());
+    }
+    Ok(seconds)
+}
+
+/// What the run measured and decided; in its checkpoints and report.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BudgetPlan {
+    /// The budget, seconds.
+    pub budget_s: f64,
+    /// The median seconds of a calibration step.
+    pub step_s: f64,
+    /// The estimated seconds of the monitors and the final evaluation.
+    pub eval_s: f64,
+    /// Steps the run takes in all.
+    pub steps: u64,
+    /// Those steps in epochs.
+    pub epochs: f64,
+}
+
+/// The inputs of [`plan_steps`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BudgetInputs {
+    /// The budget, seconds.
+    pub budget_s: f64,
+    /// Training seconds already spent.
+    pub elapsed_s: f64,
+    /// Steps already done.
+    pub done: u64,
+    /// Median seconds of a step.
+    pub step_s: f64,
+    /// Views in a step.
+    pub views_per_step: u64,
+    /// Images an evaluation pass embeds (training and held-out; 0 without evaluations).
+    pub eval_images: u64,
+    /// Steps per epoch.
+    pub per_epoch: u64,
+    /// The kNN monitor's period in epochs (0: none during training).
+    pub monitor_every: u64,
+    /// Whether the run ends with an evaluation.
+    pub final_eval: bool,
+    /// The most steps (what `run.epochs` allow).
+    pub most: u64,
+}
+
+/// The number of steps that, with the evaluations they bring, fits in the budget: at least
+/// the steps already done, at most `most`.
+pub fn plan_steps(inputs: BudgetInputs) -> BudgetPlan {
+    let i = inputs;
+    let pass_s =
+        i.eval_images as f64 * i.step_s / i.views_per_step.max(1) as f64 * EVAL_SHARE_OF_STEP;
+    let final_s = if i.final_eval {
+        FINAL_PASSES * pass_s
+    } else {
+        0.0
+    };
+    let evals_s = |steps: u64| {
+        let monitors = match i.monitor_every {
+            0 => 0,
+            every => steps / i.per_epoch.max(1) / every,
+        };
+        monitors as f64 * pass_s + final_s
+    };
+    let fits = |steps: u64| {
+        i.elapsed_s + (steps - i.done) as f64 * i.step_s + evals_s(steps) <= i.budget_s
+    };
+    // The largest count that fits: time grows with the count, so bisect.
+    let (mut low, mut high) = (i.done, i.most.max(i.done));
+    if fits(high) {
+        low = high;
+    }
+    while high - low > 1 {
+        let mid = low + (high - low) / 2;
+        if fits(mid) {
+            low = mid;
+        } else {
+            high = mid;
+        }
+    }
+    BudgetPlan {
+        budget_s: i.budget_s,
+        step_s: i.step_s,
+        eval_s: evals_s(low),
+        steps: low,
+        epochs: low as f64 / i.per_epoch.max(1) as f64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_in_hours_minutes_and_seconds() {
+        assert_eq!(parse_duration("12m").unwrap(), 720.0);
+        assert_eq!(parse_duration("1h30m").unwrap(), 5400.0);
+        assert_eq!(parse_duration("2.5h").unwrap(), 9000.0);
+        assert_eq!(parse_duration(" 90s ").unwrap(), 90.0);
+        for bad in ["", "12", "m", "12 parsecs", "-5m", "0s", "1.2.3m"] {
+            let err = parse_duration(bad).unwrap_err().to_string();
+            assert!(err.contains("run.time_budget"), "{bad}: {err}");
+        }
+    }
+
+    fn inputs() -> BudgetInputs {
+        BudgetInputs {
+            budget_s: 600.0,
+            elapsed_s: 10.0,
+            done: 20,
+            step_s: 0.5,
+            views_per_step: 512,
+            eval_images: 70_000,
+            per_epoch: 234,
+            monitor_every: 1,
+            final_eval: true,
+            most: 10_000,
+        }
+    }
+
+    #[test]
+    fn the_plan_fills_the_budget_with_its_evaluations() {
+        let plan = plan_steps(inputs());
+        // One pass: 70 000 x 0.5 / 512 x 0.5 = 34.2 s; the final evaluation two of them.
+        let pass = 70_000.0 * 0.5 / 512.0 * 0.5;
+        let time = |steps: u64| {
+            10.0 + (steps - 20) as f64 * 0.5 + (steps / 234) as f64 * pass + 2.0 * pass
+        };
+        assert!(time(plan.steps) <= 600.0, "{plan:?}");
+        assert!(time(plan.steps + 1) > 600.0, "{plan:?}");
+        assert!(
+            (plan.eval_s - (time(plan.steps) - 10.0 - (plan.steps - 20) as f64 * 0.5)).abs() < 1e-9
+        );
+        assert!((plan.epochs - plan.steps as f64 / 234.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_plan_stays_within_the_epochs_and_after_the_steps_done() {
+        let roomy = plan_steps(BudgetInputs {
+            budget_s: 1e9,
+            ..inputs()
+        });
+        assert_eq!(roomy.steps, 10_000);
+        let spent = plan_steps(BudgetInputs {
+            elapsed_s: 700.0,
+            ..inputs()
+        });
+        assert_eq!(spent.steps, 20, "over budget already: stop at once");
+        let no_evals = plan_steps(BudgetInputs {
+            eval_images: 0,
+            ..inputs()
+        });
+        assert_eq!(no_evals.steps, 20 + (590.0 / 0.5) as u64);
+    }
+}
