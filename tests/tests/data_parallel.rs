@@ -1,8 +1,8 @@
 //! Data-parallel training across real processes: this test binary starts copies of itself
 //! as the ranks of a Gloo group on 127.0.0.1 (with torchrun's variables) and checks that
-//! SimCLR, SupCon and MoCo v2 at 2 ranks x batch B compute what one process with batch 2B
-//! does, with `model.sync_bn`: the same loss at every step and the same parameters (and
-//! MoCo queue) after the run, to a stated float tolerance. Its own binary without the test
+//! SimCLR, SupCon, MoCo v2, triplet and pairs at 2 ranks x batch B compute what one process
+//! with batch 2B does, with `model.sync_bn`: the same loss at every step and the same
+//! parameters (and MoCo queue) after the run, to a stated float tolerance. Its own binary without the test
 //! harness, so that each rank is a plain process and a hung one is killed, not waited for.
 
 // The orchestrator reports each case on stdout.
@@ -22,13 +22,19 @@ const WORKER: &str = "CONTRASTIVE_DP_WORKER";
 const WATCHDOG: Duration = Duration::from_secs(300);
 /// Steps each run takes.
 const STEPS: usize = 4;
-const METHODS: [(&str, &str); 3] = [
+const METHODS: [(&str, &str); 5] = [
     ("simclr", "name = \"simclr\"\ntemperature = 0.5"),
     ("supcon", "name = \"supcon\"\ntemperature = 0.5"),
     (
         "moco-v2",
         "name = \"moco-v2\"\nqueue_size = 32\nmomentum = 0.9\ntemperature = 0.2",
     ),
+    // Labeled P x K batches: every anchor mines over the gathered global batch.
+    (
+        "triplet",
+        "name = \"triplet\"\nmining = \"batch-all\"\nper_class = 4",
+    ),
+    ("pairs", "name = \"pairs\"\nmargin = 0.5\nper_class = 4"),
 ];
 
 fn main() {

@@ -240,6 +240,27 @@ fn variables(trainer: &Trainer) -> Vec<(String, Tensor)> {
     vars
 }
 
+/// Runs `config` from the start until it is stopped after `after` steps.
+fn run_stopped_after(config: &TrainConfig, after: u64) -> Report {
+    let stop = AtomicBool::new(false);
+    let mut trainer = Trainer::new(config.clone(), false).unwrap();
+    trainer
+        .run(&mut StopAfter { after, stop: &stop }, &stop)
+        .unwrap()
+}
+
+/// Fails unless `a` and `b` hold the same parameters, bit for bit.
+fn assert_same_parameters(a: &Trainer, b: &Trainer, what: &str) {
+    for ((name_a, ta), (name_b, tb)) in variables(a).iter().zip(variables(b).iter()) {
+        assert_eq!(name_a, name_b);
+        assert!(
+            ta.equal(tb),
+            "{what}: {name_a} differs by {}",
+            (ta - tb).abs().max().double_value(&[])
+        );
+    }
+}
+
 #[test]
 fn stopping_and_resuming_gives_the_same_parameters() {
     let dir = tempfile::tempdir().unwrap();
@@ -255,30 +276,11 @@ fn stopping_and_resuming_gives_the_same_parameters() {
         // Stop after 5 steps (mid-epoch: 4 steps per epoch), then resume to 9.
         let parts = dir.path().join(format!("{name}-parts"));
         let cfg = config(&data, &parts, method, "max_steps = 9");
-        let stop = AtomicBool::new(false);
-        let mut first = Trainer::new(cfg.clone(), false).unwrap();
-        let stopped = first
-            .run(
-                &mut StopAfter {
-                    after: 5,
-                    stop: &stop,
-                },
-                &stop,
-            )
-            .unwrap();
+        let stopped = run_stopped_after(&cfg, 5);
         assert!(stopped.interrupted && stopped.steps == 5, "{stopped:?}");
-        drop(first);
         let (b, report) = run(cfg, true);
         assert_eq!(report.steps, 9);
-
-        for ((name_a, ta), (name_b, tb)) in variables(&a).iter().zip(variables(&b).iter()) {
-            assert_eq!(name_a, name_b);
-            assert!(
-                ta.equal(tb),
-                "{name}: {name_a} differs by {}",
-                (ta - tb).abs().max().double_value(&[])
-            );
-        }
+        assert_same_parameters(&a, &b, name);
         // The log has each step once.
         let steps: Vec<u64> = read_metrics(&parts.join("metrics.jsonl"))
             .unwrap()
@@ -407,47 +409,21 @@ fn a_time_budget_fixes_the_steps_once_and_a_resumed_run_ends_where_it_would_have
     // Interrupted before the decision and resumed: the same decision at the same step,
     // the same parameters.
     let cfg = budgeted("tight-resumed", "0.001s");
-    let stop = AtomicBool::new(false);
-    let mut first = Trainer::new(cfg.clone(), false).unwrap();
-    let stopped = first
-        .run(
-            &mut StopAfter {
-                after: 12,
-                stop: &stop,
-            },
-            &stop,
-        )
-        .unwrap();
+    let stopped = run_stopped_after(&cfg, 12);
     assert_eq!((stopped.steps, steps_of(&stopped)), (12, None));
-    drop(first);
     let (b, resumed) = run(cfg, true);
     assert_eq!((resumed.steps, steps_of(&resumed)), (20, Some(20)));
-    for ((name, ta), (_, tb)) in variables(&a).iter().zip(variables(&b).iter()) {
-        assert!(ta.equal(tb), "{name} differs");
-    }
+    assert_same_parameters(&a, &b, "tight");
     // Room for every epoch: run.epochs bound it. Stopped after the decision, the resumed
     // run keeps the saved plan and ends with the uninterrupted run's parameters.
     let (whole, roomy) = run(budgeted("roomy", "1h"), false);
     assert_eq!((roomy.steps, steps_of(&roomy)), (30, Some(30)));
     let cfg = budgeted("roomy-resumed", "1h");
-    let stop = AtomicBool::new(false);
-    let mut first = Trainer::new(cfg.clone(), false).unwrap();
-    let stopped = first
-        .run(
-            &mut StopAfter {
-                after: 25,
-                stop: &stop,
-            },
-            &stop,
-        )
-        .unwrap();
+    let stopped = run_stopped_after(&cfg, 25);
     assert_eq!((stopped.steps, steps_of(&stopped)), (25, Some(30)));
-    drop(first);
     let (parts, resumed) = run(cfg, true);
     assert_eq!(resumed.steps, 30);
-    for ((name, ta), (_, tb)) in variables(&whole).iter().zip(variables(&parts).iter()) {
-        assert!(ta.equal(tb), "{name} differs");
-    }
+    assert_same_parameters(&whole, &parts, "roomy");
     let report = std::fs::read_to_string(dir.path().join("roomy").join("report.md")).unwrap();
     assert!(
         report.contains("| time budget | 3600 s: 30 steps (10.00 epochs)"),

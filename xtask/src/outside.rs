@@ -148,3 +148,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_names_the_checkout_and_never_replaces_a_users_own() {
+        let root = Path::new("/src/contrastive");
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path();
+        let err = write_cargo_config(root, project).unwrap_err().to_string();
+        assert!(err.contains("holds no Cargo.toml"), "{err}");
+        std::fs::write(project.join("Cargo.toml"), "[package]\nname = \"p\"\n").unwrap();
+        let path = write_cargo_config(root, project).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("LIBTORCH = \"/src/contrastive/.libtorch\"")
+                && text.contains("linker = \"/src/contrastive/.cargo/link-libtorch.sh\""),
+            "{text}"
+        );
+        // Its own file is rewritten; the user's is left alone, with the lines to add.
+        write_cargo_config(root, project).unwrap();
+        std::fs::write(&path, "[build]\njobs = 1\n").unwrap();
+        let err = write_cargo_config(root, project).unwrap_err().to_string();
+        assert!(
+            err.contains("was not written by setup") && err.contains("LIBTORCH ="),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "[build]\njobs = 1\n"
+        );
+    }
+}

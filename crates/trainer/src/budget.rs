@@ -136,12 +136,20 @@ pub fn plan_steps(inputs: BudgetInputs) -> BudgetPlan {
             high = mid;
         }
     }
+    // A plan a step or two short of a whole epoch ends with it (a default run planned 1637
+    // steps of 234 a epoch): a last epoch of one step is no use, and the overrun is well
+    // under 1 % of an epoch.
+    let per_epoch = i.per_epoch.max(1);
+    let short = per_epoch - low % per_epoch;
+    if low % per_epoch != 0 && short <= (per_epoch / 100).max(1) && low + short <= i.most {
+        low += short;
+    }
     BudgetPlan {
         budget_s: i.budget_s,
         step_s: i.step_s,
         eval_s: evals_s(low),
         steps: low,
-        epochs: low as f64 / i.per_epoch.max(1) as f64,
+        epochs: low as f64 / per_epoch as f64,
     }
 }
 
@@ -190,6 +198,24 @@ mod tests {
             (plan.eval_s - (time(plan.steps) - 10.0 - (plan.steps - 20) as f64 * 0.5)).abs() < 1e-9
         );
         assert!((plan.epochs - plan.steps as f64 / 234.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_plan_a_step_short_of_an_epoch_ends_with_it() {
+        // 1637 steps fit; 7 epochs are 1638.
+        let plan = plan_steps(BudgetInputs {
+            budget_s: 10.0 + 1617.0 * 0.5,
+            eval_images: 0,
+            ..inputs()
+        });
+        assert_eq!((plan.steps, plan.epochs), (1638, 7.0));
+        // At 234 steps an epoch, up to 2 steps short are made up; 3 are not.
+        let three_short = plan_steps(BudgetInputs {
+            budget_s: 10.0 + 1615.0 * 0.5,
+            eval_images: 0,
+            ..inputs()
+        });
+        assert_eq!(three_short.steps, 1635, "{three_short:?}");
     }
 
     #[test]
