@@ -123,12 +123,12 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Task::Setup { cargo_config } => {
             libtorch::setup(&root)?;
-            postgres::setup(&root)?;
+            // Written before PostgreSQL's setup: the crates need libtorch alone.
             if let Some(project) = cargo_config {
                 let path = outside::write_cargo_config(&root, &project)?;
                 println!("setup: wrote {}", path.display());
             }
-            Ok(())
+            postgres::setup(&root).map(|_| ())
         }
         Task::Download { dataset, dir } => download::run(&dataset, dir).map(|_| ()),
         Task::Preview {

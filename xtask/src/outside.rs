@@ -63,8 +63,9 @@ fn cargo_config(root: &Path) -> String {
 
 /// Creates a new Cargo project in a temporary folder that depends on contrastive-losses and
 /// contrastive-retrieval by path, sets it up with [`write_cargo_config`] alone, builds it
-/// (into the workspace's target folder, so what the workspace built is reused) and runs its
-/// binary with no libtorch variable set; fails unless it prints its result.
+/// (into the workspace's target folder, with the workspace's optimised dependencies, so
+/// that tch and its C++ wrapper are reused) and runs its binary with no libtorch variable
+/// set; fails unless it prints its result.
 pub fn check(root: &Path) -> Result<()> {
     let dir = tempfile::tempdir()?;
     let project = dir.path().join("outside");
@@ -79,7 +80,10 @@ pub fn check(root: &Path) -> Result<()> {
         project.join("Cargo.toml"),
         format!(
             "[package]\nname = \"outside\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
-             [dependencies]\n{}{}{}\n[workspace]\n",
+             [dependencies]\n{}{}{}\n[workspace]\n\n\
+             # As the guide suggests: dependencies optimised, as in the workspace's dev\n\
+             # profile, so what it built (tch and its C++ wrapper) is reused.\n\
+             [profile.dev.package.\"*\"]\nopt-level = 2\n",
             dep("tensor"),
             dep("losses"),
             dep("retrieval")
@@ -93,9 +97,28 @@ pub fn check(root: &Path) -> Result<()> {
     let cargo = |args: &[&str]| {
         let mut command = Command::new("cargo");
         command.args(args).current_dir(&project);
+        // What `cargo xtask` itself was given (the workspace's LIBTORCH, the package
+        // variables `cargo run` sets) is not the outside project's; the user's own cargo
+        // settings (CARGO_HOME, CARGO_NET_OFFLINE...) are.
         for (key, _) in std::env::vars_os() {
             let key = key.to_string_lossy().into_owned();
-            if key == "LIBTORCH" || key == "LD_LIBRARY_PATH" || key.starts_with("CARGO_") {
+            let ours = [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+            ]
+            .iter()
+            .any(|prefix| key.starts_with(prefix));
+            if ours
+                || [
+                    "LIBTORCH",
+                    "LD_LIBRARY_PATH",
+                    "CARGO",
+                    "CARGO_PRIMARY_PACKAGE",
+                ]
+                .contains(&key.as_str())
+            {
                 command.env_remove(key);
             }
         }

@@ -182,10 +182,7 @@ fn print_report(report: &Report) {
         report.steps, report.epochs_done
     );
     if let Some(plan) = &report.time_budget {
-        println!(
-            "time budget    {:.0} s: {} steps ({:.2} epochs) at {:.3} s a step",
-            plan.budget_s, plan.steps, plan.epochs, plan.step_s
-        );
+        println!("time budget    {plan}");
     }
     println!("training time  {:.1} s", report.train_s);
     println!("throughput     {:.0} views/s", report.views_per_s);

@@ -77,6 +77,16 @@ pub struct BudgetPlan {
     pub epochs: f64,
 }
 
+impl std::fmt::Display for BudgetPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.0} s: {} steps ({:.2} epochs) at {:.3} s a step",
+            self.budget_s, self.steps, self.epochs, self.step_s
+        )
+    }
+}
+
 /// The inputs of [`plan_steps`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BudgetInputs {
@@ -136,12 +146,13 @@ pub fn plan_steps(inputs: BudgetInputs) -> BudgetPlan {
             high = mid;
         }
     }
-    // A plan a step or two short of a whole epoch ends with it (a default run planned 1637
-    // steps of 234 a epoch): a last epoch of one step is no use, and the overrun is well
-    // under 1 % of an epoch.
+    // A plan within 1 % of a whole epoch ends with it (a default run planned 1637 steps
+    // of 234 an epoch): the overrun is under 1 % of an epoch's steps (and the monitor that
+    // epoch end may bring, whose features the final evaluation then reuses). A budget
+    // already spent stops at once.
     let per_epoch = i.per_epoch.max(1);
     let short = per_epoch - low % per_epoch;
-    if low % per_epoch != 0 && short <= (per_epoch / 100).max(1) && low + short <= i.most {
+    if low > i.done && low % per_epoch != 0 && short * 100 <= per_epoch && low + short <= i.most {
         low += short;
     }
     BudgetPlan {
@@ -209,7 +220,7 @@ mod tests {
             ..inputs()
         });
         assert_eq!((plan.steps, plan.epochs), (1638, 7.0));
-        // At 234 steps an epoch, up to 2 steps short are made up; 3 are not.
+        // At 234 steps an epoch, up to 2 steps short (1 %) are made up; 3 are not.
         let three_short = plan_steps(BudgetInputs {
             budget_s: 10.0 + 1615.0 * 0.5,
             eval_images: 0,
@@ -220,6 +231,14 @@ mod tests {
 
     #[test]
     fn the_plan_stays_within_the_epochs_and_after_the_steps_done() {
+        // Short epochs are never rounded up: one step of 3 is a third of an epoch.
+        let short_epochs = plan_steps(BudgetInputs {
+            budget_s: 10.0 + 11.0 * 0.5,
+            eval_images: 0,
+            per_epoch: 3,
+            ..inputs()
+        });
+        assert_eq!(short_epochs.steps, 31);
         let roomy = plan_steps(BudgetInputs {
             budget_s: 1e9,
             ..inputs()

@@ -352,7 +352,7 @@ impl RunConfig {
             .ok()
             .and_then(|text| run_section(&text).ok());
         if let Some(recorded) = recorded
-            && let Ok((_, p, c)) = recorded.requested_numerics()
+            && let Ok((p, c)) = recorded.requested_precision_and_layout()
         {
             precision = precision.or(p);
             channels_last = channels_last.or(c);
@@ -367,6 +367,12 @@ impl RunConfig {
     /// The device, and the precision and layout as the config sets them (`None`: `auto`).
     pub fn requested_numerics(&self) -> Result<(Device, Option<Precision>, Option<bool>)> {
         let device = parse_device(&self.device)?;
+        let (precision, channels_last) = self.requested_precision_and_layout()?;
+        Ok((device, precision, channels_last))
+    }
+
+    /// The precision and layout as the config sets them (`None`: `auto`).
+    pub fn requested_precision_and_layout(&self) -> Result<(Option<Precision>, Option<bool>)> {
         let precision = match self.precision.as_str() {
             "auto" => None,
             p => Some(p.parse()?),
@@ -375,7 +381,7 @@ impl RunConfig {
             "auto" => None,
             layout => Some(layout != "off"),
         };
-        Ok((device, precision, channels_last))
+        Ok((precision, channels_last))
     }
 
     /// Sets the precision and layout explicitly, as a run records what it chose.

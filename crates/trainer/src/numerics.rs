@@ -187,8 +187,8 @@ pub fn choose_numerics(
     Ok(choice)
 }
 
-/// Image-views of a trial step: about 64 Ki input values (64 views of 28 x 28 x 1), at
-/// least 8 and at most the run's own step.
+/// Image-views of a trial step: about 64 Ki input values (64 views of 28 x 28 x 1), 8 to 64
+/// of them, and never more than the run's own step (at least 2).
 fn trial_views(config: &ModelConfig, side: i64, step_views: u64) -> i64 {
     let per_view = (config.in_channels * side * side).max(1);
     let step = i64::try_from(step_views).unwrap_or(i64::MAX).max(2);
@@ -387,17 +387,23 @@ fn device_identity(device: Device) -> String {
             format!("cpu {} (flags {flags})", field("model name"))
         }
         Device::Cuda(i) => {
-            let model = std::fs::read_dir("/proc/driver/nvidia/gpus")
-                .ok()
-                .and_then(|mut gpus| gpus.nth(i))
-                .and_then(|gpu| gpu.ok())
-                .and_then(|gpu| std::fs::read_to_string(gpu.path().join("information")).ok())
-                .and_then(|text| {
-                    text.lines()
-                        .find_map(|l| l.strip_prefix("Model:").map(|m| m.trim().to_owned()))
+            // The driver lists GPUs by PCI address, which need not be CUDA's order: the key
+            // names every model the machine has, with the index.
+            let mut models: Vec<String> = std::fs::read_dir("/proc/driver/nvidia/gpus")
+                .map(|gpus| {
+                    gpus.flatten()
+                        .filter_map(|gpu| {
+                            std::fs::read_to_string(gpu.path().join("information")).ok()
+                        })
+                        .filter_map(|text| {
+                            text.lines()
+                                .find_map(|l| l.strip_prefix("Model:").map(|m| m.trim().to_owned()))
+                        })
+                        .collect()
                 })
-                .unwrap_or_else(|| "unknown GPU".into());
-            format!("cuda:{i} {model}")
+                .unwrap_or_default();
+            models.sort();
+            format!("cuda:{i} of [{}]", models.join(", "))
         }
         other => format!("{other:?}"),
     }

@@ -692,8 +692,8 @@ impl Trainer {
     /// With a time budget the run has not planned by yet: keeps this session's step time
     /// `dt` and, from step [`CALIBRATION_STEPS`] on (with at least [`MIN_TIMED`] steps of
     /// this session), fixes the run's steps from their median (the session's first, a
-    /// warm-up, left out). The decision falls at the same step whether or not the run was
-    /// resumed before it. Rank 0 decides, every rank gets its count.
+    /// warm-up, left out): at step 20 unless the run was resumed at step 18 or 19. Rank 0
+    /// decides, every rank gets its count.
     fn calibrate(&mut self, times: &mut Vec<f64>, dt: f64) -> Result<Option<BudgetPlan>> {
         let Some(budget) = &self.config.run.time_budget else {
             return Ok(None);
@@ -1161,39 +1161,43 @@ fn run_numerics(
         return Ok((explicit, None));
     }
     if let Some(path) = resumed {
-        let saved = checkpoint::saved_run_config(path)?;
-        let (_, fallback_precision, fallback_layout) = saved.numerics()?;
-        let (_, saved_precision, saved_layout) = saved.requested_numerics()?;
-        // A checkpoint from before runs recorded their choice: `auto` then meant this.
+        // What the run recorded; for a checkpoint from before runs recorded their choice,
+        // what `auto` meant then.
+        let (saved_precision, saved_layout) =
+            checkpoint::saved_run_config(path)?.requested_precision_and_layout()?;
         let numerics = Numerics {
-            precision: precision.or(saved_precision).unwrap_or(fallback_precision),
-            channels_last: channels_last.or(saved_layout).unwrap_or(fallback_layout),
+            precision: precision
+                .or(saved_precision)
+                .unwrap_or_else(|| Precision::fastest_for(device)),
+            channels_last: channels_last.or(saved_layout).unwrap_or(true),
         };
         let note = format!("numerics: {numerics} (as the run had them before it was resumed)");
         return Ok((numerics, Some(note)));
     }
-    let choice = if group.is_main() {
-        Some(choose_numerics(
-            model,
-            side,
-            device,
-            precision,
-            channels_last,
-            step_views,
-        )?)
-    } else {
-        None
-    };
-    let mut decided = Tensor::from_slice(&choice.as_ref().map_or([0, 0], |c| {
-        [
+    let choice = group
+        .is_main()
+        .then(|| choose_numerics(model, side, device, precision, channels_last, step_views));
+    // Every rank learns rank 0's choice, or that it failed (-1), rather than waiting for it.
+    let mut decided = Tensor::from_slice(&match &choice {
+        Some(Ok(c)) => [
             i64::from(c.chosen.precision != Precision::Fp32),
             i64::from(c.chosen.channels_last),
-        ]
-    }));
+        ],
+        Some(Err(_)) => [-1, -1],
+        None => [0, 0],
+    });
     if group.world_size() > 1 {
         group.broadcast_(&mut decided, 0)?;
     }
+    let choice = choice.transpose()?;
     let decided = Vec::<i64>::try_from(&decided)?;
+    if decided[0] < 0 {
+        return Err(Error::Run(
+            "rank 0 could not measure the numerics (its error says why); set run.precision \
+             and run.channels_last to skip the measurement"
+                .into(),
+        ));
+    }
     let numerics = Numerics {
         precision: match (precision, decided[0]) {
             (Some(p), _) => p,
@@ -1269,10 +1273,7 @@ fn write_report(report: &Report) -> Result<()> {
         report.views_per_s,
     );
     if let Some(plan) = &report.time_budget {
-        md.push_str(&format!(
-            "| time budget | {:.0} s: {} steps ({:.2} epochs) at {:.3} s a step |\n",
-            plan.budget_s, plan.steps, plan.epochs, plan.step_s
-        ));
+        md.push_str(&format!("| time budget | {plan} |\n"));
     }
     let shown = |value: Option<f64>, percent: bool| match value {
         Some(v) if percent => format!(" {:.2} % |", v * 100.0),
