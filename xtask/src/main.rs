@@ -23,6 +23,7 @@
 mod bench;
 mod download;
 mod eval;
+mod layering;
 mod libtorch;
 mod outside;
 mod postgres;

@@ -63,6 +63,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
     if options.outside {
         return crate::outside::check(root);
     }
+    crate::layering::check(root)?;
     run_command(root, "cargo", &["fmt", "--all", "--check"])?;
     run_command(
         root,
