@@ -109,7 +109,7 @@ pub(crate) fn load_for_inference(
     config: &TrainConfig,
     model_path: &Path,
 ) -> Result<(RunData, LoadedModel)> {
-    let (device, ..) = config.run.numerics()?;
+    let device = config.run.requested_numerics()?.0;
     let (vs, model) = load_model(model_path, device)?;
     let takes = usize::try_from(model.config().in_channels).unwrap_or(0);
     let mut data_config = config.data.clone();
@@ -149,7 +149,7 @@ impl LoadedModel {
         model_path: &Path,
         preprocess: &Preprocess,
     ) -> Result<Self> {
-        let (device, ..) = config.run.numerics()?;
+        let device = config.run.requested_numerics()?.0;
         let (vs, model) = load_model(model_path, device)?;
         let pre = preprocess;
         Self::fed(config, vs, model, &pre.mean, &pre.std, pre.size)
