@@ -1,8 +1,9 @@
 //! Data-parallel training across real processes: this test binary starts copies of itself
 //! as the ranks of a Gloo group on 127.0.0.1 (with torchrun's variables) and checks that
-//! SimCLR, SupCon, MoCo v2, triplet and pairs at 2 ranks x batch B compute what one process
-//! with batch 2B does, with `model.sync_bn`: the same loss at every step and the same
-//! parameters (and MoCo queue) after the run, to a stated float tolerance. Its own binary without the test
+//! SimCLR, SupCon, MoCo v2 (its keys dealt out across ranks or not), triplet and pairs at 2
+//! ranks x batch B compute what one process with batch 2B does, with `model.sync_bn`: the
+//! same loss at every step and the same parameters (and MoCo queue) after the run, to a
+//! stated float tolerance. Its own binary without the test
 //! harness, so that each rank is a plain process and a hung one is killed, not waited for.
 
 // The orchestrator reports each case on stdout.
@@ -19,15 +20,25 @@ use contrastive_tensor::{Kind, SafetensorsFile};
 use contrastive_trainer::{Record, TrainConfig, Trainer, checkpoint_path, read_metrics};
 
 const WORKER: &str = "CONTRASTIVE_DP_WORKER";
+/// Set: each rank keeps its own batch-norm statistics.
+const LOCAL_BN: &str = "CONTRASTIVE_DP_LOCAL_BN";
+/// Set: MoCo's keys are not dealt out across ranks.
+const UNSHUFFLED: &str = "CONTRASTIVE_DP_UNSHUFFLED";
 const WATCHDOG: Duration = Duration::from_secs(300);
 /// Steps each run takes.
 const STEPS: usize = 4;
-const METHODS: [(&str, &str); 5] = [
+const METHODS: [(&str, &str); 6] = [
     ("simclr", "name = \"simclr\"\ntemperature = 0.5"),
     ("supcon", "name = \"supcon\"\ntemperature = 0.5"),
     (
         "moco-v2",
         "name = \"moco-v2\"\nqueue_size = 32\nmomentum = 0.9\ntemperature = 0.2",
+    ),
+    // The keys dealt out across ranks and gathered back into place (the same sums with
+    // global batch-norm statistics).
+    (
+        "moco-v2-shuffled",
+        "name = \"moco-v2\"\nqueue_size = 32\nmomentum = 0.9\ntemperature = 0.2\nshuffle_bn = true",
     ),
     // Labeled P x K batches: every anchor mines over the gathered global batch.
     (
@@ -61,7 +72,15 @@ fn main() {
 /// The run of `method` on the shapes under `dir` into `out`, as this process's rank (one
 /// process when no launcher variables are set).
 fn train(dir: &Path, method: &str, out: &Path) {
-    let lines = METHODS.iter().find(|(m, _)| *m == method).unwrap().1;
+    let mut lines = METHODS
+        .iter()
+        .find(|(m, _)| *m == method)
+        .unwrap()
+        .1
+        .to_owned();
+    if std::env::var_os(UNSHUFFLED).is_some() {
+        lines = lines.replace("shuffle_bn = true", "shuffle_bn = false");
+    }
     let text = format!(
         r#"
         [run]
@@ -93,7 +112,7 @@ fn train(dir: &Path, method: &str, out: &Path) {
         out = out.display().to_string(),
         train = dir.join("train").display().to_string(),
         threads = std::env::var("CONTRASTIVE_DP_THREADS").unwrap_or_else(|_| "1".into()),
-        sync_bn = std::env::var_os("CONTRASTIVE_DP_LOCAL_BN").is_none(),
+        sync_bn = std::env::var_os(LOCAL_BN).is_none(),
     );
     let config = TrainConfig::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let options = InitOptions {
@@ -137,7 +156,7 @@ fn compare(method: &str) -> Result<String, String> {
         WATCHDOG,
     )?;
     let started = Instant::now();
-    let ranks = finish(ranks_of(method, dir.path(), &single, false), WATCHDOG)?;
+    let ranks = finish(ranks_of(method, dir.path(), &single, &[]), WATCHDOG)?;
     let parallel_s = started.elapsed().as_secs_f64();
     let digests: Vec<&str> = ranks.iter().filter_map(|o| digest(o)).collect();
     if digests.len() != 2 || digests[0] != digests[1] {
@@ -173,7 +192,7 @@ fn compare(method: &str) -> Result<String, String> {
     // already differs.
     let local = dir.path().join("local-bn");
     let _ = std::fs::remove_dir_all(&parallel);
-    finish(ranks_of(method, dir.path(), &single, true), WATCHDOG)?;
+    finish(ranks_of(method, dir.path(), &single, &[LOCAL_BN]), WATCHDOG)?;
     std::fs::rename(&parallel, &local).map_err(|e| e.to_string())?;
     let local_bn = step_differences(&single, &local)?;
     if local_bn[0] <= (10.0 * floor[0]).max(1e-6) {
@@ -182,20 +201,34 @@ fn compare(method: &str) -> Result<String, String> {
             short(&local_bn)
         ));
     }
+    if method == "moco-v2-shuffled" {
+        // With each rank's own statistics, dealing the keys out changes them at once.
+        finish(
+            ranks_of(method, dir.path(), &single, &[LOCAL_BN, UNSHUFFLED]),
+            WATCHDOG,
+        )?;
+        let unshuffled = step_differences(&local, &parallel)?;
+        if unshuffled[0] <= (10.0 * floor[0]).max(1e-6) {
+            return Err(format!(
+                "shuffled and unshuffled keys gave the same first loss: {}",
+                short(&unshuffled)
+            ));
+        }
+    }
     Ok(format!(
         "{summary}; local batch-norm: first step off by {:.1e}",
         local_bn[0]
     ))
 }
 
-/// Two ranks of `method` (each rank with its own batch-norm statistics when `local_bn`).
-fn ranks_of(method: &str, dir: &Path, single: &Path, local_bn: bool) -> Vec<Child> {
+/// Two ranks of `method`, with the variables `set` ([`LOCAL_BN`], [`UNSHUFFLED`]).
+fn ranks_of(method: &str, dir: &Path, single: &Path, set: &[&str]) -> Vec<Child> {
     let port = free_port();
     (0..2)
         .map(|rank| {
             let mut child = spawn_command(method, dir, Some((rank, port)), single, 1);
-            if local_bn {
-                child.env("CONTRASTIVE_DP_LOCAL_BN", "1");
+            for name in set {
+                child.env(name, "1");
             }
             child.spawn().unwrap()
         })

@@ -40,7 +40,9 @@ fn main() {
             all_ranks("data-parallel", 3),
         ),
         ("a peer that never arrives", never_arrives()),
-        ("a peer that dies", dead_peer()),
+        ("a peer that dies", dead_peer(2, 1)),
+        ("a peer that dies among three", dead_peer(3, 1)),
+        ("the rank that hosts the store dies", dead_peer(2, 0)),
     ] {
         match check {
             Ok(()) => println!("dist: {name} ... ok"),
@@ -86,22 +88,32 @@ fn never_arrives() -> Result<(), String> {
     reported(&outputs[0], "ALONE-OK")
 }
 
-fn dead_peer() -> Result<(), String> {
-    let mut children = start("dies", 2, &[0, 1], free_port());
-    // Rank 1 says when the group works, then is killed (SIGKILL: no goodbye to its peer).
-    let stdout = children[1].stdout.take().unwrap();
+/// Kills rank `victim` of `world` once the group works; every other rank must fail its next
+/// collective within the timeout and name the lost rank.
+fn dead_peer(world: usize, victim: usize) -> Result<(), String> {
+    let ranks: Vec<usize> = (0..world).collect();
+    let mut children = start(&format!("dies:{victim}"), world, &ranks, free_port());
+    let mut dead = children.remove(victim);
+    // The victim says when the group works, then is killed (SIGKILL: no goodbye to its peers).
+    let stdout = dead.stdout.take().unwrap();
     let ready = BufReader::new(stdout)
         .lines()
         .map_while(Result::ok)
         .any(|line| line == "READY");
-    children[1].kill().unwrap();
-    children[1].wait().unwrap();
-    let outputs = finish(vec![children.remove(0)], WATCHDOG);
+    dead.kill().unwrap();
+    dead.wait().unwrap();
+    let outputs = finish(children, WATCHDOG);
     if !ready {
-        return Err("rank 1 never reported READY".into());
+        return Err("a rank never reported READY".into());
     }
-    let outputs = outputs?;
-    reported(&outputs[0], "SURVIVOR-OK")
+    let named = format!("rank {victim} of {world}");
+    for output in outputs? {
+        reported(&output, "SURVIVOR-OK")?;
+        if !output.contains(&named) {
+            return Err(format!("the lost rank ({named}) is not named:\n{output}"));
+        }
+    }
+    Ok(())
 }
 
 /// `Ok` when a worker's `output` holds its `mark` line, which is shown (the error it met).
@@ -127,7 +139,7 @@ fn worker(scenario: &str) {
         "gradients" => worker_gradients(),
         "data-parallel" => worker_data_parallel(),
         "alone" => worker_alone(),
-        "dies" => worker_dies(),
+        dies if dies.starts_with("dies:") => worker_dies(dies["dies:".len()..].parse().unwrap()),
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -343,16 +355,16 @@ fn worker_alone() {
     println!("ALONE-OK after {elapsed:?}: {text}");
 }
 
-fn worker_dies() {
+fn worker_dies(victim: usize) {
     let group = ProcessGroup::from_env(&options(3_000)).unwrap();
     group.barrier().unwrap();
-    if group.rank() == 1 {
+    if group.rank() == victim {
         println!("READY");
         loop {
             std::thread::sleep(Duration::from_secs(1));
         }
     }
-    // Rank 0 goes on until the lost peer makes a collective fail.
+    // The others go on until the lost peer makes a collective fail.
     let started = Instant::now();
     let err = loop {
         let mut t = Tensor::ones([1024], (Kind::Float, Device::Cpu));

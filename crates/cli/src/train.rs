@@ -10,7 +10,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use contrastive_tensor::dist::{DistEnv, InitOptions, ProcessGroup};
-use contrastive_trainer::{Observer, Plan, Record, Report, TrainConfig, Trainer, checkpoint_path};
+use contrastive_trainer::{
+    Observer, Plan, Record, Report, TrainConfig, Trainer, checkpoint_path, parse_duration,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -111,8 +113,12 @@ pub fn run(args: TrainArgs, quiet: bool) -> Result<()> {
     }
     // One process of a data-parallel launch (torchrun, srun, or the variables set by
     // hand), or alone.
-    let group = ProcessGroup::from_env(&InitOptions::default())
-        .context("joining the data-parallel group")?;
+    let timeout = parse_duration("run.dist_timeout", &config.run.dist_timeout)?;
+    let options = InitOptions {
+        timeout: std::time::Duration::from_secs_f64(timeout),
+        ..InitOptions::default()
+    };
+    let group = ProcessGroup::from_env(&options).context("joining the data-parallel group")?;
     let main = group.is_main();
     // A launcher that restarts a failed job (`torchrun --max-restarts`, SLURM's requeue)
     // starts the same command again: it goes on from the last checkpoint.

@@ -705,32 +705,18 @@ fn two_processes_started_as_torchrun_starts_them_train_one_run() {
         ),
     )
     .unwrap();
-    let port = contrastive_e2e::free_port().to_string();
     let config_text = config.display().to_string();
-    // Both ranks, the second with `extra` arguments; their outputs.
-    let run_ranks = |port: &str, extra: &[&str]| -> Vec<std::process::Output> {
-        let ranks: Vec<_> = (0..2)
-            .map(|rank| {
-                Command::new(env!("CARGO_BIN_EXE_contrastive"))
-                    .args(["train", "--config", &config_text])
-                    .args(if rank == 1 { extra } else { &[] })
-                    .env_remove("RUST_BACKTRACE")
-                    .env("RANK", rank.to_string())
-                    .env("WORLD_SIZE", "2")
-                    .env("MASTER_ADDR", "127.0.0.1")
-                    .env("MASTER_PORT", port)
-                    .stdout(std::process::Stdio::piped())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        ranks
-            .into_iter()
-            .map(|r| r.wait_with_output().unwrap())
-            .collect()
+    let run_ranks = |extra: [&[&str]; 2]| -> Vec<std::process::Output> {
+        start_ranks(
+            &config_text,
+            &contrastive_e2e::free_port().to_string(),
+            extra,
+        )
+        .into_iter()
+        .map(|r| r.wait_with_output().unwrap())
+        .collect()
     };
-    let outputs = run_ranks(&port, &[]);
+    let outputs = run_ranks([&[], &[]]);
     for (rank, out) in outputs.iter().enumerate() {
         assert!(
             out.status.success(),
@@ -750,16 +736,83 @@ fn two_processes_started_as_torchrun_starts_them_train_one_run() {
     assert!(dir.path().join("run/model.safetensors").is_file());
 
     // Ranks given different configs are refused, every one of them, before any work.
-    let port = contrastive_e2e::free_port().to_string();
     let set = format!(
         "run.out={:?}",
         dir.path().join("other").display().to_string()
     );
-    for (rank, out) in run_ranks(&port, &["--set", &set]).iter().enumerate() {
+    for (rank, out) in run_ranks([&[], &["--set", &set]]).iter().enumerate() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "rank {rank} went on");
         assert!(
             stderr.contains("started with different configs"),
+            "{stderr}"
+        );
+    }
+}
+
+/// Starts ranks 0 and 1 of a group of two on this machine, as torchrun would, training
+/// `config` with each rank's `extra` arguments.
+fn start_ranks(config: &str, port: &str, extra: [&[&str]; 2]) -> Vec<std::process::Child> {
+    (0..2)
+        .map(|rank| {
+            Command::new(env!("CARGO_BIN_EXE_contrastive"))
+                .args(["train", "--config", config])
+                .args(extra[rank])
+                .env_remove("RUST_BACKTRACE")
+                .env("RANK", rank.to_string())
+                .env("WORLD_SIZE", "2")
+                .env("LOCAL_RANK", rank.to_string())
+                .env("LOCAL_WORLD_SIZE", "2")
+                .env("MASTER_ADDR", "127.0.0.1")
+                .env("MASTER_PORT", port)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_rank_lost_under_any_launcher_is_named_and_a_missing_gpu_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = shapes_config(dir.path(), 500).display().to_string();
+    let run = dir.path().join("run");
+    let args: &[&str] = &["--set", "run.dist_timeout=\"20s\""];
+    // Started by hand (as torchrun or srun start them, with no launcher of ours watching),
+    // rank 1 is killed mid-run; rank 0 must stop on its own and name it.
+    let port = contrastive_e2e::free_port().to_string();
+    let mut ranks = start_ranks(&config, &port, [args, args]);
+    wait_for_steps(&run, 3, &mut ranks[0]);
+    ranks[1].kill().unwrap();
+    let killed = std::time::Instant::now();
+    let survivor = ranks.remove(0).wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&survivor.stderr);
+    assert!(!survivor.status.success(), "rank 0 went on: {stderr}");
+    assert!(stderr.contains("rank 1 of 2 was lost"), "{stderr}");
+    assert!(
+        killed.elapsed().as_secs() < 20,
+        "took {:?}",
+        killed.elapsed()
+    );
+
+    // Two ranks on a machine, each asking for its own GPU: without one for each, every
+    // rank says which it needed.
+    if contrastive_tensor::cuda_device_count() >= 2 {
+        return;
+    }
+    let out = format!("run.out={:?}", dir.path().join("gpu").display().to_string());
+    let cuda: &[&str] = &["--set", "run.device=\"cuda\"", "--set", &out];
+    let port = contrastive_e2e::free_port().to_string();
+    for (rank, child) in start_ranks(&config, &port, [cuda, cuda])
+        .into_iter()
+        .enumerate()
+    {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "rank {rank} went on");
+        assert!(
+            stderr.contains(&format!("local rank {rank} of 2 needs cuda:{rank}")),
             "{stderr}"
         );
     }

@@ -6,7 +6,8 @@
 //! run sees exactly the batches it would have seen.
 //!
 //! - [`MultiView`]: shuffled batches of source images; [`view_sources`] says which source
-//!   each view of a batch came from.
+//!   each view of a batch came from; [`step_permutation`] deals a global batch out anew
+//!   each step.
 //! - [`RandomPairs`]: pairs with a chosen positive fraction, positives sharing a group (a
 //!   label or a source).
 //! - [`Triplets`]: (anchor, positive, negative) from labels.
@@ -37,7 +38,7 @@ pub use crate::error::{Error, Result};
 pub use crate::pairs::{Pair, RandomPairs, Triplet, Triplets};
 pub use crate::pk::{PkSampler, SmallClassPolicy};
 pub use crate::temporal::{FrameRef, Relation, TemporalSampler, temporal_relation};
-pub use crate::views::{MultiView, view_sources};
+pub use crate::views::{MultiView, step_permutation, view_sources};
 
 /// The random generator of one epoch of one sampler.
 pub(crate) fn epoch_rng(seed: u64, epoch: u64) -> ChaCha8Rng {

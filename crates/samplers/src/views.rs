@@ -57,6 +57,25 @@ impl MultiView {
     }
 }
 
+/// A permutation of `0..len` for step `step` of a run seeded `seed`: the same on every
+/// process and machine, drawn apart from the batch orders. MoCo's shuffled batch-norm deals
+/// the global batch's key images out to the ranks in this order.
+///
+/// ```
+/// let p = contrastive_samplers::step_permutation(8, 3, 10);
+/// let mut sorted = p.clone();
+/// sorted.sort();
+/// assert_eq!(sorted, (0..8).collect::<Vec<_>>());
+/// assert_eq!(p, contrastive_samplers::step_permutation(8, 3, 10));
+/// ```
+pub fn step_permutation(len: usize, seed: u64, step: u64) -> Vec<usize> {
+    // A seed of its own ("shuffleb"), so the permutations never repeat an epoch's order.
+    const OWN: u64 = u64::from_be_bytes(*b"shuffleb");
+    let mut order: Vec<usize> = (0..len).collect();
+    order.shuffle(&mut epoch_rng(seed ^ OWN, step));
+    order
+}
+
 /// For a batch of `batch_len` sources augmented `views` times and laid out view-major (all
 /// first views, then all second views, as SimCLR concatenates them), the source position of
 /// each view: views with equal values are positives.

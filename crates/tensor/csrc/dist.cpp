@@ -6,6 +6,11 @@
 // already failed (every later call fails fast), -7 tensors of different shapes on
 // different ranks (all ranks see it; the group stays usable). Nothing throws across the
 // boundary.
+//
+// Every rank of a group of more than one beats in the store (a counter it raises every
+// kBeat). When a collective fails, the rank holds a roll call before it reports: ranks
+// whose counters stand still over kRollCall are named as lost, so the message says which
+// rank died (or that every rank still runs, for a timeout), whoever launched the job.
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -13,11 +18,14 @@
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
+#include <memory>
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -36,6 +44,9 @@ using std::chrono::milliseconds;
 // A collective waits this much longer than the group's own timeout, so that gloo's timeout
 // (which names what it waited for) fires first.
 constexpr milliseconds kGrace{5000};
+// How often a rank beats, and how long a roll call watches the beats.
+constexpr milliseconds kBeat{200};
+constexpr milliseconds kRollCall{1500};
 
 struct GroupFailed : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -44,26 +55,109 @@ struct ShapesDiffer : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-// A process group and the first failure that made it unusable. Reference counted: a
-// gather's backward in the autograd graph keeps it alive.
+// A process group, the first failure that made it unusable, and the thread that beats for
+// this rank in the store. Reference counted: a gather's backward in the autograd graph keeps
+// it alive.
 struct Group : torch::CustomClassHolder {
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<c10d::Backend> backend;
   int rank = 0;
   int world = 1;
+  // Whether this rank hosts the store (else the launcher's agent or rank 0 does).
+  bool hosts_store = false;
+  bool agent_store = false;
   milliseconds timeout{0};
   std::mutex mutex;
   std::string failure;
+
+  ~Group() { stop_beating(); }
 
   void check_usable() {
     std::lock_guard<std::mutex> lock(mutex);
     if (!failure.empty()) throw GroupFailed(failure);
   }
-  void fail(const std::string& message) {
+  bool failed() {
     std::lock_guard<std::mutex> lock(mutex);
-    if (failure.empty()) failure = message;
+    return !failure.empty();
+  }
+  // Records the first failure, with the roll call's finding appended, and returns what was
+  // recorded.
+  std::string fail(const std::string& message) {
+    if (failed()) return message;
+    auto explained = message + "; " + roll_call();
+    std::lock_guard<std::mutex> lock(mutex);
+    if (failure.empty()) failure = explained;
+    return failure;
   }
   void wait(const c10::intrusive_ptr<c10d::Work>& work) { work->wait(timeout + kGrace); }
+
+  // Starts the thread that beats for this rank. It holds its own references, so it is
+  // never joined: a beat blocked on a vanished store cannot hold up the group's end.
+  void start_beating() {
+    std::thread([beat = beat, store = store, key = beat_key(rank)] {
+      while (true) {
+        try {
+          store->add(key, 1);
+        } catch (...) {
+          return;  // The store is gone; a roll call will say so.
+        }
+        std::unique_lock<std::mutex> lock(beat->mutex);
+        if (beat->wake.wait_for(lock, kBeat, [&] { return beat->stop; })) return;
+      }
+    }).detach();
+  }
+
+ private:
+  struct Beat {
+    std::mutex mutex;
+    std::condition_variable wake;
+    bool stop = false;
+  };
+  std::shared_ptr<Beat> beat = std::make_shared<Beat>();
+
+  static std::string beat_key(int r) { return "beat/" + std::to_string(r); }
+
+  void stop_beating() {
+    {
+      std::lock_guard<std::mutex> lock(beat->mutex);
+      beat->stop = true;
+    }
+    beat->wake.notify_all();
+  }
+
+  std::vector<int64_t> beats() {
+    std::vector<int64_t> counts;
+    for (int r = 0; r < world; ++r) counts.push_back(store->add(beat_key(r), 0));
+    return counts;
+  }
+
+  // Which other ranks stopped beating: "rank 1 of 2 was lost", or that all still run.
+  std::string roll_call() {
+    if (world < 2) return "no other rank";
+    std::vector<int64_t> before, after;
+    try {
+      before = beats();
+      std::this_thread::sleep_for(kRollCall);
+      after = beats();
+    } catch (const std::exception&) {
+      if (agent_store) return "the launcher's rendezvous store is unreachable too";
+      if (hosts_store) return "the rendezvous store this rank hosts failed";
+      return "the rendezvous store is unreachable too: rank 0 of " + std::to_string(world) +
+             ", which hosted it, was lost";
+    }
+    std::vector<int> lost;
+    for (int r = 0; r < world; ++r)
+      if (r != rank && after[r] == before[r]) lost.push_back(r);
+    if (lost.empty())
+      return "every other rank still runs (rank " + std::to_string(rank) + " of " +
+             std::to_string(world) + " gave up waiting)";
+    std::ostringstream out;
+    out << (lost.size() == 1 ? "rank " : "ranks ");
+    for (size_t i = 0; i < lost.size(); ++i) out << (i ? ", " : "") << lost[i];
+    out << " of " << world << (lost.size() == 1 ? " was" : " were")
+        << " lost (stopped answering)";
+    return out.str();
+  }
 };
 
 std::string message_of(const std::exception& e) {
@@ -83,8 +177,8 @@ int run(Group* group, F f) {
     } catch (const ShapesDiffer&) {
       throw;
     } catch (const std::exception& e) {
-      if (group) group->fail(message_of(e));
-      throw;
+      if (!group) throw;
+      throw std::runtime_error(group->fail(message_of(e)));
     }
     return 0;
   } catch (const GroupFailed& e) {
@@ -96,15 +190,27 @@ int run(Group* group, F f) {
   } catch (const std::exception& e) {
     ctr_error_slot() = message_of(e);
   } catch (...) {
-    ctr_error_slot() = "unknown C++ exception";
-    if (group) group->fail(ctr_error_slot());
+    ctr_error_slot() = group ? group->fail("unknown C++ exception") : "unknown C++ exception";
   }
   return -1;
 }
 
+// Runs `f` on `t` in host memory: Gloo's transport reads and writes CPU tensors, so a
+// tensor on another device travels through a host copy and back (NCCL is not built in).
+template <typename F>
+void on_host(at::Tensor& t, F f) {
+  if (t.is_cpu()) return f(t);
+  auto host = t.to(at::kCPU).contiguous();
+  f(host);
+  t.copy_(host);
+}
+
+// Sums the contiguous tensor `t` over all ranks in place.
 void allreduce_sum(Group& g, at::Tensor& t) {
-  std::vector<at::Tensor> tensors{t};
-  g.wait(g.backend->allreduce(tensors, c10d::AllreduceOptions{}));
+  on_host(t, [&](at::Tensor& h) {
+    std::vector<at::Tensor> tensors{h};
+    g.wait(g.backend->allreduce(tensors, c10d::AllreduceOptions{}));
+  });
 }
 
 std::string shape_text(const at::Tensor& header) {
@@ -139,11 +245,11 @@ at::Tensor gather(Group& g, const at::Tensor& x) {
       throw ShapesDiffer(out.str());
     }
   }
-  std::vector<at::Tensor> in{x.detach().contiguous()};
+  std::vector<at::Tensor> in{x.detach().to(at::kCPU).contiguous()};
   std::vector<std::vector<at::Tensor>> out(1);
   for (int r = 0; r < g.world; ++r) out[0].push_back(at::empty_like(in[0]));
   g.wait(g.backend->allgather(out, in));
-  return at::cat(out[0], 0);
+  return at::cat(out[0], 0).to(x.device());
 }
 
 // The group a Function saved in forward, and `incoming` (a gradient) summed over its ranks:
@@ -157,8 +263,7 @@ std::pair<c10::intrusive_ptr<Group>, at::Tensor> summed_over_ranks(
   try {
     allreduce_sum(*group, grad);
   } catch (const std::exception& e) {
-    group->fail(message_of(e));
-    throw;
+    throw std::runtime_error(group->fail(message_of(e)));
   }
   return {group, grad};
 }
@@ -208,11 +313,12 @@ struct CtrDistGroup {
 extern "C" {
 
 // Joins the group of `world` processes as `rank`: connects to the TCPStore at
-// master_host:master_port (hosting it when host_store is 1) under `prefix`, then builds a
-// Gloo group whose device binds `gloo_hostname` ("" for the machine's own name). Waits at
-// most `timeout_ms` for every peer.
+// master_host:master_port (hosting it when host_store is 1; agent_store 1 when the
+// launcher's agent hosts it) under `prefix`, then builds a Gloo group whose device binds
+// `gloo_hostname` ("" for the machine's own name), and starts beating. Waits at most
+// `timeout_ms` for every peer.
 int ctr_dist_init(const char* master_host, int master_port, int rank, int world,
-                  int host_store, const char* prefix, const char* gloo_hostname,
+                  int host_store, int agent_store, const char* prefix, const char* gloo_hostname,
                   int64_t timeout_ms, int threads, CtrDistGroup** out) {
   *out = nullptr;
   return run(nullptr, [&] {
@@ -228,8 +334,11 @@ int ctr_dist_init(const char* master_host, int master_port, int rank, int world,
     options.timeout = group->timeout;
     auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(master_host), options);
     group->store = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), tcp);
+    group->hosts_store = host_store != 0;
+    group->agent_store = agent_store != 0;
     group->backend = ctr_make_gloo(group->store, rank, world, std::string(gloo_hostname),
                                    group->timeout, threads);
+    if (world > 1) group->start_beating();
     *out = new CtrDistGroup{group};
   });
 }
@@ -258,10 +367,12 @@ int ctr_dist_broadcast(CtrDistGroup* g, at::Tensor* t, int root) {
   return run(g->group.get(), [&] {
     at::NoGradGuard no_grad;
     auto buffer = t->contiguous();
-    std::vector<at::Tensor> tensors{buffer};
-    c10d::BroadcastOptions options;
-    options.rootRank = root;
-    g->group->wait(g->group->backend->broadcast(tensors, options));
+    on_host(buffer, [&](at::Tensor& h) {
+      std::vector<at::Tensor> tensors{h};
+      c10d::BroadcastOptions options;
+      options.rootRank = root;
+      g->group->wait(g->group->backend->broadcast(tensors, options));
+    });
     if (!buffer.is_same(*t)) t->copy_(buffer);
   });
 }

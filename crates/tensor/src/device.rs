@@ -61,12 +61,63 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     }
 }
 
+/// The device of one rank of a data-parallel job, from its config's device string: with
+/// several ranks on a machine, `cuda` and `auto` (on a machine with a GPU) give each its own
+/// GPU, `cuda:<local_rank>`, as torchrun's convention has it; `cpu`, `mps` and an explicit
+/// `cuda:N` are used as written (with `CUDA_VISIBLE_DEVICES` set per rank, `cuda:0` is each
+/// rank's own). A machine with fewer GPUs than ranks is an error on every rank alike.
+///
+/// ```
+/// use contrastive_tensor::device_for_rank;
+/// assert_eq!(device_for_rank("cpu", 1, 2).unwrap(), tch::Device::Cpu);
+/// if !contrastive_tensor::cuda_is_available() {
+///     let err = device_for_rank("cuda", 1, 2).unwrap_err().to_string();
+///     assert!(err.contains("local rank 1 of 2 needs cuda:1"), "{err}");
+/// }
+/// ```
+pub fn device_for_rank(spec: &str, local_rank: usize, local_world_size: usize) -> Result<Device> {
+    let normalized = spec.trim().to_ascii_lowercase();
+    let count = cuda_device_count();
+    let own_gpu =
+        local_world_size > 1 && (normalized == "cuda" || (normalized == "auto" && count > 0));
+    if !own_gpu {
+        return parse_device(spec);
+    }
+    rank_gpu(count, local_rank, local_world_size)
+        .map(Device::Cuda)
+        .map_err(|reason| Error::DeviceUnavailable {
+            spec: spec.to_owned(),
+            reason,
+        })
+}
+
+/// The GPU of local rank `local_rank` of `local_world_size` on a machine with `count`.
+fn rank_gpu(
+    count: usize,
+    local_rank: usize,
+    local_world_size: usize,
+) -> std::result::Result<usize, String> {
+    let needs = format!("local rank {local_rank} of {local_world_size} needs cuda:{local_rank}");
+    if count == 0 {
+        Err(format!("{needs}, but {NO_CUDA}"))
+    } else if local_world_size > count || local_rank >= count {
+        Err(format!(
+            "{needs}, but this machine has {count} CUDA device(s): start at most {count} \
+             ranks per machine, or set run.device = \"cpu\""
+        ))
+    } else {
+        Ok(local_rank)
+    }
+}
+
+const NO_CUDA: &str = "no CUDA device found (no GPU, no driver, or a CPU-only libtorch)";
+
 fn cuda_index(index: usize) -> std::result::Result<Device, String> {
     let count = cuda_device_count();
     if index < count {
         Ok(Device::Cuda(index))
     } else if count == 0 {
-        Err("no CUDA device found (no GPU, no driver, or a CPU-only libtorch)".into())
+        Err(NO_CUDA.into())
     } else {
         Err(format!(
             "this machine has {count} CUDA device(s), numbered 0..{count}"
@@ -90,5 +141,36 @@ pub fn describe_device(device: Device) -> String {
         Device::Cuda(i) => format!("cuda:{i}"),
         Device::Mps => "mps".into(),
         Device::Vulkan => "vulkan".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_local_rank_gets_its_own_gpu_or_a_clear_error() {
+        assert_eq!(rank_gpu(4, 3, 4), Ok(3));
+        assert_eq!(rank_gpu(8, 0, 2), Ok(0));
+        let short = rank_gpu(2, 3, 4).unwrap_err();
+        assert!(
+            short.contains("local rank 3 of 4 needs cuda:3")
+                && short.contains("this machine has 2 CUDA device(s)"),
+            "{short}"
+        );
+        // Every rank refuses alike, also those whose own index exists.
+        assert!(rank_gpu(2, 0, 4).is_err());
+        assert!(
+            rank_gpu(0, 1, 2)
+                .unwrap_err()
+                .contains("no CUDA device found")
+        );
+    }
+
+    #[test]
+    fn one_rank_or_the_cpu_uses_the_device_as_written() {
+        assert_eq!(device_for_rank("cpu", 0, 1).unwrap(), Device::Cpu);
+        assert_eq!(device_for_rank(" CPU ", 1, 2).unwrap(), Device::Cpu);
+        assert!(device_for_rank("tpu", 0, 2).is_err());
     }
 }

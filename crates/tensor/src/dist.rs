@@ -12,8 +12,16 @@
 //! Without either, the group is a single process and every collective is the identity, so
 //! the same program runs alone unchanged.
 //!
+//! Gloo carries CPU tensors. CUDA tensors are accepted and travel through a host copy (as
+//! `torch.distributed`'s Gloo backend allows); NCCL is not built in, and the CUDA path is
+//! unverified on a GPU so far.
+//!
 //! Every call waits at most the group's timeout ([`InitOptions::timeout`]) for its peers,
-//! then fails with an error that says what it waited for. A failed collective (a timeout,
+//! then fails with an error that says what it waited for and which ranks were lost: every
+//! rank raises a counter in the store five times a second, and a rank whose collective
+//! failed watches the counters for 1.5 s before it reports, naming the ranks whose counters
+//! stood still ("rank 1 of 3 was lost"), or saying that every rank still runs (a timeout
+//! of a slow peer), or that the store itself went with rank 0, whatever launched the job. A failed collective (a timeout,
 //! a peer that died) leaves the ranks out of step, so the group is then unusable: every
 //! later call fails at once with [`Error::DistGroupFailed`], naming the first failure. Drop
 //! the group and exit; the launcher restarts the job. Tensors of different shapes on
@@ -292,7 +300,11 @@ impl DistFailure {
     /// The kind of failure a c10d or gloo message describes.
     fn of(message: &str) -> Self {
         let lower = message.to_lowercase();
-        if lower.contains("timed out") || lower.contains("timeout") {
+        // The roll call's finding (see `ProcessGroup`) outranks gloo's own words: a rank
+        // that waited on a dead one's neighbour times out, yet a peer was lost.
+        if lower.contains(" was lost") || lower.contains(" were lost") {
+            Self::PeerLost
+        } else if lower.contains("timed out") || lower.contains("timeout") {
             Self::Timeout
         } else if [
             "closed by peer",
@@ -411,6 +423,7 @@ impl ProcessGroup {
                 c_int::try_from(env.rank).unwrap_or(c_int::MAX),
                 c_int::try_from(env.world_size).unwrap_or(c_int::MAX),
                 c_int::from(env.rank == 0 && !env.agent_store),
+                c_int::from(env.agent_store),
                 prefix.as_ptr(),
                 hostname.as_ptr(),
                 timeout_ms,
@@ -459,7 +472,7 @@ impl ProcessGroup {
     /// mean) of every rank's values.
     pub fn all_reduce_(&self, tensor: &mut Tensor, reduce: Reduce) -> Result<()> {
         let op = "all_reduce";
-        self.check_cpu(op, tensor)?;
+        self.check_device(op, tensor)?;
         if reduce == Reduce::Mean && !tensor.is_floating_point() {
             return Err(Error::DistUnsupported {
                 op,
@@ -483,7 +496,7 @@ impl ProcessGroup {
     /// Overwrites `tensor` on every rank with rank `root`'s.
     pub fn broadcast_(&self, tensor: &mut Tensor, root: usize) -> Result<()> {
         let op = "broadcast";
-        self.check_cpu(op, tensor)?;
+        self.check_device(op, tensor)?;
         if root >= self.world_size {
             return Err(Error::DistUnsupported {
                 op,
@@ -522,7 +535,7 @@ impl ProcessGroup {
     /// the incoming gradient over all ranks (what synchronised batch-norm statistics need).
     pub fn all_reduce_with_grad(&self, tensor: &Tensor) -> Result<Tensor> {
         let op = "all_reduce_with_grad";
-        self.check_cpu(op, tensor)?;
+        self.check_device(op, tensor)?;
         let Some(handle) = self.handle else {
             return Ok(tensor.shallow_clone());
         };
@@ -567,7 +580,7 @@ impl ProcessGroup {
     }
 
     fn gather(&self, op: &'static str, tensor: &Tensor, with_grad: bool) -> Result<Tensor> {
-        self.check_cpu(op, tensor)?;
+        self.check_device(op, tensor)?;
         let Some(handle) = self.handle else {
             return Ok(if with_grad {
                 tensor.shallow_clone()
@@ -659,12 +672,14 @@ impl ProcessGroup {
         Some(ffi::last_message()).filter(|m| !m.is_empty())
     }
 
-    fn check_cpu(&self, op: &'static str, tensor: &Tensor) -> Result<()> {
-        if tensor.device() != Device::Cpu {
+    /// Refuses tensors the group cannot carry: CPU tensors go straight to Gloo, CUDA
+    /// tensors through a host copy; other devices not at all.
+    fn check_device(&self, op: &'static str, tensor: &Tensor) -> Result<()> {
+        if !matches!(tensor.device(), Device::Cpu | Device::Cuda(_)) {
             return Err(Error::DistUnsupported {
                 op,
                 reason: format!(
-                    "a tensor on {:?}: the Gloo group takes CPU tensors",
+                    "a tensor on {:?}: the Gloo group takes CPU and CUDA tensors",
                     tensor.device()
                 ),
             });
@@ -880,6 +895,10 @@ mod tests {
             DistFailure::PeerLost
         );
         assert_eq!(of("Connection reset by peer"), DistFailure::PeerLost);
+        assert_eq!(
+            of("[gloo] Timed out waiting for recv; rank 2 of 3 was lost (stopped answering)"),
+            DistFailure::PeerLost
+        );
         assert_eq!(of("something else"), DistFailure::Other);
     }
 }

@@ -25,6 +25,7 @@ unsafe extern "C" {
         rank: c_int,
         world: c_int,
         host_store: c_int,
+        agent_store: c_int,
         prefix: *const c_char,
         gloo_hostname: *const c_char,
         timeout_ms: i64,

@@ -52,7 +52,8 @@ pub use crate::array::{
     array_from_tensor, array_from_tensor_dim, tensor_from_array, with_bf16_bits, with_f32_slice,
 };
 pub use crate::device::{
-    cuda_device_count, cuda_is_available, describe_device, parse_device, synchronize,
+    cuda_device_count, cuda_is_available, describe_device, device_for_rank, parse_device,
+    synchronize,
 };
 pub use crate::error::{Error, Result};
 pub use crate::image::{

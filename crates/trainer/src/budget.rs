@@ -27,11 +27,12 @@ const EVAL_SHARE_OF_STEP: f64 = 0.5;
 /// passes.
 const FINAL_PASSES: f64 = 2.0;
 
-/// Parses a duration such as `"12m"`, `"90s"`, `"1h30m"` or `"2.5h"` into seconds.
-pub fn parse_duration(text: &str) -> Result<f64> {
+/// Parses a duration such as `"12m"`, `"90s"`, `"1h30m"` or `"2.5h"` into seconds; the
+/// error names the config `key` it came from.
+pub fn parse_duration(key: &'static str, text: &str) -> Result<f64> {
     let bad = || {
         invalid(
-            "run.time_budget",
+            key,
             format!("{text:?} is not a duration such as \"12m\", \"90s\" or \"1h30m\""),
         )
     };
@@ -170,12 +171,14 @@ mod tests {
 
     #[test]
     fn durations_parse_in_hours_minutes_and_seconds() {
-        assert_eq!(parse_duration("12m").unwrap(), 720.0);
-        assert_eq!(parse_duration("1h30m").unwrap(), 5400.0);
-        assert_eq!(parse_duration("2.5h").unwrap(), 9000.0);
-        assert_eq!(parse_duration(" 90s ").unwrap(), 90.0);
+        assert_eq!(parse_duration("run.time_budget", "12m").unwrap(), 720.0);
+        assert_eq!(parse_duration("run.time_budget", "1h30m").unwrap(), 5400.0);
+        assert_eq!(parse_duration("run.time_budget", "2.5h").unwrap(), 9000.0);
+        assert_eq!(parse_duration("run.time_budget", " 90s ").unwrap(), 90.0);
         for bad in ["", "12", "m", "12 parsecs", "-5m", "0s", "1.2.3m"] {
-            let err = parse_duration(bad).unwrap_err().to_string();
+            let err = parse_duration("run.time_budget", bad)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("run.time_budget"), "{bad}: {err}");
         }
     }

@@ -72,6 +72,14 @@ pub struct RunConfig {
     /// worth; see [`plan_steps`](crate::plan_steps)). Absent: `epochs` decide.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_budget: Option<String>,
+    /// How long a data-parallel rank waits for its peers (joining, every collective) before
+    /// it gives up with an error that names the lost ranks, such as `"5m"`.
+    #[serde(default = "default_dist_timeout")]
+    pub dist_timeout: String,
+}
+
+fn default_dist_timeout() -> String {
+    "5m".into()
 }
 
 /// `[data]`: the dataset, its normalisation and the batch.
@@ -178,6 +186,13 @@ pub struct MethodConfig {
     /// (moco-v2; default false: the first view is the query, the second the key).
     #[serde(default)]
     pub symmetric: Option<bool>,
+    /// With several ranks, the key encoder sees the global batch's images dealt out to the
+    /// ranks in a fresh order each step, so a query and its key never share batch-norm
+    /// statistics (He et al., 2020, "Shuffling BN"; moco-v2). Default: on unless
+    /// `model.sync_bn`, whose statistics span the whole batch whatever the deal; nothing to
+    /// do on one process.
+    #[serde(default)]
+    pub shuffle_bn: Option<bool>,
     /// Margin (triplet: default 0.2; pairs: default 1.0, a distance between normalised
     /// embeddings).
     #[serde(default)]
@@ -430,7 +445,13 @@ const METHOD_KEYS: &[(&str, &[&str])] = &[
     ("simclr", &["temperature", "decoupled"]),
     (
         "moco-v2",
-        &["temperature", "queue_size", "momentum", "symmetric"],
+        &[
+            "temperature",
+            "queue_size",
+            "momentum",
+            "symmetric",
+            "shuffle_bn",
+        ],
     ),
     ("supcon", &["temperature", "per_class"]),
     ("triplet", &["margin", "mining", "per_class"]),
@@ -561,7 +582,10 @@ impl TrainConfig {
             crate::memory::parse_size(limit)?;
         }
         if let Some(budget) = &run.time_budget {
-            crate::budget::parse_duration(budget)?;
+            crate::budget::parse_duration("run.time_budget", budget)?;
+        }
+        if crate::budget::parse_duration("run.dist_timeout", &run.dist_timeout)? > 86_400.0 {
+            return Err(invalid("run.dist_timeout", "is longer than a day"));
         }
         // More than any machine has cores (100000 made rayon panic, then crash).
         in_range("run.threads", run.threads as f64, 0.0, MAX_THREADS)?;
@@ -688,6 +712,7 @@ impl TrainConfig {
             ("queue_size", method.queue_size.is_some()),
             ("momentum", method.momentum.is_some()),
             ("symmetric", method.symmetric.is_some()),
+            ("shuffle_bn", method.shuffle_bn.is_some()),
             ("margin", method.margin.is_some()),
             ("pos_margin", method.pos_margin.is_some()),
             ("mining", method.mining.is_some()),

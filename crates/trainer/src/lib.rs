@@ -67,7 +67,7 @@ pub use crate::eval::{
 };
 pub use crate::lock::RunLock;
 pub use crate::memory::{StepMemory, measure_step_memory, parse_size};
-pub use crate::method::{Batch, Method};
+pub use crate::method::{Batch, KeyEncoding, Method};
 pub use crate::metrics::{MetricsLog, Record, read as read_metrics};
 pub use crate::numerics::{
     LOW_PRECISION_MARGIN, Numerics, NumericsChoice, Trial, cached_numerics, choose_numerics,

@@ -6,7 +6,7 @@ use contrastive_losses::{
     MocoQueue, SupCon, SupConConfig, TripletConfig, TripletLoss,
 };
 use contrastive_models::{EmbeddingModel, HeadKind};
-use contrastive_tensor::{Device, Kind, Tensor, no_grad};
+use contrastive_tensor::{Device, Kind, Tensor};
 
 use crate::Result;
 use crate::config::{DEFAULT_WINDOW, MethodConfig};
@@ -56,6 +56,9 @@ pub enum Method {
         momentum: f64,
         /// Each view is a query against the other's key, the two losses averaged.
         symmetric: bool,
+        /// Whether keys come from the global batch dealt out anew across ranks (`None`:
+        /// when batch-norm statistics are each rank's own).
+        shuffle_bn: Option<bool>,
     },
     /// Supervised contrastive (Khosla et al., 2020) over two views (and any local ones),
     /// labels decide positives.
@@ -76,6 +79,10 @@ pub enum Method {
         gap: Option<usize>,
     },
 }
+
+/// MoCo's momentum encoder as the loss calls it: the keys of this rank's images of one view,
+/// without gradient, in the global batch's order.
+pub type KeyEncoding<'a> = dyn Fn(&Tensor) -> Result<Tensor> + 'a;
 
 impl Method {
     /// Builds the method of `config`; MoCo's queue needs the embedding width, the batch
@@ -103,6 +110,7 @@ impl Method {
                     queue: MocoQueue::new(moco, dim, keys_per_step, dataset_len, device)?,
                     momentum,
                     symmetric: config.symmetric.unwrap_or(false),
+                    shuffle_bn: config.shuffle_bn,
                 }
             }
             "supcon" => Method::SupCon(SupCon::new(SupConConfig::new(
@@ -162,15 +170,15 @@ impl Method {
     }
 
     /// The loss of one batch. `embed` runs a model in training mode (under autocast) and
-    /// returns `f32` embeddings, so the loss itself is computed in full precision; `key` is
-    /// MoCo's momentum encoder. Each group of same-size views goes through the model on its
-    /// own (batch-norm statistics stay within one resolution). Returns the loss and, for
-    /// MoCo, the keys to enqueue after the update.
+    /// returns `f32` embeddings, so the loss itself is computed in full precision; `keys` is
+    /// MoCo's momentum encoder, run the same way without gradient. Each group of same-size
+    /// views goes through the model on its own (batch-norm statistics stay within one
+    /// resolution). Returns the loss and, for MoCo, the keys to enqueue after the update.
     pub fn loss(
         &self,
         embed: &dyn Fn(&EmbeddingModel, &Tensor) -> Result<Tensor>,
         model: &EmbeddingModel,
-        key: Option<&EmbeddingModel>,
+        keys: Option<&KeyEncoding<'_>>,
         batch: &Batch,
     ) -> Result<(Tensor, Option<Tensor>)> {
         let labels = || batch.labels.as_ref().expect("labeled methods get labels");
@@ -201,14 +209,14 @@ impl Method {
                 let views = batch.single();
                 let half = views.size()[0] / 2;
                 let (first, second) = (views.narrow(0, 0, half), views.narrow(0, half, half));
-                let key = key.expect("MoCo has a key encoder");
+                let key = keys.expect("MoCo has a key encoder");
                 // Each view's batch goes through its encoder on its own, so batch-norm
                 // statistics never mix a query with its own key's image.
                 let q = embed(model, &first)?;
-                let k = no_grad(|| embed(key, &second))?;
+                let k = key(&second)?;
                 if *symmetric {
                     let q2 = embed(model, &second)?;
-                    let k2 = no_grad(|| embed(key, &first))?;
+                    let k2 = key(&first)?;
                     let loss = (queue.loss(&q, &k)? + queue.loss(&q2, &k2)?) * 0.5;
                     (loss, Some(Tensor::cat(&[k, k2], 0)))
                 } else {

@@ -11,11 +11,11 @@ use contrastive_augment::{
 };
 use contrastive_losses::momentum_update;
 use contrastive_models::{Backbone, EmbeddingModel, ModelConfig, Stem, save_model};
-use contrastive_samplers::{MultiView, PkSampler, TemporalSampler};
+use contrastive_samplers::{MultiView, PkSampler, TemporalSampler, step_permutation};
 use contrastive_tensor::dist::{ProcessGroup, Reduce};
 use contrastive_tensor::{
-    Kind, ModuleT, Precision, Tensor, autocast, describe_device, nn::VarStore, seeded, set_threads,
-    var_store_to_channels_last, write_atomically,
+    Device, Kind, ModuleT, Precision, Tensor, autocast, describe_device, device_for_rank,
+    nn::VarStore, no_grad, seeded, set_threads, var_store_to_channels_last, write_atomically,
 };
 use serde::{Deserialize, Serialize};
 
@@ -28,7 +28,7 @@ use crate::error::invalid;
 use crate::eval::{Evaluation, Features, Input};
 use crate::lock::RunLock;
 use crate::memory::{self, parse_size};
-use crate::method::{Batch, Method};
+use crate::method::{Batch, KeyEncoding, Method};
 use crate::metrics::{MetricsLog, Record};
 use crate::numerics::{Numerics, choose_numerics};
 use crate::optim::{Optimizer, learning_rate};
@@ -248,7 +248,12 @@ impl Trainer {
         if config.run.threads > 0 {
             set_threads(config.run.threads)?;
         }
-        let device = config.run.requested_numerics()?.0;
+        // Each rank on a machine with several takes its own GPU (`cuda:<local rank>`).
+        let device = device_for_rank(
+            &config.run.device,
+            group.local_rank(),
+            group.local_world_size(),
+        )?;
 
         let data = data::load(&config.data)?;
         let batch_size = config.data.batch_size;
@@ -312,6 +317,7 @@ impl Trainer {
         let resumed = resume.then_some(last.as_path());
         let (numerics, numerics_note) = run_numerics(
             &config,
+            device,
             model.config(),
             data.size as i64,
             step_views,
@@ -716,7 +722,7 @@ impl Trainer {
             _ => 0,
         };
         let mut plan = plan_steps(BudgetInputs {
-            budget_s: parse_duration(budget)?,
+            budget_s: parse_duration("run.time_budget", budget)?,
             elapsed_s: self.position.elapsed_s,
             done: self.position.step,
             step_s: timed[timed.len() / 2],
@@ -886,12 +892,26 @@ impl Trainer {
         let gathered = |model: &EmbeddingModel, x: &Tensor| -> Result<Tensor> {
             self.gather_view_major(&embed(model, x)?, batch.images)
         };
+        let keys = |x: &Tensor| -> Result<Tensor> {
+            let key = &self.key.as_ref().expect("MoCo has a key encoder").model;
+            let shuffle = match &self.method {
+                Method::Moco { shuffle_bn, .. } => shuffle_bn.unwrap_or(!self.config.model.sync_bn),
+                _ => false,
+            };
+            no_grad(|| {
+                if shuffle && self.group.world_size() > 1 {
+                    self.shuffled_keys(key, x, &embed)
+                } else {
+                    gathered(key, x)
+                }
+            })
+        };
         let global = self.global_batch(batch)?;
         let loss_of = || {
             self.method.loss(
                 &gathered,
                 &self.model,
-                self.key.as_ref().map(|k| &k.model),
+                self.key.is_some().then_some(&keys as &KeyEncoding<'_>),
                 &global,
             )
         };
@@ -919,6 +939,35 @@ impl Trainer {
             queue.enqueue(&keys)?;
         }
         Ok(value)
+    }
+
+    /// The key encoder's embeddings of every rank's `images` (one view, this rank's share
+    /// of the global batch), in the global batch's order, with MoCo's shuffled batch-norm:
+    /// the global batch is dealt out to the ranks in this step's own order
+    /// ([`step_permutation`], the same on every rank), each rank embeds its deal, and the
+    /// keys are gathered back into place. So a rank's batch-norm statistics for keys come
+    /// from other images than its queries'.
+    fn shuffled_keys(
+        &self,
+        key: &EmbeddingModel,
+        images: &Tensor,
+        embed: &dyn Fn(&EmbeddingModel, &Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        let started = Instant::now();
+        let all = self.group.all_gather(images)?;
+        self.communicated(started);
+        let (local, total) = (images.size()[0], all.size()[0]);
+        let order = step_permutation(total as usize, self.config.run.seed, self.position.step);
+        let order = Tensor::from_slice(&order.iter().map(|&i| i as i64).collect::<Vec<_>>())
+            .to_device(images.device());
+        let rank = self.group.rank() as i64;
+        let dealt = all.index_select(0, &order.narrow(0, rank * local, local));
+        let mine = embed(key, &dealt)?;
+        let started = Instant::now();
+        let keys = self.group.all_gather(&mine)?;
+        self.communicated(started);
+        // `keys[i]` belongs to image `order[i]`: put each back in its place.
+        Ok(keys.zeros_like().index_copy(0, &order, &keys))
     }
 
     /// Counts the time since `started` as communication.
@@ -1146,13 +1195,14 @@ fn same_config_everywhere(config: &TrainConfig, group: &ProcessGroup) -> Result<
 /// rank. Returns the line that says how an `auto` setting was decided.
 fn run_numerics(
     config: &TrainConfig,
+    device: Device,
     model: ModelConfig,
     side: i64,
     step_views: u64,
     resumed: Option<&Path>,
     group: &ProcessGroup,
 ) -> Result<(Numerics, Option<String>)> {
-    let (device, precision, channels_last) = config.run.requested_numerics()?;
+    let (precision, channels_last) = config.run.requested_precision_and_layout()?;
     if let (Some(precision), Some(channels_last)) = (precision, channels_last) {
         let explicit = Numerics {
             precision,
