@@ -60,7 +60,7 @@ fn config(data: &Path, out: &Path, method: &str, extra: &str) -> TrainConfig {
     TrainConfig::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
-const METHODS: [(&str, &str); 5] = [
+const METHODS: [(&str, &str); 10] = [
     (
         "simclr",
         "[method]\nname = \"simclr\"\ntemperature = 0.5\n[optimizer]\nname = \"sgd\"\nlr = 0.1",
@@ -80,6 +80,26 @@ const METHODS: [(&str, &str); 5] = [
     (
         "pairs",
         "[method]\nname = \"pairs\"\nmargin = 0.5\nper_class = 8\n[optimizer]\nname = \"sgd\"\nlr = 0.05\nnesterov = true",
+    ),
+    (
+        "byol",
+        "[method]\nname = \"byol\"\nmomentum = 0.9\n[optimizer]\nname = \"sgd\"\nlr = 0.1",
+    ),
+    (
+        "simsiam",
+        "[method]\nname = \"simsiam\"\n[optimizer]\nname = \"sgd\"\nlr = 0.05",
+    ),
+    (
+        "barlow-twins",
+        "[method]\nname = \"barlow-twins\"\n[optimizer]\nname = \"sgd\"\nlr = 0.05",
+    ),
+    (
+        "vicreg",
+        "[method]\nname = \"vicreg\"\n[optimizer]\nname = \"sgd\"\nlr = 0.01",
+    ),
+    (
+        "nnclr",
+        "[method]\nname = \"nnclr\"\nsupport_size = 64\ntemperature = 0.5\n[optimizer]\nname = \"sgd\"\nlr = 0.05",
     ),
 ];
 
@@ -149,9 +169,9 @@ fn every_method_lowers_its_loss() {
         let (_, report) = run(config(&data, &out, method, ""), false);
         let losses = losses(&out);
         assert_eq!(losses.len() as u64, report.steps, "{name}");
-        // MoCo's loss first rises while real keys replace the random ones in its queue
-        // (2 batches here), so its trend is read after that.
-        let losses = if name == "moco-v2" {
+        // MoCo's (NNCLR's) loss first rises while real embeddings replace the random ones
+        // in its queue (support set; 2 batches here), so its trend is read after that.
+        let losses = if name == "moco-v2" || name == "nnclr" {
             &losses[2..]
         } else {
             &losses[..]
@@ -266,8 +286,16 @@ fn stopping_and_resuming_gives_the_same_parameters() {
     let dir = tempfile::tempdir().unwrap();
     let data = shapes(&dir.path().join("data"));
     // MoCo has the most state (key encoder, queue; symmetric: both views' keys queued);
-    // triplet uses the P x K sampler.
-    for name in ["moco-v2", "moco-v2-symmetric", "triplet"] {
+    // triplet uses the P x K sampler; BYOL keeps a target network on a cosine momentum
+    // schedule and a predictor, SimSiam a predictor, NNCLR a predictor and a support set.
+    for name in [
+        "moco-v2",
+        "moco-v2-symmetric",
+        "triplet",
+        "byol",
+        "simsiam",
+        "nnclr",
+    ] {
         let method = method_lines(name);
         let whole = dir.path().join(format!("{name}-whole"));
         let (a, report) = run(config(&data, &whole, method, "max_steps = 9"), false);
@@ -281,6 +309,16 @@ fn stopping_and_resuming_gives_the_same_parameters() {
         let (b, report) = run(cfg, true);
         assert_eq!(report.steps, 9);
         assert_same_parameters(&a, &b, name);
+        // And the same method and optimiser state: every tensor of the last checkpoint.
+        let (saved_a, saved_b) = (
+            tensors_of(&checkpoint_path(&whole)),
+            tensors_of(&checkpoint_path(&parts)),
+        );
+        assert_eq!(saved_a.len(), saved_b.len(), "{name}");
+        for ((name_a, ta), (name_b, tb)) in saved_a.iter().zip(&saved_b) {
+            assert_eq!(name_a, name_b);
+            assert!(ta.equal(tb), "{name}: {name_a} differs in the checkpoint");
+        }
         // The log has each step once.
         let steps: Vec<u64> = read_metrics(&parts.join("metrics.jsonl"))
             .unwrap()
@@ -667,12 +705,16 @@ fn bad_input_is_a_clear_error() {
     assert!(err.contains("needs labels"), "{err}");
 }
 
-/// The config of the kill test's child: MoCo (the most state), a checkpoint every step.
-fn kill_test_config(data: &Path, out: &Path) -> TrainConfig {
+/// The methods the kill test runs: those with the most state (MoCo's key encoder and
+/// queue, BYOL's target network and predictor, NNCLR's support set and predictor).
+const KILLED: [&str; 3] = ["moco-v2", "byol", "nnclr"];
+
+/// The config of the kill test's child: `method`, a checkpoint every step.
+fn kill_test_config(data: &Path, out: &Path, method: &str) -> TrainConfig {
     config(
         data,
         out,
-        method_lines("moco-v2"),
+        method_lines(method),
         "checkpoint_every = 1\nepochs = 5",
     )
 }
@@ -686,9 +728,10 @@ fn child_trains_until_killed() {
         return;
     };
     let out = PathBuf::from(out);
+    let method = std::env::var("CONTRASTIVE_KILL_TEST_METHOD").unwrap();
     let data = out.parent().unwrap().join("data");
     let resume = checkpoint_path(&out).is_file();
-    let mut trainer = Trainer::new(kill_test_config(&data, &out), resume).unwrap();
+    let mut trainer = Trainer::new(kill_test_config(&data, &out, &method), resume).unwrap();
     trainer.run(&mut (), &AtomicBool::new(false)).unwrap();
 }
 
@@ -705,14 +748,22 @@ fn tensors_of(path: &Path) -> Vec<(String, Tensor)> {
 fn killed_at_random_moments_a_run_ends_as_an_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
     let data = shapes(&dir.path().join("data"));
-    let whole = dir.path().join("whole");
-    run(kill_test_config(&data, &whole), false);
+    for method in KILLED {
+        killed_run_ends_as_uninterrupted(dir.path(), &data, method);
+    }
+}
+
+/// Kills runs of `method` in `dir` (its data in `data`) at random moments until one ends,
+/// and compares that end with an uninterrupted run's.
+fn killed_run_ends_as_uninterrupted(dir: &Path, data: &Path, method: &str) {
+    let whole = dir.join(format!("{method}-whole"));
+    run(kill_test_config(data, &whole, method), false);
 
     // SIGKILL the child again and again: half the rounds at a random moment after it
     // starts (opening the run, writing config.toml, the first steps), half a random while
     // after a checkpoint (often while writing the next one, or the log, or at an epoch's
     // end), until a child finishes the run.
-    let out = dir.path().join("run");
+    let out = dir.join(format!("{method}-run"));
     let mut state = 7u64;
     let mut random = move |m: u64| {
         state = state
@@ -730,6 +781,7 @@ fn killed_at_random_moments_a_run_ends_as_an_uninterrupted_one() {
                 "--nocapture",
             ])
             .env("CONTRASTIVE_KILL_TEST_OUT", &out)
+            .env("CONTRASTIVE_KILL_TEST_METHOD", method)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -767,8 +819,14 @@ fn killed_at_random_moments_a_run_ends_as_an_uninterrupted_one() {
         let leftovers = std::fs::read_dir(out.join("checkpoints")).map_or(0, |d| d.count());
         assert!(leftovers <= 2, "kill {kills}: {leftovers} files");
     };
-    assert!(finished.success(), "the last child failed: {finished}");
-    assert!(kills >= 6, "only {kills} kills landed before the run ended");
+    assert!(
+        finished.success(),
+        "{method}: the last child failed: {finished}"
+    );
+    assert!(
+        kills >= 6,
+        "{method}: only {kills} kills landed before the run ended"
+    );
 
     // The same weights to the bit, each step and epoch logged once with the same losses.
     let (a, b) = (
@@ -778,7 +836,10 @@ fn killed_at_random_moments_a_run_ends_as_an_uninterrupted_one() {
     assert_eq!(a.len(), b.len());
     for ((name_a, ta), (name_b, tb)) in a.iter().zip(&b) {
         assert_eq!(name_a, name_b);
-        assert!(ta.equal(tb), "{name_a} differs after {kills} kills");
+        assert!(
+            ta.equal(tb),
+            "{method}: {name_a} differs after {kills} kills"
+        );
     }
     let step_losses = |run_dir: &Path| -> Vec<(u64, u64)> {
         read_metrics(&run_dir.join("metrics.jsonl"))
@@ -800,4 +861,16 @@ fn killed_at_random_moments_a_run_ends_as_an_uninterrupted_one() {
     let report: Report =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!((report.steps, report.epochs_done), (20, 5));
+    // The method's state too (key or target network, queue or support set, predictor).
+    let (a, b) = (
+        tensors_of(&checkpoint_path(&whole)),
+        tensors_of(&checkpoint_path(&out)),
+    );
+    assert_eq!(a.len(), b.len());
+    for ((name_a, ta), (_, tb)) in a.iter().zip(&b) {
+        assert!(
+            ta.equal(tb),
+            "{method}: {name_a} differs after {kills} kills"
+        );
+    }
 }

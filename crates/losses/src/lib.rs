@@ -9,6 +9,8 @@
 //! - [`InfoNce`]: InfoNCE / NT-Xent with any number of positives, DCL, and chunking.
 //! - [`SupCon`]: supervised contrastive loss.
 //! - [`MocoQueue`] and [`momentum_update`]: MoCo's queue of keys and EMA key encoder.
+//! - [`NearestNeighbourBank`]: NNCLR's support set of past embeddings.
+//! - Without negatives: [`negative_cosine`] (BYOL, SimSiam), [`BarlowTwins`], [`VicReg`].
 //!
 //! Inputs in bf16 or fp16 are computed in fp32; NaN or infinite embeddings are an error, not
 //! a NaN loss.
@@ -31,7 +33,9 @@ mod contrastive;
 mod error;
 mod info_nce;
 mod moco;
+mod nn_bank;
 mod pairs;
+mod self_distillation;
 mod supcon;
 mod triplet;
 
@@ -41,7 +45,9 @@ pub use crate::contrastive::{ContrastiveConfig, ContrastiveLoss};
 pub use crate::error::{Error, Result};
 pub use crate::info_nce::{InfoNce, InfoNceConfig};
 pub use crate::moco::{MocoConfig, MocoQueue, momentum_update};
+pub use crate::nn_bank::NearestNeighbourBank;
 pub use crate::pairs::Distance;
+pub use crate::self_distillation::{BarlowTwins, VicReg, negative_cosine};
 pub use crate::supcon::{SupCon, SupConConfig};
 pub use crate::triplet::{Mining, TripletConfig, TripletLoss};
 

@@ -167,7 +167,8 @@ pub struct ModelSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MethodConfig {
-    /// `simclr`, `moco-v2`, `supcon`, `triplet`, `pairs` or `temporal` (video).
+    /// `simclr`, `moco-v2`, `supcon`, `triplet`, `pairs`, `temporal` (video), `byol`,
+    /// `simsiam`, `barlow-twins`, `vicreg` or `nnclr`.
     pub name: String,
     /// Softmax temperature (simclr, moco-v2, supcon, temporal).
     #[serde(default)]
@@ -179,7 +180,8 @@ pub struct MethodConfig {
     /// Keys in the MoCo queue (moco-v2).
     #[serde(default)]
     pub queue_size: Option<usize>,
-    /// Momentum of the key encoder (moco-v2).
+    /// Momentum of the key encoder (moco-v2: default 0.99), or the target network's at the
+    /// start of the run (byol: default 0.996, rising to 1 along a cosine).
     #[serde(default)]
     pub momentum: Option<f64>,
     /// Both views take both roles, query and key, and the two losses are averaged
@@ -216,6 +218,20 @@ pub struct MethodConfig {
     /// than the window; default: only other videos are negatives).
     #[serde(default)]
     pub gap: Option<usize>,
+    /// Weight of the off-diagonal terms (barlow-twins: default 5e-3) or of the invariance
+    /// term (vicreg: default 25).
+    #[serde(default)]
+    pub lambda: Option<f64>,
+    /// Weight of the variance term (vicreg: default 25).
+    #[serde(default)]
+    pub mu: Option<f64>,
+    /// Weight of the covariance term (vicreg: default 1).
+    #[serde(default)]
+    pub nu: Option<f64>,
+    /// Embeddings in the support set whose nearest neighbours are the positives (nnclr:
+    /// default 4096; a multiple of data.batch_size).
+    #[serde(default)]
+    pub support_size: Option<usize>,
 }
 
 impl MethodConfig {
@@ -457,6 +473,11 @@ const METHOD_KEYS: &[(&str, &[&str])] = &[
     ("triplet", &["margin", "mining", "per_class"]),
     ("pairs", &["margin", "pos_margin", "per_class"]),
     ("temporal", &["temperature", "per_video", "window", "gap"]),
+    ("byol", &["momentum"]),
+    ("simsiam", &[]),
+    ("barlow-twins", &["lambda"]),
+    ("vicreg", &["lambda", "mu", "nu"]),
+    ("nnclr", &["temperature", "support_size"]),
 ];
 
 fn choice(field: &'static str, value: &str, allowed: &[&str]) -> Result<()> {
@@ -720,6 +741,10 @@ impl TrainConfig {
             ("per_video", method.per_video.is_some()),
             ("window", method.window.is_some()),
             ("gap", method.gap.is_some()),
+            ("lambda", method.lambda.is_some()),
+            ("mu", method.mu.is_some()),
+            ("nu", method.nu.is_some()),
+            ("support_size", method.support_size.is_some()),
         ];
         if let Some((key, _)) = given.iter().find(|(k, set)| *set && !accepted.contains(k)) {
             return Err(invalid(
@@ -751,6 +776,26 @@ impl TrainConfig {
                     format!("must be a multiple of {what} ({keys})"),
                 ));
             }
+        }
+        for (key, value) in [
+            ("method.lambda", method.lambda),
+            ("method.mu", method.mu),
+            ("method.nu", method.nu),
+        ] {
+            if let Some(v) = value {
+                in_range(key, v, 0.0, f64::MAX)?;
+            }
+        }
+        if let Some(size) = method.support_size
+            && (size == 0 || !size.is_multiple_of(data.batch_size))
+        {
+            return Err(invalid(
+                "method.support_size",
+                format!(
+                    "must be a positive multiple of data.batch_size ({})",
+                    data.batch_size
+                ),
+            ));
         }
         if let Some(m) = method.margin {
             in_range("method.margin", m, 0.0, f64::MAX)?;

@@ -1,8 +1,10 @@
 //! `contrastive-trainer`: turns a [`TrainConfig`] into a trained embedding network.
 //!
-//! - Methods ([`Method`]): SimCLR, MoCo v2 (momentum encoder and queue), SupCon, triplet
-//!   (with a miner) and margin-contrastive pairs; the last three on P x K class-balanced
-//!   batches; and temporal contrast for video (frames close in time are positives).
+//! - Methods, one file each behind the [`TrainMethod`] trait (the [`REGISTRY`] lists them):
+//!   SimCLR, MoCo v2 (momentum encoder and queue), SupCon, triplet (with a miner) and
+//!   margin-contrastive pairs, the last three on P x K class-balanced batches; temporal
+//!   contrast for video (frames close in time are positives); and without negatives BYOL,
+//!   SimSiam, Barlow Twins and VICReg; NNCLR (nearest neighbours from a support set).
 //! - Data: the standard image sets, image folders, and video (files decoded by ffmpeg,
 //!   folders of frames, or the generated demo set: [`ensure_demo`]), with [`VideoIndex`]
 //!   saying where each frame comes from.
@@ -13,7 +15,7 @@
 //!   default; augmentation runs on other threads ahead of the model.
 //! - A run directory: `config.toml`, `metrics.jsonl`, `checkpoints/last.safetensors`
 //!   (written atomically every `run.checkpoint_every` steps and at each epoch end, holding
-//!   model, optimiser, MoCo queue and position: a resumed run continues exactly),
+//!   model, optimiser, the method's state (MoCo's queue, BYOL's target...) and position: a resumed run continues exactly),
 //!   `model.safetensors` with its config, `report.json`, `report.md`, and PNG charts of the
 //!   loss (`loss.png`) and kNN (`knn.png`) curves.
 //! - The kNN monitor each epoch and a final linear probe on the held-out split; for video,
@@ -40,7 +42,7 @@ mod error;
 mod eval;
 mod lock;
 mod memory;
-mod method;
+mod methods;
 mod metrics;
 mod numerics;
 mod optim;
@@ -67,7 +69,10 @@ pub use crate::eval::{
 };
 pub use crate::lock::RunLock;
 pub use crate::memory::{StepMemory, measure_step_memory, parse_size};
-pub use crate::method::{Batch, KeyEncoding, Method};
+pub use crate::methods::{
+    Batch, Progress, REGISTRY, Registration, Sampling, Setup, StepInputs, TrainMethod,
+    build as build_method, temporal_masks,
+};
 pub use crate::metrics::{MetricsLog, Record, read as read_metrics};
 pub use crate::numerics::{
     LOW_PRECISION_MARGIN, Numerics, NumericsChoice, Trial, cached_numerics, choose_numerics,

@@ -41,10 +41,11 @@ pub struct Optimizer {
 }
 
 impl Optimizer {
-    /// An optimiser for every trainable variable of `vs` (named as in `vs`). With
-    /// `exclude_bn_bias`, tensors of rank <= 1 (biases, batch-norm weights) get no weight
-    /// decay and no LARS scaling, as SimCLR and BYOL do.
-    pub fn new(vs: &VarStore, config: &OptimizerConfig) -> Self {
+    /// An optimiser for every trainable variable of `vs` (named as in `vs`) and the
+    /// `extra` named ones (a method's predictor). With `exclude_bn_bias`, tensors of rank
+    /// <= 1 (biases, batch-norm weights) get no weight decay and no LARS scaling, as SimCLR
+    /// and BYOL do.
+    pub fn new(vs: &VarStore, extra: Vec<(String, Tensor)>, config: &OptimizerConfig) -> Self {
         let rule = match config.name.as_str() {
             "lars" => Rule::Lars {
                 eta: config.trust_coefficient,
@@ -58,6 +59,7 @@ impl Optimizer {
             .variables()
             .into_iter()
             .filter(|(_, t)| t.requires_grad())
+            .chain(extra)
             .collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
         let params = named
@@ -251,7 +253,7 @@ mod tests {
             if name == "lars" {
                 c.trust_coefficient = 0.02;
             }
-            let mut opt = Optimizer::new(&vs, &c);
+            let mut opt = Optimizer::new(&vs, Vec::new(), &c);
             let loss = |w: &Tensor| (w - &target).square().sum(Kind::Float);
             let before = loss(&w).double_value(&[]);
             for t in 1..=300 {
@@ -271,7 +273,7 @@ mod tests {
         let w = vs.root().ones("w", &[1]);
         let mut c = config("sgd");
         c.exclude_bn_bias = false;
-        let mut opt = Optimizer::new(&vs, &c);
+        let mut opt = Optimizer::new(&vs, Vec::new(), &c);
         let mut expected = 1.0f64;
         let mut buf = 0.0;
         for t in 1..=3 {
@@ -289,7 +291,7 @@ mod tests {
     fn biases_are_excluded_from_decay_on_request() {
         let vs = nn::VarStore::new(Device::Cpu);
         let bias = vs.root().ones("bias", &[3]);
-        let mut opt = Optimizer::new(&vs, &config("adamw"));
+        let mut opt = Optimizer::new(&vs, Vec::new(), &config("adamw"));
         opt.zero_grad();
         (&bias * 0.0).sum(Kind::Float).backward();
         opt.step(0.1, 1);
@@ -301,7 +303,7 @@ mod tests {
     fn clipping_bounds_the_global_norm() {
         let vs = nn::VarStore::new(Device::Cpu);
         let w = vs.root().ones("w", &[10]);
-        let mut opt = Optimizer::new(&vs, &config("sgd"));
+        let mut opt = Optimizer::new(&vs, Vec::new(), &config("sgd"));
         (&w * 10.0).sum(Kind::Float).backward();
         let before = opt.clip_grad_norm(1.0);
         assert!((before - 10.0 * 10f64.sqrt()).abs() < 1e-3);
@@ -312,7 +314,7 @@ mod tests {
     fn state_round_trips() {
         let vs = nn::VarStore::new(Device::Cpu);
         let w = vs.root().ones("w", &[2]);
-        let mut opt = Optimizer::new(&vs, &config("adamw"));
+        let mut opt = Optimizer::new(&vs, Vec::new(), &config("adamw"));
         (&w * 3.0).sum(Kind::Float).backward();
         opt.step(0.1, 1);
         let saved: HashMap<String, Tensor> = opt
@@ -320,7 +322,7 @@ mod tests {
             .into_iter()
             .map(|(n, t)| (n, t.copy()))
             .collect();
-        let mut fresh = Optimizer::new(&vs, &config("adamw"));
+        let mut fresh = Optimizer::new(&vs, Vec::new(), &config("adamw"));
         let checkpoint = |tensors| Checkpoint {
             path: "last.safetensors".into(),
             tensors,

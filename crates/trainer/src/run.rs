@@ -1,6 +1,8 @@
 //! The training loop: batches prepared ahead on other threads, mixed-precision steps,
 //! checkpoints, the kNN monitor, and the final report.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +11,6 @@ use std::time::Instant;
 use contrastive_augment::{
     BatchFormat, Image, MultiViewPipeline, Prefetcher, apply_plans, format_batch, to_batch,
 };
-use contrastive_losses::momentum_update;
 use contrastive_models::{Backbone, EmbeddingModel, ModelConfig, Stem, save_model};
 use contrastive_samplers::{MultiView, PkSampler, TemporalSampler, step_permutation};
 use contrastive_tensor::dist::{ProcessGroup, Reduce};
@@ -28,7 +29,7 @@ use crate::error::invalid;
 use crate::eval::{Evaluation, Features, Input};
 use crate::lock::RunLock;
 use crate::memory::{self, parse_size};
-use crate::method::{Batch, KeyEncoding, Method};
+use crate::methods::{self, Batch, Progress, Sampling, Setup, StepInputs, TrainMethod};
 use crate::metrics::{MetricsLog, Record};
 use crate::numerics::{Numerics, choose_numerics};
 use crate::optim::{Optimizer, learning_rate};
@@ -156,12 +157,6 @@ fn size_groups<T>(views: Vec<T>, size: impl Fn(&T) -> Vec<i64>) -> Vec<Vec<T>> {
     groups.into_iter().map(|(_, group)| group).collect()
 }
 
-/// The momentum (key) encoder of MoCo: a copy of the model that follows it slowly.
-struct KeyEncoder {
-    vs: VarStore,
-    model: EmbeddingModel,
-}
-
 /// A training run: built from a config, run to the end or until stopped.
 pub struct Trainer {
     config: TrainConfig,
@@ -170,8 +165,9 @@ pub struct Trainer {
     input: Input,
     vs: VarStore,
     model: EmbeddingModel,
-    key: Option<KeyEncoder>,
-    method: Method,
+    /// The method and its state (a `RefCell`: it updates itself while the step's helpers
+    /// read the rest of the trainer).
+    method: RefCell<Box<dyn TrainMethod>>,
     optimizer: Optimizer,
     batches: Batches,
     pipeline: Arc<MultiViewPipeline>,
@@ -275,14 +271,14 @@ impl Trainer {
         }
         // What is drawn from libtorch's generators (the weights, MoCo's first queue) depends
         // on the seed alone, whatever other threads of the process build meanwhile.
-        let (mut method, vs, model, key) = seeded(config.run.seed, || -> Result<_> {
-            let method = Method::new(
-                &config.method,
-                config.model.head_out,
+        let (mut method, vs, model) = seeded(config.run.seed, || -> Result<_> {
+            let setup = Setup {
+                dim: config.model.head_out,
                 batch_size,
-                data.train.images.len(),
+                dataset_len: data.train.images.len(),
                 device,
-            )?;
+            };
+            let mut method = methods::build(&config.method, &setup)?;
             let model_config = ModelConfig {
                 backbone,
                 in_channels: data.channels as i64,
@@ -297,20 +293,8 @@ impl Trainer {
             };
             let vs = VarStore::new(device);
             let model = EmbeddingModel::new(&vs.root(), model_config);
-            let key = match method {
-                Method::Moco { .. } => {
-                    let mut key_vs = VarStore::new(device);
-                    let key_model = EmbeddingModel::new(&key_vs.root(), model_config);
-                    key_vs.copy(&vs)?;
-                    key_vs.freeze();
-                    Some(KeyEncoder {
-                        vs: key_vs,
-                        model: key_model,
-                    })
-                }
-                _ => None,
-            };
-            Ok((method, vs, model, key))
+            method.attach(&vs, model_config)?;
+            Ok((method, vs, model))
         })?;
         // `auto` precision and layout: as the resumed run had them, else measured.
         let step_views = (method.views() * batch_size / world) as u64;
@@ -328,17 +312,17 @@ impl Trainer {
         config.run.set_numerics(precision, channels_last);
         if channels_last {
             var_store_to_channels_last(&vs)?;
-            if let Some(key) = &key {
-                var_store_to_channels_last(&key.vs)?;
+            for encoder in method.encoders() {
+                var_store_to_channels_last(encoder)?;
             }
         }
-        let mut optimizer = Optimizer::new(&vs, &config.optimizer);
+        let mut optimizer = Optimizer::new(&vs, method.trainable(), &config.optimizer);
         let seed = config.run.seed;
         let mut warnings = data.warnings.clone();
         if let Some(warning) = knn_k_warning(config.eval.knn_k, data.train.labels.as_deref()) {
             data::warn(&mut warnings, warning);
         }
-        let batches = if method.needs_frames() {
+        let batches = if method.sampling() == Sampling::VideoFrames {
             let index = data.train.video.as_ref().ok_or_else(|| {
                 invalid(
                     "method.name",
@@ -364,7 +348,7 @@ impl Trainer {
                 sampler,
                 starts: index.starts(),
             }
-        } else if method.needs_labels() {
+        } else if method.sampling() == Sampling::ClassBalanced {
             let labels = data.train.labels.as_ref().ok_or_else(|| {
                 invalid(
                     "method.name",
@@ -442,30 +426,27 @@ impl Trainer {
         if resume {
             let saved = Checkpoint::read(&last)?;
             saved.restore("model.", &vs)?;
-            if let Some(key) = &key {
-                saved.restore("key.", &key.vs)?;
-            }
             optimizer.restore(&saved)?;
-            if let Method::Moco { queue, .. } = &mut method {
-                let state = queue
-                    .state()
-                    .iter()
-                    .map(|(name, like)| saved.tensor(name, like).map(Tensor::shallow_clone))
-                    .collect::<Result<Vec<_>>>()?;
-                queue.restore(&state[0], &state[1])?;
-            }
+            let state = method
+                .state()
+                .iter()
+                .map(|(name, like)| Ok((name.clone(), saved.tensor(name, like)?.shallow_clone())))
+                .collect::<Result<HashMap<_, _>>>()?;
+            method.restore(&state)?;
             position = saved.position;
         }
-        // Every rank from rank 0's weights (and queue), whatever each drew or read.
+        // Every rank from rank 0's weights (and the method's state), whatever each drew or
+        // read.
         group.broadcast_parameters(&in_name_order(&vs, false))?;
-        if let Some(key) = &key {
-            group.broadcast_parameters(&in_name_order(&key.vs, false))?;
+        if group.world_size() > 1 {
+            let mut state = method.state();
+            for (_, tensor) in &mut state {
+                group.broadcast_(tensor, 0)?;
+            }
+            method.restore(&state.into_iter().collect())?;
         }
-        if let Method::Moco { queue, .. } = &method {
-            let state: Vec<Tensor> = queue.state().into_iter().map(|(_, t)| t).collect();
-            group.broadcast_parameters(&state)?;
-        }
-        let trainable = in_name_order(&vs, true);
+        let mut trainable = in_name_order(&vs, true);
+        trainable.extend(method.trainable().into_iter().map(|(_, t)| t));
         let trainer = Self {
             config,
             run_dir,
@@ -473,8 +454,7 @@ impl Trainer {
             input,
             vs,
             model,
-            key,
-            method,
+            method: RefCell::new(method),
             optimizer,
             batches,
             pipeline,
@@ -629,7 +609,11 @@ impl Trainer {
                         warmup,
                         schedule_steps,
                     );
-                    let loss = self.step(&batch, lr)?;
+                    let progress = Progress {
+                        step: self.position.step,
+                        total: schedule_steps,
+                    };
+                    let loss = self.step(&batch, lr, progress)?;
                     let dt = tick.elapsed().as_secs_f64();
                     tick = Instant::now();
                     self.position.step += 1;
@@ -809,12 +793,11 @@ impl Trainer {
         epoch: u64,
     ) -> Prefetcher<Batch> {
         let images: Arc<Vec<Image>> = Arc::clone(&self.data.train.images);
-        let labels = (self.method.needs_labels() || self.method.needs_frames())
+        let sampling = self.method.borrow().sampling();
+        let labels = (sampling != Sampling::Shuffled)
             .then(|| self.data.train.labels.clone())
             .flatten();
-        let frames = self
-            .method
-            .needs_frames()
+        let frames = (sampling == Sampling::VideoFrames)
             .then(|| self.data.train.video.as_ref().map(Arc::clone))
             .flatten();
         let pipeline = Arc::clone(&self.pipeline);
@@ -870,11 +853,9 @@ impl Trainer {
     }
 
     /// One optimisation step; returns the loss.
-    fn step(&mut self, batch: &Batch, lr: f64) -> Result<f64> {
+    fn step(&mut self, batch: &Batch, lr: f64, progress: Progress) -> Result<f64> {
         self.optimizer.zero_grad();
-        if let (Some(key), Method::Moco { momentum, .. }) = (&self.key, &self.method) {
-            momentum_update(&key.vs, &self.vs, *momentum)?;
-        }
+        self.method.get_mut().before_step(&self.vs, progress)?;
         let (device, precision) = (self.input.device, self.input.precision);
         // Diverged weights show first as non-finite embeddings, which the losses refuse.
         let embed = |model: &EmbeddingModel, x: &Tensor| -> Result<Tensor> {
@@ -892,30 +873,25 @@ impl Trainer {
         let gathered = |model: &EmbeddingModel, x: &Tensor| -> Result<Tensor> {
             self.gather_view_major(&embed(model, x)?, batch.images)
         };
-        let keys = |x: &Tensor| -> Result<Tensor> {
-            let key = &self.key.as_ref().expect("MoCo has a key encoder").model;
-            let shuffle = match &self.method {
-                Method::Moco { shuffle_bn, .. } => shuffle_bn.unwrap_or(!self.config.model.sync_bn),
-                _ => false,
-            };
+        let encode = |model: &EmbeddingModel, x: &Tensor, shuffle: bool| -> Result<Tensor> {
             no_grad(|| {
                 if shuffle && self.group.world_size() > 1 {
-                    self.shuffled_keys(key, x, &embed)
+                    self.shuffled_keys(model, x, &embed)
                 } else {
-                    gathered(key, x)
+                    gathered(model, x)
                 }
             })
         };
         let global = self.global_batch(batch)?;
-        let loss_of = || {
-            self.method.loss(
-                &gathered,
-                &self.model,
-                self.key.is_some().then_some(&keys as &KeyEncoding<'_>),
-                &global,
-            )
+        let inputs = StepInputs {
+            batch: &global,
+            model: &self.model,
+            embed: &gathered,
+            encode: &encode,
+            sync_bn: self.config.model.sync_bn && self.group.world_size() > 1,
         };
-        let (loss, keys) = if self.config.model.sync_bn {
+        let loss_of = || self.method.borrow_mut().loss(&inputs);
+        let loss = if self.config.model.sync_bn {
             self.group.synchronising(loss_of)?
         } else {
             loss_of()?
@@ -935,9 +911,7 @@ impl Trainer {
             self.optimizer.clip_grad_norm(max_norm);
         }
         self.optimizer.step(lr, self.position.step + 1);
-        if let (Some(keys), Method::Moco { queue, .. }) = (keys, &mut self.method) {
-            queue.enqueue(&keys)?;
-        }
+        self.method.get_mut().after_step()?;
         Ok(value)
     }
 
@@ -1045,18 +1019,8 @@ impl Trainer {
             .into_iter()
             .map(|(n, t)| (format!("model.{n}"), t))
             .collect();
-        if let Some(key) = &self.key {
-            tensors.extend(
-                key.vs
-                    .variables()
-                    .into_iter()
-                    .map(|(n, t)| (format!("key.{n}"), t)),
-            );
-        }
+        tensors.extend(self.method.borrow().state());
         tensors.extend(self.optimizer.state());
-        if let Method::Moco { queue, .. } = &self.method {
-            tensors.extend(queue.state());
-        }
         checkpoint::save(
             &checkpoint_path(&self.run_dir),
             &tensors,

@@ -1,0 +1,119 @@
+//! BYOL (Grill et al., 2020): a predictor on the online network predicts what a target
+//! network, the online one's moving average, makes of the other view; no negatives. The
+//! target's momentum rises from `momentum` to 1 along a cosine over the run, as in the
+//! paper and lightly's `cosine_schedule`.
+
+use std::collections::HashMap;
+
+use contrastive_losses::negative_cosine;
+use contrastive_models::ModelConfig;
+use contrastive_tensor::{Tensor, nn::VarStore};
+
+use super::momentum::MomentumEncoder;
+use super::predictor::Predictor;
+use super::{Progress, Registration, Setup, StepInputs, TrainMethod};
+use crate::Result;
+use crate::config::MethodConfig;
+use crate::error::invalid;
+
+pub(super) const REGISTRATION: Registration = Registration {
+    name: "byol",
+    build,
+};
+
+fn build(config: &MethodConfig, _: &Setup) -> Result<Box<dyn TrainMethod>> {
+    let momentum = config.momentum.unwrap_or(0.996);
+    if !(0.0..=1.0).contains(&momentum) {
+        return Err(invalid(
+            "method.momentum",
+            format!("must be in [0, 1], got {momentum}"),
+        ));
+    }
+    Ok(Box::new(Byol {
+        momentum,
+        parts: None,
+    }))
+}
+
+#[derive(Debug)]
+struct Byol {
+    /// The target's momentum at the start of the run.
+    momentum: f64,
+    /// The target network and the predictor, once attached.
+    parts: Option<(MomentumEncoder, Predictor)>,
+}
+
+impl Byol {
+    fn parts(&self) -> &(MomentumEncoder, Predictor) {
+        self.parts.as_ref().expect("attached before training")
+    }
+}
+
+/// The momentum at `step` of `total`: from `base` at the first step along a cosine to 1 at
+/// the last (lightly's `cosine_schedule(step, total, base, 1)`).
+pub(super) fn cosine_momentum(base: f64, progress: Progress) -> f64 {
+    if progress.total <= 1 {
+        return 1.0;
+    }
+    let phase = progress.step.min(progress.total - 1) as f64 / (progress.total - 1) as f64;
+    1.0 - (1.0 - base) * ((std::f64::consts::PI * phase).cos() + 1.0) / 2.0
+}
+
+impl TrainMethod for Byol {
+    fn attach(&mut self, online: &VarStore, model: ModelConfig) -> Result<()> {
+        let target = MomentumEncoder::copy_of(online, model, "target.")?;
+        self.parts = Some((target, Predictor::for_model(online, model)));
+        Ok(())
+    }
+
+    fn before_step(&mut self, online: &VarStore, progress: Progress) -> Result<()> {
+        self.parts()
+            .0
+            .follow(online, cosine_momentum(self.momentum, progress))
+    }
+
+    fn loss(&mut self, step: &StepInputs<'_>) -> Result<Tensor> {
+        let (target, predictor) = self.parts();
+        let (first, second) = step.batch.two_views();
+        let p0 = predictor.predict(&(step.embed)(step.model, &first)?);
+        let p1 = predictor.predict(&(step.embed)(step.model, &second)?);
+        let t0 = (step.encode)(&target.model, &first, false)?;
+        let t1 = (step.encode)(&target.model, &second, false)?;
+        Ok((negative_cosine(&p0, &t1)? + negative_cosine(&p1, &t0)?) * 0.5)
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let (target, predictor) = self.parts();
+        let mut state = target.state();
+        state.extend(predictor.state());
+        state
+    }
+
+    fn restore(&mut self, saved: &HashMap<String, Tensor>) -> Result<()> {
+        let (target, predictor) = self.parts();
+        target.restore(saved)?;
+        predictor.restore(saved)
+    }
+
+    fn trainable(&self) -> Vec<(String, Tensor)> {
+        self.parts().1.trainable()
+    }
+
+    fn encoders(&self) -> Vec<&VarStore> {
+        vec![&self.parts().0.vs]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_momentum_rises_from_its_base_to_one_along_a_cosine() {
+        let at = |step, total| cosine_momentum(0.99, Progress { step, total });
+        assert_eq!(at(0, 101), 0.99);
+        assert!((at(50, 101) - 0.995).abs() < 1e-12);
+        assert_eq!(at(100, 101), 1.0);
+        assert_eq!(at(0, 1), 1.0);
+    }
+}

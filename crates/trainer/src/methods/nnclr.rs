@@ -1,0 +1,93 @@
+//! NNCLR (Dwibedi et al., 2021): each view's positive is the nearest neighbour of the other
+//! view's embedding in a support set of past embeddings; NT-Xent between those neighbours
+//! and a predictor's outputs, the global batch's other images as negatives.
+
+use std::collections::HashMap;
+
+use contrastive_losses::{InfoNce, InfoNceConfig, NearestNeighbourBank};
+use contrastive_models::ModelConfig;
+use contrastive_tensor::{Tensor, nn::VarStore};
+
+use super::predictor::Predictor;
+use super::{Registration, Setup, StepInputs, TrainMethod, saved};
+use crate::Result;
+use crate::config::MethodConfig;
+
+pub(super) const REGISTRATION: Registration = Registration {
+    name: "nnclr",
+    build,
+};
+
+fn build(config: &MethodConfig, setup: &Setup) -> Result<Box<dyn TrainMethod>> {
+    Ok(Box::new(Nnclr {
+        loss: InfoNce::new(InfoNceConfig::new(config.temperature.unwrap_or(0.1)))?,
+        bank: NearestNeighbourBank::new(
+            config.support_size.unwrap_or(4096),
+            setup.dim,
+            setup.batch_size,
+            setup.device,
+        )?,
+        predictor: None,
+        pending: None,
+    }))
+}
+
+#[derive(Debug)]
+struct Nnclr {
+    /// NT-Xent.
+    loss: InfoNce,
+    /// The support set.
+    bank: NearestNeighbourBank,
+    /// The predictor, once attached.
+    predictor: Option<Predictor>,
+    /// This step's second-view embeddings, queued after the optimiser's step.
+    pending: Option<Tensor>,
+}
+
+impl Nnclr {
+    fn predictor(&self) -> &Predictor {
+        self.predictor.as_ref().expect("attached before training")
+    }
+}
+
+impl TrainMethod for Nnclr {
+    fn attach(&mut self, online: &VarStore, model: ModelConfig) -> Result<()> {
+        self.predictor = Some(Predictor::for_model(online, model));
+        Ok(())
+    }
+
+    fn loss(&mut self, step: &StepInputs<'_>) -> Result<Tensor> {
+        let (first, second) = step.batch.two_views();
+        let z0 = (step.embed)(step.model, &first)?;
+        let z1 = (step.embed)(step.model, &second)?;
+        let (p0, p1) = (self.predictor().predict(&z0), self.predictor().predict(&z1));
+        let (n0, n1) = (self.bank.nearest(&z0)?, self.bank.nearest(&z1)?);
+        let loss = (self.loss.views(&n0, &p1)? + self.loss.views(&n1, &p0)?) * 0.5;
+        self.pending = Some(z1.detach());
+        Ok(loss)
+    }
+
+    fn after_step(&mut self) -> Result<()> {
+        if let Some(z) = self.pending.take() {
+            self.bank.enqueue(&z)?;
+        }
+        Ok(())
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let mut state = self.predictor().state();
+        state.extend(self.bank.state());
+        state
+    }
+
+    fn restore(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
+        self.predictor().restore(state)?;
+        self.bank
+            .restore(saved(state, "nnclr.bank")?, saved(state, "nnclr.next")?)?;
+        Ok(())
+    }
+
+    fn trainable(&self) -> Vec<(String, Tensor)> {
+        self.predictor().trainable()
+    }
+}

@@ -1,0 +1,61 @@
+//! SimSiam (Chen and He, 2021): a predictor on the network predicts the network's own
+//! embedding of the other view, through a stop-gradient; no negatives, no momentum copy.
+
+use std::collections::HashMap;
+
+use contrastive_losses::negative_cosine;
+use contrastive_models::ModelConfig;
+use contrastive_tensor::{Tensor, nn::VarStore};
+
+use super::predictor::Predictor;
+use super::{Registration, Setup, StepInputs, TrainMethod};
+use crate::Result;
+use crate::config::MethodConfig;
+
+pub(super) const REGISTRATION: Registration = Registration {
+    name: "simsiam",
+    build,
+};
+
+fn build(_: &MethodConfig, _: &Setup) -> Result<Box<dyn TrainMethod>> {
+    Ok(Box::new(SimSiam { predictor: None }))
+}
+
+#[derive(Debug)]
+struct SimSiam {
+    predictor: Option<Predictor>,
+}
+
+impl SimSiam {
+    fn predictor(&self) -> &Predictor {
+        self.predictor.as_ref().expect("attached before training")
+    }
+}
+
+impl TrainMethod for SimSiam {
+    fn attach(&mut self, online: &VarStore, model: ModelConfig) -> Result<()> {
+        self.predictor = Some(Predictor::for_model(online, model));
+        Ok(())
+    }
+
+    fn loss(&mut self, step: &StepInputs<'_>) -> Result<Tensor> {
+        let (first, second) = step.batch.two_views();
+        let z0 = (step.embed)(step.model, &first)?;
+        let z1 = (step.embed)(step.model, &second)?;
+        let (p0, p1) = (self.predictor().predict(&z0), self.predictor().predict(&z1));
+        // `negative_cosine` stops the gradient into its second argument.
+        Ok((negative_cosine(&p0, &z1)? + negative_cosine(&p1, &z0)?) * 0.5)
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        self.predictor().state()
+    }
+
+    fn restore(&mut self, saved: &HashMap<String, Tensor>) -> Result<()> {
+        self.predictor().restore(saved)
+    }
+
+    fn trainable(&self) -> Vec<(String, Tensor)> {
+        self.predictor().trainable()
+    }
+}
