@@ -19,6 +19,7 @@ pub const LAYERS: &[&[&str]] = &[
     &[
         "contrastive-tensor",
         "contrastive-data",
+        "contrastive-draw",
         "contrastive-samplers",
         "contrastive-pgserver",
     ],
@@ -36,6 +37,7 @@ pub const LAYERS: &[&[&str]] = &[
 /// Crates that must build without libtorch, with their default features.
 pub const WITHOUT_LIBTORCH: &[&str] = &[
     "contrastive-data",
+    "contrastive-draw",
     "contrastive-samplers",
     "contrastive-pgserver",
     "xtask",

@@ -25,6 +25,7 @@ mod download;
 mod eval;
 mod layering;
 mod libtorch;
+mod module_cycles;
 mod outside;
 mod postgres;
 mod preview;

@@ -64,6 +64,7 @@ pub fn run(root: &Path, options: &Options) -> Result<()> {
         return crate::outside::check(root);
     }
     crate::layering::check(root)?;
+    crate::module_cycles::check(root)?;
     run_command(root, "cargo", &["fmt", "--all", "--check"])?;
     run_command(
         root,

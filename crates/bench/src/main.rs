@@ -27,7 +27,7 @@ fn main() -> Result<()> {
             .into_iter()
             .map(|(l, f)| (l, f.unwrap_or(f64::NAN)))
             .collect();
-        contrastive_trainer::factor_chart(out.as_ref(), "Ours vs the Python peers", &bars)?;
+        contrastive_draw::factor_chart(out.as_ref(), "Ours vs the Python peers", &bars)?;
         return Ok(());
     }
     if workload == "peak" {

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use contrastive_draw::{cluster_grid, scatter};
 use contrastive_retrieval::{EmbeddingStore, KMeans, normalize, pca_2d, tsne_2d};
 use contrastive_tensor::Tensor;
-use contrastive_trainer::{cluster_grid, images_for_ids, scatter};
+use contrastive_trainer::images_for_ids;
 
 /// Arguments of `contrastive cluster`.
 #[derive(Args, Debug)]

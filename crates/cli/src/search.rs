@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use contrastive_data::{Channels, Resize, conform, image_from_hwc, read_image};
+use contrastive_draw::{Tile, contact_sheet};
 use contrastive_pgvector::{PgCollection, PgIndex, PgTarget};
 use contrastive_retrieval::{
     Collection, CollectionInfo, EmbeddingStore, HnswConfig, HnswIndex, Item, LocalCollection,
@@ -16,7 +17,7 @@ use contrastive_retrieval::{
 };
 use contrastive_tensor::parse_device;
 use contrastive_trainer::{
-    DatasetEmbedder, QueryEmbedder, Tile, contact_sheet, embed_dataset, embed_query, images_for_ids,
+    DatasetEmbedder, QueryEmbedder, embed_dataset, embed_query, images_for_ids,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 

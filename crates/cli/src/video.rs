@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use contrastive_data::{Channels, Resize, conform, read_image};
+use contrastive_draw::{Tile, contact_sheet};
 use contrastive_retrieval::EmbeddingStore;
-use contrastive_trainer::{Tile, VideoCollection, VideoHit, contact_sheet, ensure_demo};
+use contrastive_trainer::{VideoCollection, VideoHit, ensure_demo};
 
 use crate::file_name;
 

@@ -32,19 +32,22 @@
 mod collection;
 mod error;
 mod hnsw;
+mod item;
 mod kmeans;
 mod knn;
 mod linear_probe;
 mod maps;
 mod metrics;
 mod prefilter;
+mod scoring;
 mod search;
 mod store;
 mod video;
 
-pub use crate::collection::{Collection, CollectionInfo, Hit, Item, LocalCollection, held_items};
+pub use crate::collection::{Collection, CollectionInfo, Hit, LocalCollection, held_items};
 pub use crate::error::{Error, Result};
 pub use crate::hnsw::{HnswConfig, HnswIndex};
+pub use crate::item::Item;
 pub use crate::kmeans::{Clustering, KMeans};
 pub use crate::knn::{KnnClassifier, accuracy};
 pub use crate::linear_probe::{LinearProbe, LinearProbeReport};

@@ -5,7 +5,7 @@
 use contrastive_tensor::{Kind, Tensor, no_grad};
 
 use crate::error::check_finite;
-use crate::search::{Metric, Scorer};
+use crate::scoring::{Metric, Scorer};
 use crate::{Error, Result};
 
 /// Retrieval quality of a labeled set searched against itself (each item a query, the

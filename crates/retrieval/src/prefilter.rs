@@ -15,7 +15,7 @@ use std::collections::BinaryHeap;
 use contrastive_tensor::{Device, Kind, Tensor, with_bf16_bits, with_f32_slice};
 use rayon::prelude::*;
 
-use crate::search::{DATABASE_BLOCK, Metric, Neighbours, QUERY_BLOCK, Scorer, score_buffer};
+use crate::scoring::{DATABASE_BLOCK, Metric, Neighbours, QUERY_BLOCK, Scorer, score_buffer};
 
 /// The bound on `|bf16 score - fp32 score|` is `INPUT |q| |d| + OUTPUT |bf16 score|`: input
 /// rounding and fp32 accumulation (`2^-7 + 2^-16`), and output rounding (`2^-8`), each with
@@ -210,7 +210,7 @@ mod tests {
     use contrastive_tensor::{no_grad, seeded};
 
     use super::*;
-    use crate::search::search_cpu;
+    use crate::scoring::search_cpu;
 
     fn both(database: &Tensor, queries: &Tensor, k: usize, metric: Metric) -> [Neighbours; 2] {
         no_grad(|| {

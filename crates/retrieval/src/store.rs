@@ -8,8 +8,8 @@ use std::path::Path;
 use contrastive_tensor::{Device, Kind, SafetensorsFile, Tensor, save_safetensors};
 use serde::{Deserialize, Serialize};
 
-use crate::collection::Item;
 use crate::error::{check_finite, invalid};
+use crate::item::Item;
 use crate::search::{Metric, Neighbours, search_finite_database};
 use crate::{Error, Result};
 

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::Result;
 use crate::config::TrainConfig;
 use crate::data::RunData;
-use crate::eval::{Evaluation, Features, Input};
+use crate::evaluation::{Evaluation, Features, Input};
 
 /// The guide's section on what to do when the embedding loses.
 pub const GUIDE_SECTION: &str = "When the embedding loses to pixels";

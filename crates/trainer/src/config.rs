@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use contrastive_tensor::{Device, Precision, parse_device};
 use serde::{Deserialize, Serialize};
 
-use crate::error::invalid;
-use crate::views::ViewsConfig;
+use crate::error::{area_range, in_range, invalid};
+use crate::views::{LocalViews, ViewsConfig, recipe_transforms};
 use crate::{Error, Result};
 
 /// A whole training run, as `configs/*.toml` spell it.
@@ -436,6 +436,23 @@ pub const DEFAULT_PER_VIDEO: usize = 4;
 /// The temporal positive window when `method.window` is not given.
 pub const DEFAULT_WINDOW: usize = 4;
 
+/// The view transforms of a run on `size`-pixel images: `views` of the recipe
+/// `data.augment` names (cycling through its own views: BYOL has two), changed by `changes`,
+/// then `data.local_views` local views. `none` makes views that are the images themselves.
+pub fn view_transforms(
+    data: &DataConfig,
+    changes: &ViewsConfig,
+    size: usize,
+    views: usize,
+) -> Result<Vec<std::sync::Arc<dyn contrastive_augment::Transform>>> {
+    let local = LocalViews {
+        count: data.local_views,
+        side: data.local_side(size),
+        crop_scale: data.local_crop_scale(),
+    };
+    recipe_transforms(&data.augment, changes, size, views, local)
+}
+
 impl DataConfig {
     /// The side of the local views for images of side `size` (by default 3/7 of it, at
     /// least 4 pixels, the least the small CNN takes).
@@ -500,27 +517,6 @@ fn positive(field: &'static str, value: f64) -> Result<()> {
 }
 
 /// An area range `[min, max]` of crops, where given: `0 < min <= max <= 1`.
-pub(crate) fn area_range(field: &'static str, range: Option<[f64; 2]>) -> Result<()> {
-    match range {
-        Some([min, max]) if !(min > 0.0 && min <= max && max <= 1.0) => Err(invalid(
-            field,
-            format!("[{min}, {max}] must satisfy 0 < min <= max <= 1"),
-        )),
-        _ => Ok(()),
-    }
-}
-
-pub(crate) fn in_range(field: &'static str, value: f64, low: f64, high: f64) -> Result<()> {
-    if (low..=high).contains(&value) {
-        Ok(())
-    } else {
-        Err(invalid(
-            field,
-            format!("must be in [{low}, {high}], got {value}"),
-        ))
-    }
-}
-
 /// The widest projection head accepted (`model.head_hidden`, `model.head_out`).
 const MAX_HEAD_WIDTH: f64 = 65_536.0;
 /// The most CPU threads accepted (`run.threads`).
@@ -1095,5 +1091,38 @@ mod tests {
             );
         }
         assert!(TrainConfig::load(&path, &["epochs".into()]).is_err());
+    }
+
+    /// A SimCLR run with the views of `augment` changed by these `[views]` lines.
+    fn with_views(augment: &str, views: &str) -> Result<TrainConfig> {
+        TrainConfig::from_toml(&format!(
+            "[run]\nout = \"runs/x\"\nepochs = 1\n\
+             [data]\ndataset = \"fashion-mnist\"\nbatch_size = 8\naugment = \"{augment}\"\n\
+             [views]\n{views}\n\
+             [method]\nname = \"simclr\"\n[optimizer]\nname = \"sgd\"\nlr = 0.1\n"
+        ))
+    }
+
+    #[test]
+    fn bad_view_changes_name_the_key() {
+        for (line, field) in [
+            ("crop_scale = [0.5, 0.2]", "views.crop_scale"),
+            ("crop_scale = [0.0, 1.0]", "views.crop_scale"),
+            ("rotation = 200", "views.rotation"),
+            ("rotation_p = -0.1", "views.rotation_p"),
+            ("flip_p = 2", "views.flip_p"),
+            ("jitter = [0.4, 0.4, 0.4, 0.6]", "views.jitter"),
+            ("jitter = [-0.4, 0.4, 0.4, 0.1]", "views.jitter"),
+            ("jitter_p = 1.5", "views.jitter_p"),
+            ("grayscale_p = 1.5", "views.grayscale_p"),
+            ("blur_p = nan", "views.blur_p"),
+            ("solarize_p = 3", "views.solarize_p"),
+            ("crop = [0.2, 1.0]", "unknown field `crop`"),
+        ] {
+            let err = with_views("simclr-blur", line).unwrap_err().to_string();
+            assert!(err.contains(field), "{line}: {err}");
+        }
+        let err = with_views("none", "blur_p = 0.5").unwrap_err().to_string();
+        assert!(err.contains("views") && err.contains("none"), "{err}");
     }
 }

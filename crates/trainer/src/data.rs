@@ -13,21 +13,11 @@ use contrastive_data::{
 use rayon::prelude::*;
 
 use crate::config::DataConfig;
-use crate::video::{self, VideoIndex};
+use crate::error::warn;
+use crate::split::SplitData;
+use crate::standard::{standard_dir, standard_stats};
+use crate::video;
 use crate::{Error, Result};
-
-/// Images and labels of one split.
-#[derive(Debug, Clone)]
-pub struct SplitData {
-    /// The images, `[H, W, C]` `u8`.
-    pub images: Arc<Vec<Image>>,
-    /// One label per image, when the dataset has labels.
-    pub labels: Option<Vec<usize>>,
-    /// One id per image: its file path, or `dataset:split:index`.
-    pub ids: Vec<String>,
-    /// For video: each frame's video, index, time and scene.
-    pub video: Option<Arc<VideoIndex>>,
-}
 
 /// Everything a run reads.
 #[derive(Debug, Clone)]
@@ -48,53 +38,6 @@ pub struct RunData {
     pub std: Vec<f32>,
     /// What was skipped while reading (unreadable videos), one line each.
     pub warnings: Vec<String>,
-}
-
-/// Published channel statistics of the standard sets.
-fn standard_stats(name: &str) -> Option<(Vec<f32>, Vec<f32>)> {
-    match name {
-        // W1 in shared/benchmarks.md.
-        "fashion-mnist" => Some((vec![0.2860], vec![0.3530])),
-        "mnist" => Some((vec![0.1307], vec![0.3081])),
-        "cifar10" => Some((vec![0.4914, 0.4822, 0.4465], vec![0.2470, 0.2435, 0.2616])),
-        "cifar100" => Some((vec![0.5071, 0.4865, 0.4409], vec![0.2673, 0.2564, 0.2762])),
-        _ => None,
-    }
-}
-
-/// The folder of a standard dataset: `data.dir`, else a verified copy found where
-/// `cargo xtask download` puts it (or a system package's folder).
-fn standard_dir(config: &DataConfig) -> Result<PathBuf> {
-    if let Some(dir) = &config.dir {
-        return Ok(dir.clone());
-    }
-    find_standard(&config.dataset)
-}
-
-/// A verified copy of the standard dataset `name` where `cargo xtask download` puts it (or
-/// a system package's folder).
-pub(crate) fn find_standard(name: &str) -> Result<PathBuf> {
-    let spec = download::dataset_spec(name)?;
-    let root = download::data_root(&|k| std::env::var_os(k));
-    let found = match root.as_deref() {
-        Some(root) => download::find_existing(&spec, root)?,
-        None => None,
-    };
-    found.map(|(dir, _)| dir).ok_or_else(|| Error::MissingData {
-        message: format!(
-            "{name} is not downloaded (looked in {} and {}); run `cargo xtask download {name}` \
-                 or set data.dir",
-            root.map_or_else(
-                || "the data folder".into(),
-                |r| r.join(name).display().to_string()
-            ),
-            spec.local_dirs
-                .iter()
-                .map(|d| d.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-        ),
-    })
 }
 
 /// The folder of a video dataset; the demo set is generated there first when absent (by
@@ -254,12 +197,6 @@ fn same_channels<'a>(
             Ok(conform(picture, channels, Resize::Keep))
         })
         .collect()
-}
-
-/// Logs `message` as a warning (the binary prints it) and keeps it for the run's observer.
-pub(crate) fn warn(warnings: &mut Vec<String>, message: String) {
-    tracing::warn!("{message}");
-    warnings.push(message);
 }
 
 /// Mean and standard deviation of every channel over all images.

@@ -66,6 +66,9 @@ pub enum Error {
     /// From the data crate.
     #[error(transparent)]
     Data(#[from] contrastive_data::Error),
+    /// From the drawing crate.
+    #[error(transparent)]
+    Draw(#[from] contrastive_draw::Error),
     /// From the augmentations.
     #[error(transparent)]
     Augment(#[from] contrastive_augment::Error),
@@ -106,4 +109,33 @@ pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Error 
         field,
         message: message.into(),
     }
+}
+
+/// An error unless `range` (when given) is `[min, max]` with `0 < min <= max <= 1`.
+pub(crate) fn area_range(field: &'static str, range: Option<[f64; 2]>) -> Result<()> {
+    match range {
+        Some([min, max]) if !(min > 0.0 && min <= max && max <= 1.0) => Err(invalid(
+            field,
+            format!("[{min}, {max}] must satisfy 0 < min <= max <= 1"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// An error unless `low <= value <= high`.
+pub(crate) fn in_range(field: &'static str, value: f64, low: f64, high: f64) -> Result<()> {
+    if (low..=high).contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            format!("must be in [{low}, {high}], got {value}"),
+        ))
+    }
+}
+
+/// Logs `message` as a warning (the binary prints it) and keeps it for the run's observer.
+pub(crate) fn warn(warnings: &mut Vec<String>, message: String) {
+    tracing::warn!("{message}");
+    warnings.push(message);
 }

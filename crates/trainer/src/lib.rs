@@ -39,7 +39,9 @@ mod checkpoint;
 mod config;
 mod data;
 mod error;
-mod eval;
+mod evaluation;
+mod inference;
+mod item_images;
 mod lock;
 mod memory;
 mod methods;
@@ -48,7 +50,8 @@ mod numerics;
 mod optim;
 mod plot;
 mod run;
-mod sheet;
+mod split;
+mod standard;
 mod video;
 mod video_search;
 mod views;
@@ -60,13 +63,16 @@ pub use crate::budget::{BudgetInputs, BudgetPlan, CALIBRATION_STEPS, parse_durat
 pub use crate::checkpoint::{Checkpoint, Position, checkpoint_path};
 pub use crate::config::{
     DataConfig, EvalConfig, MethodConfig, ModelSection, OptimizerConfig, RunConfig, TrainConfig,
+    view_transforms,
 };
-pub use crate::data::{RunData, SplitData, load as load_data};
+pub use crate::data::{RunData, load as load_data};
 pub use crate::error::{Error, Result};
-pub use crate::eval::{
-    DatasetEmbedder, Evaluation, Features, Input, QueryEmbedder, embed, embed_dataset, embed_query,
-    evaluate_raw_pixels, evaluate_saved, evaluate_saved_against_pixels, model_identity,
+pub use crate::evaluation::{Evaluation, Features, Input, embed};
+pub use crate::inference::{
+    DatasetEmbedder, QueryEmbedder, embed_dataset, embed_query, evaluate_raw_pixels,
+    evaluate_saved, evaluate_saved_against_pixels, model_identity,
 };
+pub use crate::item_images::{ItemImages, images_for_ids};
 pub use crate::lock::RunLock;
 pub use crate::memory::{StepMemory, measure_step_memory, parse_size};
 pub use crate::methods::{
@@ -78,9 +84,9 @@ pub use crate::numerics::{
     LOW_PRECISION_MARGIN, Numerics, NumericsChoice, Trial, cached_numerics, choose_numerics,
 };
 pub use crate::optim::{Optimizer, learning_rate};
-pub use crate::plot::{PALETTE, Series, factor_chart, line_chart, plot_run, scatter};
+pub use crate::plot::plot_run;
 pub use crate::run::{Observer, Plan, Report, Trainer};
-pub use crate::sheet::{ItemImages, Tile, cluster_grid, contact_sheet, images_for_ids};
-pub use crate::video::{VideoIndex, ensure_demo};
+pub use crate::split::{SplitData, VideoIndex};
+pub use crate::video::ensure_demo;
 pub use crate::video_search::{FrameStoreUpdate, VideoCollection, VideoHit};
-pub use crate::views::{ViewsConfig, view_transforms};
+pub use crate::views::{LocalViews, ViewsConfig, recipe_transforms};

@@ -23,10 +23,10 @@ use serde::{Deserialize, Serialize};
 use crate::baseline::PixelComparison;
 use crate::budget::{BudgetInputs, BudgetPlan, CALIBRATION_STEPS, parse_duration, plan_steps};
 use crate::checkpoint::{self, Checkpoint, Position, checkpoint_path};
-use crate::config::{DEFAULT_PER_VIDEO, DEFAULT_WINDOW, TrainConfig};
+use crate::config::{DEFAULT_PER_VIDEO, DEFAULT_WINDOW, TrainConfig, view_transforms};
 use crate::data::{self, RunData};
 use crate::error::invalid;
-use crate::eval::{Evaluation, Features, Input};
+use crate::evaluation::{Evaluation, Features, Input};
 use crate::lock::RunLock;
 use crate::memory::{self, parse_size};
 use crate::methods::{self, Batch, Progress, Sampling, Setup, StepInputs, TrainMethod};
@@ -34,7 +34,6 @@ use crate::metrics::{MetricsLog, Record};
 use crate::numerics::{Numerics, choose_numerics};
 use crate::optim::{Optimizer, learning_rate};
 use crate::plot::plot_run;
-use crate::views;
 use crate::{Error, Result};
 
 /// What a run is about to do; given to [`Observer::started`].
@@ -320,7 +319,7 @@ impl Trainer {
         let seed = config.run.seed;
         let mut warnings = data.warnings.clone();
         if let Some(warning) = knn_k_warning(config.eval.knn_k, data.train.labels.as_deref()) {
-            data::warn(&mut warnings, warning);
+            crate::error::warn(&mut warnings, warning);
         }
         let batches = if method.sampling() == Sampling::VideoFrames {
             let index = data.train.video.as_ref().ok_or_else(|| {
@@ -342,7 +341,7 @@ impl Trainer {
                     "skipped video {}: {} frames, fewer than method.per_video ({per_video})",
                     index.names[v], index.counts[v]
                 );
-                data::warn(&mut warnings, warning);
+                crate::error::warn(&mut warnings, warning);
             }
             Batches::Temporal {
                 sampler,
@@ -380,8 +379,7 @@ impl Trainer {
                 seed,
             )?)
         };
-        let transforms =
-            views::view_transforms(&config.data, &config.views, data.size, method.views())?;
+        let transforms = view_transforms(&config.data, &config.views, data.size, method.views())?;
         let pipeline = Arc::new(MultiViewPipeline::new(transforms, seed));
         let input = Input {
             device,
@@ -409,7 +407,7 @@ impl Trainer {
         if let Some(step) = step
             && let Some(warning) = step.check(batch_size, views_per_image)?
         {
-            data::warn(&mut warnings, warning);
+            crate::error::warn(&mut warnings, warning);
         }
 
         // Nothing is written before the config, data and device have passed every check.

@@ -11,53 +11,13 @@ use contrastive_data::{
 };
 
 use crate::config::DataConfig;
-use crate::data::SplitData;
+use crate::error::warn;
+use crate::split::{STRETCH_WITHOUT_CUTS, SplitData, VideoIndex};
+use crate::standard::find_standard;
 use crate::{Error, Result};
 
 /// Frame side of the demo set.
 pub const DEMO_SIZE: usize = 48;
-/// Length of the stretches a video without a scene table is cut into for evaluation, in
-/// frames: a query's own stretch is left out of its search.
-pub const STRETCH_WITHOUT_CUTS: usize = 32;
-
-/// Where each frame of a video split comes from.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VideoIndex {
-    /// Each frame's video (an index into `names`).
-    pub video: Vec<usize>,
-    /// Each frame's index within its video.
-    pub frame: Vec<usize>,
-    /// Each frame's scene, numbered across the split: from the folder's `scenes.tsv` when
-    /// it has one, else stretches of [`STRETCH_WITHOUT_CUTS`] frames.
-    pub scene: Vec<usize>,
-    /// The videos' names (file stems).
-    pub names: Vec<String>,
-    /// The video files.
-    pub paths: Vec<PathBuf>,
-    /// Frames per second of the decoded frames, when known.
-    pub fps: Option<f64>,
-    /// Frames of each video.
-    pub counts: Vec<usize>,
-    /// Each frame's file: its video file, or its own image in a folder of frames.
-    pub sources: Vec<PathBuf>,
-}
-
-impl VideoIndex {
-    /// The first frame of each video in the split's frame order.
-    pub fn starts(&self) -> Vec<usize> {
-        let mut starts = vec![0];
-        for &count in &self.counts {
-            starts.push(starts.last().copied().unwrap_or(0) + count);
-        }
-        starts.pop();
-        starts
-    }
-
-    /// Seconds from the start of its video to frame `i` of the split, when the rate is known.
-    pub fn time(&self, i: usize) -> Option<f64> {
-        self.fps.map(|fps| self.frame[i] as f64 / fps)
-    }
-}
 
 /// The folders of the demo set under `root` (`train/`, `test/`), generated when absent:
 /// 120 training videos and 20 held-out ones, whose items come from Fashion-MNIST's own
@@ -71,7 +31,7 @@ pub fn ensure_demo(root: &Path) -> Result<()> {
         if dir.join(contrastive_data::SCENES_FILE).is_file() {
             continue;
         }
-        let items = fashion_mnist(crate::data::find_standard("fashion-mnist")?, source)?;
+        let items = fashion_mnist(find_standard("fashion-mnist")?, source)?;
         let images = (0..items.len().min(10_000))
             .map(|i| Ok(items.image_view(i)?.to_owned()))
             .collect::<Result<Vec<_>>>()?;
@@ -170,7 +130,7 @@ pub fn load_split(
             skipped.len() + counts.len(),
             dir.display()
         );
-        crate::data::warn(warnings, summary);
+        warn(warnings, summary);
     }
     let samples = set.get_many(&(0..set.len()).collect::<Vec<_>>())?;
     let names = set.class_names().to_vec();

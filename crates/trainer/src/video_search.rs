@@ -18,9 +18,11 @@ use contrastive_tensor::{Kind, Tensor};
 use sha2::{Digest, Sha256};
 
 use crate::config::TrainConfig;
-use crate::data::SplitData;
-use crate::eval::{LoadedModel, embed, load_for_inference, model_identity};
-use crate::video::{VideoIndex, load_split, split_dirs};
+use crate::evaluation::embed;
+use crate::inference::{LoadedModel, load_for_inference, model_identity};
+use crate::split::SplitData;
+use crate::split::VideoIndex;
+use crate::video::{load_split, split_dirs};
 use crate::{Error, Result};
 
 /// The frames of a set of videos embedded by one model: the search side of
@@ -148,7 +150,7 @@ impl VideoCollection {
             if !usable {
                 let message = "the frame store was made by another model or from other \
                                frames; every video is embedded again";
-                crate::data::warn(&mut warnings, message.into());
+                crate::error::warn(&mut warnings, message.into());
             }
             usable
         });
@@ -246,7 +248,7 @@ impl VideoCollection {
                 store_path.display(),
                 stale.join(", ")
             );
-            crate::data::warn(&mut collection.warnings, message);
+            crate::error::warn(&mut collection.warnings, message);
         }
         Ok(collection)
     }

@@ -8,8 +8,7 @@ use contrastive_augment::{Compose, Transform};
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
-use crate::config::{DataConfig, area_range, in_range};
-use crate::error::invalid;
+use crate::error::{area_range, in_range, invalid};
 
 /// `[views]`: changes to the recipe `data.augment` names, each key optional (an absent key
 /// keeps the recipe's value). They apply to every view the recipe makes and to multi-crop's
@@ -112,16 +111,28 @@ impl ViewsConfig {
     }
 }
 
-/// The view transforms of a run on `size`-pixel images: `views` of the recipe
-/// `data.augment` names (cycling through its own views: BYOL has two), changed by `changes`,
-/// then `data.local_views` local views. `none` makes views that are the images themselves.
-pub fn view_transforms(
-    data: &DataConfig,
+/// Multi-crop's local views: how many, their side and the area range of their crops.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LocalViews {
+    /// Local views per image (0: none).
+    pub count: usize,
+    /// Their side in pixels.
+    pub side: usize,
+    /// The area range of their crops.
+    pub crop_scale: (f64, f64),
+}
+
+/// The view transforms on `size`-pixel images: `views` of the recipe `augment` names
+/// (cycling through its own views: BYOL has two), changed by `changes`, then the `local`
+/// views. `none` makes views that are the images themselves.
+pub fn recipe_transforms(
+    augment: &str,
     changes: &ViewsConfig,
     size: usize,
     views: usize,
+    local: LocalViews,
 ) -> Result<Vec<Arc<dyn Transform>>> {
-    let own: Vec<Compose> = match presets::named(&data.augment, size) {
+    let own: Vec<Compose> = match presets::named(augment, size) {
         Some(recipes) => recipes
             .into_iter()
             .map(|r| changes.apply(r, false).build())
@@ -131,10 +142,10 @@ pub fn view_transforms(
     let mut transforms: Vec<Arc<dyn Transform>> = (0..views)
         .map(|v| Arc::new(own[v % own.len()].clone()) as Arc<dyn Transform>)
         .collect();
-    if data.local_views > 0 {
-        let local = ViewRecipe::local(data.local_side(size), data.local_crop_scale());
-        let local: Arc<dyn Transform> = Arc::new(changes.apply(local, true).build()?);
-        transforms.extend(std::iter::repeat_n(local, data.local_views));
+    if local.count > 0 {
+        let recipe = ViewRecipe::local(local.side, local.crop_scale);
+        let recipe: Arc<dyn Transform> = Arc::new(changes.apply(recipe, true).build()?);
+        transforms.extend(std::iter::repeat_n(recipe, local.count));
     }
     Ok(transforms)
 }
@@ -142,34 +153,29 @@ pub fn view_transforms(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TrainConfig;
     use contrastive_augment::Image;
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
-    /// A SimCLR run with the views of `augment` and the given `[data]` and `[views]` lines.
-    fn run_of(augment: &str, data: &str, views: &str) -> crate::Result<TrainConfig> {
-        TrainConfig::from_toml(&format!(
-            "[run]\nout = \"runs/x\"\nepochs = 1\n\
-             [data]\ndataset = \"fashion-mnist\"\nbatch_size = 8\naugment = \"{augment}\"\n{data}\n\
-             [views]\n{views}\n\
-             [method]\nname = \"simclr\"\n[optimizer]\nname = \"sgd\"\nlr = 0.1\n"
-        ))
+    /// The `[views]` section of these TOML lines, checked.
+    fn changes(lines: &str) -> ViewsConfig {
+        let views: ViewsConfig = toml::from_str(lines).unwrap();
+        views.validate().unwrap();
+        views
     }
 
-    fn config(data: &str, views: &str) -> crate::Result<TrainConfig> {
-        run_of("simclr-blur", data, views)
-    }
+    const NO_LOCAL: LocalViews = LocalViews {
+        count: 0,
+        side: 0,
+        crop_scale: (0.0, 0.0),
+    };
 
     #[test]
     fn every_key_reaches_the_views_and_local_views_keep_their_crops() {
-        let changes = config(
-            "",
+        let changes = changes(
             "crop_scale = [0.3, 0.9]\nrotation = 12\nflip_p = 0.1\njitter = [0.1, 0.2, 0.3, 0.04]\n\
              jitter_p = 0.5\ngrayscale_p = 0.6\nblur_p = 0.7\nsolarize_p = 0.8",
-        )
-        .unwrap()
-        .views;
+        );
         let recipe = changes.apply(ViewRecipe::simclr(28, 1.0, true), false);
         let expected = ViewRecipe {
             size: 28,
@@ -205,8 +211,12 @@ mod tests {
     #[test]
     fn views_with_every_step_turned_off_are_the_images() {
         let off = "crop_scale = [1.0, 1.0]\nflip_p = 0\njitter_p = 0\ngrayscale_p = 0\nblur_p = 0";
-        let run = config("local_views = 2\nlocal_size = 12", off).unwrap();
-        let transforms = view_transforms(&run.data, &run.views, 28, 2).unwrap();
+        let local = LocalViews {
+            count: 2,
+            side: 12,
+            crop_scale: (0.05, 0.14),
+        };
+        let transforms = recipe_transforms("simclr-blur", &changes(off), 28, 2, local).unwrap();
         assert_eq!(transforms.len(), 4);
         let image = Image::from_shape_fn((28, 28, 1), |(y, x, _)| (y * 9 + x * 5) as u8);
         let mut rng = ChaCha8Rng::seed_from_u64(1);
@@ -217,34 +227,11 @@ mod tests {
             assert_eq!(local.apply(&image, &mut rng).unwrap().dim(), (12, 12, 1));
         }
         // The recipe itself, unchanged, does change the images.
-        let plain = config("", "").unwrap();
-        let transforms = view_transforms(&plain.data, &plain.views, 28, 2).unwrap();
+        let plain = ViewsConfig::default();
+        let transforms = recipe_transforms("simclr-blur", &plain, 28, 2, NO_LOCAL).unwrap();
         let changed = (0..8)
             .filter(|_| transforms[0].apply(&image, &mut rng).unwrap() != image)
             .count();
         assert!(changed > 0);
-    }
-
-    #[test]
-    fn bad_values_name_the_key() {
-        for (line, field) in [
-            ("crop_scale = [0.5, 0.2]", "views.crop_scale"),
-            ("crop_scale = [0.0, 1.0]", "views.crop_scale"),
-            ("rotation = 200", "views.rotation"),
-            ("rotation_p = -0.1", "views.rotation_p"),
-            ("flip_p = 2", "views.flip_p"),
-            ("jitter = [0.4, 0.4, 0.4, 0.6]", "views.jitter"),
-            ("jitter = [-0.4, 0.4, 0.4, 0.1]", "views.jitter"),
-            ("jitter_p = 1.5", "views.jitter_p"),
-            ("grayscale_p = 1.5", "views.grayscale_p"),
-            ("blur_p = nan", "views.blur_p"),
-            ("solarize_p = 3", "views.solarize_p"),
-            ("crop = [0.2, 1.0]", "unknown field `crop`"),
-        ] {
-            let err = config("", line).unwrap_err().to_string();
-            assert!(err.contains(field), "{line}: {err}");
-        }
-        let err = run_of("none", "", "blur_p = 0.5").unwrap_err().to_string();
-        assert!(err.contains("views") && err.contains("none"), "{err}");
     }
 }
