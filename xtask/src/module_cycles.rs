@@ -87,10 +87,42 @@ fn top_module(relative: &Path) -> String {
     first.strip_suffix(".rs").unwrap_or(&first).to_owned()
 }
 
-/// The code of `text`: up to its first `#[cfg(test)]` (a test module may use any module),
-/// without comment lines (a doc link names a module without importing it).
+/// The code of `text` without its test-only items (each `#[cfg(test)]` item: a test
+/// module may use any module) and without comment lines (a doc link names a module without
+/// importing it).
 fn code_of(text: &str) -> String {
-    let code = text.find("#[cfg(test)]").map_or(text, |i| &text[..i]);
+    let mut code = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("#[cfg(test)]") {
+        code.push_str(&rest[..at]);
+        rest = &rest[at..];
+        // The item ends at its `;`, or at the brace that closes its first `{`.
+        let end = match (rest.find(';'), rest.find('{')) {
+            (Some(semi), Some(open)) if semi < open => semi + 1,
+            (_, Some(open)) => {
+                let mut depth = 0;
+                let mut close = rest.len();
+                for (i, c) in rest[open..].char_indices() {
+                    match c {
+                        '{' => depth += 1,
+                        '}' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                close = open + i + 1;
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                close
+            }
+            (Some(semi), None) => semi + 1,
+            (None, None) => rest.len(),
+        };
+        rest = &rest[end..];
+    }
+    code.push_str(rest);
     code.lines()
         .filter(|line| !line.trim_start().starts_with("//"))
         .collect::<Vec<_>>()
@@ -193,6 +225,13 @@ mod tests {
         assert_eq!(
             code_of("a\n/// [`crate::c`]\nb\n#[cfg(test)]\nuse crate::b;"),
             "a\nb"
+        );
+        // Code after a test module still counts; the module's own paths do not.
+        let module =
+            "x\n#[cfg(test)]\nmod tests {\n fn f() { crate::t::g(); }\n}\nuse crate::after;";
+        assert_eq!(
+            named_modules(&code_of(module)),
+            BTreeSet::from(["after".to_owned()])
         );
         assert_eq!(top_module(Path::new("methods/simclr.rs")), "methods");
         assert_eq!(top_module(Path::new("config.rs")), "config");

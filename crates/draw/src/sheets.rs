@@ -21,7 +21,8 @@ fn tile(image: &Image) -> RgbImage {
     let (h, w, c) = image.dim();
     let rgb = RgbImage::from_fn(w as u32, h as u32, |x, y| {
         let (x, y) = (x as usize, y as usize);
-        let channel = |k: usize| image[[y, x, k.min(c - 1)]];
+        // Gray (with or without alpha) on every channel; colour as it is, alpha dropped.
+        let channel = |k: usize| image[[y, x, if c < 3 { 0 } else { k }]];
         Rgb([channel(0), channel(1), channel(2)])
     });
     let scale = f64::from(TILE) / w.max(h) as f64;

@@ -35,6 +35,7 @@ mod info_nce;
 mod moco;
 mod nn_bank;
 mod pairs;
+mod ring;
 mod self_distillation;
 mod supcon;
 mod triplet;

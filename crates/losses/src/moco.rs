@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::invalid;
 use crate::pairs::{self, check_temperature};
+use crate::ring::Ring;
 use crate::{Error, Result};
 
 /// Settings of [`MocoQueue`] and the momentum update; the defaults are MoCo v2's.
@@ -84,8 +85,7 @@ impl MocoConfig {
 #[derive(Debug)]
 pub struct MocoQueue {
     config: MocoConfig,
-    keys: Tensor,
-    next: i64,
+    keys: Ring,
 }
 
 const OP: &str = "MoCo";
@@ -106,21 +106,20 @@ impl MocoQueue {
         ));
         Ok(Self {
             config,
-            keys,
-            next: 0,
+            keys: Ring::new(keys, OP),
         })
     }
 
     /// The keys, `[queue_size, dim]`.
     pub fn keys(&self) -> &Tensor {
-        &self.keys
+        self.keys.rows()
     }
 
     /// Cross-entropy of `[q.k+, q.queue] / tau` with the positive first: queries `q` `[B, D]`
     /// against their keys `k` `[B, D]` (no gradient flows into keys) and every queued key.
     pub fn loss(&self, queries: &Tensor, keys: &Tensor) -> Result<Tensor> {
         let qk = pairs::same_shapes(OP, &[("queries", queries), ("keys", keys)])?;
-        let dim = self.keys.size()[1];
+        let dim = self.keys().size()[1];
         if qk[0].size()[1] != dim {
             return Err(Error::Shape {
                 op: OP,
@@ -133,7 +132,7 @@ impl MocoQueue {
         let q = pairs::normalize(&qk[0]);
         let k = pairs::normalize(&qk[1]).detach();
         let l_pos = (&q * &k).sum_dim_intlist(1, true, None::<Kind>);
-        let l_neg = q.matmul(&self.keys.to_kind(q.kind()).tr());
+        let l_neg = q.matmul(&self.keys().to_kind(q.kind()).tr());
         let logits = Tensor::cat(&[&l_pos, &l_neg], 1) / self.config.temperature;
         // Cross-entropy with the positive (column 0) as the target, in the logits' precision.
         let per_query = logits.logsumexp([1], false) - logits.select(1, 0);
@@ -143,56 +142,17 @@ impl MocoQueue {
     /// Puts `keys` (normalised, detached) in place of the oldest ones. Call after the loss.
     pub fn enqueue(&mut self, keys: &Tensor) -> Result<()> {
         let k = pairs::embeddings(OP, "keys", keys)?;
-        let (batch, size) = (k.size()[0], self.keys.size()[0]);
-        if size % batch != 0 || k.size()[1] != self.keys.size()[1] {
-            return Err(Error::Shape {
-                op: OP,
-                message: format!(
-                    "a batch of {:?} keys does not fit a queue of {:?}",
-                    k.size(),
-                    self.keys.size()
-                ),
-            });
-        }
-        no_grad(|| {
-            self.keys
-                .narrow(0, self.next, batch)
-                .copy_(&pairs::normalize(&k).to_kind(self.keys.kind()))
-        });
-        self.next = (self.next + batch) % size;
-        Ok(())
+        self.keys.push(&pairs::normalize(&k))
     }
 
     /// The queue as named tensors for a checkpoint: `moco.queue` and `moco.next`.
     pub fn state(&self) -> Vec<(String, Tensor)> {
-        vec![
-            ("moco.queue".into(), self.keys.shallow_clone()),
-            ("moco.next".into(), Tensor::from(self.next)),
-        ]
+        self.keys.state("moco.queue", "moco.next")
     }
 
     /// Restores what [`MocoQueue::state`] saved; shapes must match this queue.
     pub fn restore(&mut self, queue: &Tensor, next: &Tensor) -> Result<()> {
-        if queue.size() != self.keys.size() {
-            return Err(Error::Shape {
-                op: OP,
-                message: format!(
-                    "saved queue is {:?}, this one {:?}",
-                    queue.size(),
-                    self.keys.size()
-                ),
-            });
-        }
-        let next = next.int64_value(&[]);
-        if !(0..self.keys.size()[0]).contains(&next) {
-            return Err(Error::Shape {
-                op: OP,
-                message: format!("saved queue position {next} is out of range"),
-            });
-        }
-        no_grad(|| self.keys.copy_(queue));
-        self.next = next;
-        Ok(())
+        self.keys.restore(queue, next)
     }
 }
 

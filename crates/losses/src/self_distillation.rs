@@ -3,7 +3,7 @@
 //! stop-gradient (BYOL, SimSiam), decorrelated features (Barlow Twins), or variance and
 //! covariance terms (VICReg). Each is written as lightly writes it
 //! (`lightly.loss.NegativeCosineSimilarity`, `BarlowTwinsLoss`, `VICRegLoss`), and checked
-//! against lightly's own values in `tests/reference.rs`.
+//! against lightly's own values in `tests/self_distillation.rs`.
 
 use contrastive_tensor::Tensor;
 

@@ -8,9 +8,11 @@
 // boundary.
 //
 // Every rank of a group of more than one beats in the store (a counter it raises every
-// kBeat). When a collective fails, the rank holds a roll call before it reports: ranks
-// whose counters stand still over kRollCall are named as lost, so the message says which
-// rank died (or that every rank still runs, for a timeout), whoever launched the job.
+// kBeat, through a client of its own with a short timeout). When a collective fails for
+// want of a peer (a timeout, a closed connection), the rank holds a roll call before it
+// reports: ranks whose counters stand still over kRollCall are named as lost, so the
+// message says which rank died (or that every rank still runs, for a timeout), whoever
+// launched the job.
 
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -19,6 +21,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <memory>
+#include <cctype>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
@@ -44,9 +47,11 @@ using std::chrono::milliseconds;
 // A collective waits this much longer than the group's own timeout, so that gloo's timeout
 // (which names what it waited for) fires first.
 constexpr milliseconds kGrace{5000};
-// How often a rank beats, and how long a roll call watches the beats.
+// How often a rank beats, how long a roll call watches the beats, and how long one beat or
+// count may wait for the store.
 constexpr milliseconds kBeat{200};
 constexpr milliseconds kRollCall{1500};
+constexpr milliseconds kPulseTimeout{3000};
 
 struct GroupFailed : std::runtime_error {
   using std::runtime_error::runtime_error;
@@ -60,6 +65,8 @@ struct ShapesDiffer : std::runtime_error {
 // it alive.
 struct Group : torch::CustomClassHolder {
   c10::intrusive_ptr<c10d::Store> store;
+  // A second client of the same store with a short timeout, for the beats and roll calls.
+  c10::intrusive_ptr<c10d::Store> pulse;
   c10::intrusive_ptr<c10d::Backend> backend;
   int rank = 0;
   int world = 1;
@@ -80,31 +87,32 @@ struct Group : torch::CustomClassHolder {
     std::lock_guard<std::mutex> lock(mutex);
     return !failure.empty();
   }
-  // Records the first failure, with the roll call's finding appended, and returns what was
-  // recorded.
+  // Records the first failure, with the roll call's finding appended when a peer is
+  // missing, and returns what was recorded.
   std::string fail(const std::string& message) {
     if (failed()) return message;
-    auto explained = message + "; " + roll_call();
+    auto explained = wants_peer(message) ? message + "; " + roll_call() : message;
     std::lock_guard<std::mutex> lock(mutex);
     if (failure.empty()) failure = explained;
     return failure;
   }
   void wait(const c10::intrusive_ptr<c10d::Work>& work) { work->wait(timeout + kGrace); }
 
-  // Starts the thread that beats for this rank. It holds its own references, so it is
-  // never joined: a beat blocked on a vanished store cannot hold up the group's end.
+  // Starts the thread that beats for this rank until the group ends; a beat that fails
+  // (the store slow or gone) is tried again at the next one. A beat waits at most
+  // kPulseTimeout, so the group's end waits at most that long for the thread.
   void start_beating() {
-    std::thread([beat = beat, store = store, key = beat_key(rank)] {
+    beating = std::thread([beat = beat, pulse = pulse, key = beat_key(rank)] {
       while (true) {
         try {
-          store->add(key, 1);
+          pulse->add(key, 1);
         } catch (...) {
-          return;  // The store is gone; a roll call will say so.
+          // Missed beats are what a roll call reads; nothing to do here.
         }
         std::unique_lock<std::mutex> lock(beat->mutex);
         if (beat->wake.wait_for(lock, kBeat, [&] { return beat->stop; })) return;
       }
-    }).detach();
+    });
   }
 
  private:
@@ -114,6 +122,7 @@ struct Group : torch::CustomClassHolder {
     bool stop = false;
   };
   std::shared_ptr<Beat> beat = std::make_shared<Beat>();
+  std::thread beating;
 
   static std::string beat_key(int r) { return "beat/" + std::to_string(r); }
 
@@ -123,11 +132,24 @@ struct Group : torch::CustomClassHolder {
       beat->stop = true;
     }
     beat->wake.notify_all();
+    if (beating.joinable()) beating.join();
+  }
+
+  // Whether `message` is a collective's failure for want of a peer (worth a roll call), as
+  // against bad input found before any communication.
+  static bool wants_peer(const std::string& message) {
+    std::string lower(message);
+    for (auto& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (const char* sign : {"timed out", "timeout", "closed", "reset", "broken pipe",
+                             "refused", "end of file", "connection"}) {
+      if (lower.find(sign) != std::string::npos) return true;
+    }
+    return false;
   }
 
   std::vector<int64_t> beats() {
     std::vector<int64_t> counts;
-    for (int r = 0; r < world; ++r) counts.push_back(store->add(beat_key(r), 0));
+    for (int r = 0; r < world; ++r) counts.push_back(pulse->add(beat_key(r), 0));
     return counts;
   }
 
@@ -334,6 +356,15 @@ int ctr_dist_init(const char* master_host, int master_port, int rank, int world,
     options.timeout = group->timeout;
     auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(master_host), options);
     group->store = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), tcp);
+    if (world > 1) {
+      c10d::TCPStoreOptions pulse;
+      pulse.port = options.port;
+      pulse.isServer = false;
+      pulse.waitWorkers = false;
+      pulse.timeout = kPulseTimeout;
+      auto client = c10::make_intrusive<c10d::TCPStore>(std::string(master_host), pulse);
+      group->pulse = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), client);
+    }
     group->hosts_store = host_store != 0;
     group->agent_store = agent_store != 0;
     group->backend = ctr_make_gloo(group->store, rank, world, std::string(gloo_hostname),

@@ -64,8 +64,9 @@ pub fn parse_device(spec: &str) -> Result<Device> {
 /// The device of one rank of a data-parallel job, from its config's device string: with
 /// several ranks on a machine, `cuda` and `auto` (on a machine with a GPU) give each its own
 /// GPU, `cuda:<local_rank>`, as torchrun's convention has it; `cpu`, `mps` and an explicit
-/// `cuda:N` are used as written (with `CUDA_VISIBLE_DEVICES` set per rank, `cuda:0` is each
-/// rank's own). A machine with fewer GPUs than ranks is an error on every rank alike.
+/// `cuda:N` are used as written. A rank that sees one GPU while `CUDA_VISIBLE_DEVICES` is
+/// set (SLURM's `--gpus-per-task=1`, a launcher that gives each rank its own) takes it,
+/// `cuda:0`. Otherwise a machine with fewer GPUs than ranks is an error on every rank alike.
 ///
 /// ```
 /// use contrastive_tensor::device_for_rank;
@@ -83,7 +84,8 @@ pub fn device_for_rank(spec: &str, local_rank: usize, local_world_size: usize) -
     if !own_gpu {
         return parse_device(spec);
     }
-    rank_gpu(count, local_rank, local_world_size)
+    let own_visible = std::env::var_os("CUDA_VISIBLE_DEVICES").is_some_and(|v| !v.is_empty());
+    rank_gpu(count, local_rank, local_world_size, own_visible)
         .map(Device::Cuda)
         .map_err(|reason| Error::DeviceUnavailable {
             spec: spec.to_owned(),
@@ -91,14 +93,18 @@ pub fn device_for_rank(spec: &str, local_rank: usize, local_world_size: usize) -
         })
 }
 
-/// The GPU of local rank `local_rank` of `local_world_size` on a machine with `count`.
+/// The GPU of local rank `local_rank` of `local_world_size` on a machine where it sees
+/// `count`; `own_visible`: the launcher chose which GPUs this rank sees.
 fn rank_gpu(
     count: usize,
     local_rank: usize,
     local_world_size: usize,
+    own_visible: bool,
 ) -> std::result::Result<usize, String> {
     let needs = format!("local rank {local_rank} of {local_world_size} needs cuda:{local_rank}");
-    if count == 0 {
+    if count == 1 && own_visible {
+        Ok(0)
+    } else if count == 0 {
         Err(format!("{needs}, but {NO_CUDA}"))
     } else if local_world_size > count || local_rank >= count {
         Err(format!(
@@ -150,18 +156,21 @@ mod tests {
 
     #[test]
     fn each_local_rank_gets_its_own_gpu_or_a_clear_error() {
-        assert_eq!(rank_gpu(4, 3, 4), Ok(3));
-        assert_eq!(rank_gpu(8, 0, 2), Ok(0));
-        let short = rank_gpu(2, 3, 4).unwrap_err();
+        assert_eq!(rank_gpu(4, 3, 4, false), Ok(3));
+        assert_eq!(rank_gpu(8, 0, 2, false), Ok(0));
+        // Each rank given its own GPU by the launcher sees it as the first.
+        assert_eq!(rank_gpu(1, 3, 4, true), Ok(0));
+        assert!(rank_gpu(1, 3, 4, false).is_err());
+        let short = rank_gpu(2, 3, 4, true).unwrap_err();
         assert!(
             short.contains("local rank 3 of 4 needs cuda:3")
                 && short.contains("this machine has 2 CUDA device(s)"),
             "{short}"
         );
         // Every rank refuses alike, also those whose own index exists.
-        assert!(rank_gpu(2, 0, 4).is_err());
+        assert!(rank_gpu(2, 0, 4, false).is_err());
         assert!(
-            rank_gpu(0, 1, 2)
+            rank_gpu(0, 1, 2, true)
                 .unwrap_err()
                 .contains("no CUDA device found")
         );

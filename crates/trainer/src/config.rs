@@ -189,8 +189,9 @@ pub struct MethodConfig {
     #[serde(default)]
     pub symmetric: Option<bool>,
     /// With several ranks, the key encoder sees the global batch's images dealt out to the
-    /// ranks in a fresh order each step, so a query and its key never share batch-norm
-    /// statistics (He et al., 2020, "Shuffling BN"; moco-v2). Default: on unless
+    /// ranks in a fresh random order each step, so a rank's keys are normalised with
+    /// statistics of mostly other images than its queries' (about 1/W of them its own, as in
+    /// MoCo's own code: He et al., 2020, "Shuffling BN"; moco-v2). Default: on unless
     /// `model.sync_bn`, whose statistics span the whole batch whatever the deal; nothing to
     /// do on one process.
     #[serde(default)]
@@ -431,6 +432,8 @@ pub(crate) fn run_section(text: &str) -> std::result::Result<RunConfig, toml::de
     toml::from_str::<WithRun>(text).map(|c| c.run)
 }
 
+/// Embeddings in NNCLR's support set when `method.support_size` is not given.
+pub const DEFAULT_SUPPORT_SIZE: usize = 4096;
 /// Frames per video in a temporal batch when `method.per_video` is not given.
 pub const DEFAULT_PER_VIDEO: usize = 4;
 /// The temporal positive window when `method.window` is not given.
@@ -782,7 +785,10 @@ impl TrainConfig {
                 in_range(key, v, 0.0, f64::MAX)?;
             }
         }
-        if let Some(size) = method.support_size
+        let support = method
+            .support_size
+            .or((method.name == "nnclr").then_some(DEFAULT_SUPPORT_SIZE));
+        if let Some(size) = support
             && (size == 0 || !size.is_multiple_of(data.batch_size))
         {
             return Err(invalid(

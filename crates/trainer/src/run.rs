@@ -174,7 +174,8 @@ pub struct Trainer {
     warnings: Vec<String>,
     /// The data-parallel group this process trains in (one process: `single`).
     group: ProcessGroup,
-    /// The model's trainable variables in name order, the same on every rank.
+    /// The trainable variables in name order (the model's, then the method's, such as a
+    /// predictor), the same on every rank.
     trainable: Vec<Tensor>,
     /// Seconds spent in collectives outside backward this session (see [`Report`]).
     communication_s: std::cell::Cell<f64>,
@@ -918,7 +919,7 @@ impl Trainer {
     /// the global batch is dealt out to the ranks in this step's own order
     /// ([`step_permutation`], the same on every rank), each rank embeds its deal, and the
     /// keys are gathered back into place. So a rank's batch-norm statistics for keys come
-    /// from other images than its queries'.
+    /// mostly from other images than its queries' (about 1/W of its deal is its own).
     fn shuffled_keys(
         &self,
         key: &EmbeddingModel,

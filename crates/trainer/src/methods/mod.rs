@@ -6,7 +6,9 @@
 //!
 //! To add a method: write `methods/<name>.rs` with a type that implements [`TrainMethod`]
 //! and a `build` function, add one line to [`REGISTRY`], and list the `[method]` keys it
-//! reads in `config.rs`'s `METHOD_KEYS` (with fields on `MethodConfig` for new keys).
+//! reads in `config.rs`'s `METHOD_KEYS` (with fields on `MethodConfig` for new keys). A
+//! method that takes multi-crop's local views (`data.local_views`) must also be named where
+//! `config.rs` allows them (today SimCLR and SupCon); the others get one size of view.
 
 mod barlow_twins;
 mod byol;

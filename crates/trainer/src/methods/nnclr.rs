@@ -11,7 +11,7 @@ use contrastive_tensor::{Tensor, nn::VarStore};
 use super::predictor::Predictor;
 use super::{Registration, Setup, StepInputs, TrainMethod, saved};
 use crate::Result;
-use crate::config::MethodConfig;
+use crate::config::{DEFAULT_SUPPORT_SIZE, MethodConfig};
 
 pub(super) const REGISTRATION: Registration = Registration {
     name: "nnclr",
@@ -22,7 +22,7 @@ fn build(config: &MethodConfig, setup: &Setup) -> Result<Box<dyn TrainMethod>> {
     Ok(Box::new(Nnclr {
         loss: InfoNce::new(InfoNceConfig::new(config.temperature.unwrap_or(0.1)))?,
         bank: NearestNeighbourBank::new(
-            config.support_size.unwrap_or(4096),
+            config.support_size.unwrap_or(DEFAULT_SUPPORT_SIZE),
             setup.dim,
             setup.batch_size,
             setup.device,
