@@ -12,6 +12,7 @@
 
 mod barlow_twins;
 mod byol;
+mod labeled;
 mod moco;
 mod momentum;
 mod nnclr;

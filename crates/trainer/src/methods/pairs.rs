@@ -1,10 +1,10 @@
 //! The margin contrastive loss (Hadsell, Chopra and LeCun, 2006) over every pair of a
 //! P x K class-balanced batch of one view.
 
-use contrastive_losses::{ContrastiveConfig, ContrastiveLoss, Loss};
-use contrastive_tensor::Tensor;
+use contrastive_losses::{ContrastiveConfig, ContrastiveLoss};
 
-use super::{Registration, Sampling, Setup, StepInputs, TrainMethod};
+use super::labeled::OneViewLabeled;
+use super::{Registration, Setup, TrainMethod};
 use crate::Result;
 use crate::config::MethodConfig;
 
@@ -14,26 +14,8 @@ pub(super) const REGISTRATION: Registration = Registration {
 };
 
 fn build(config: &MethodConfig, _: &Setup) -> Result<Box<dyn TrainMethod>> {
-    Ok(Box::new(Pairs(ContrastiveLoss::new(
+    Ok(Box::new(OneViewLabeled(ContrastiveLoss::new(
         ContrastiveConfig::new(config.margin.unwrap_or(1.0))
             .with_pos_margin(config.pos_margin.unwrap_or(0.0)),
     )?)))
-}
-
-#[derive(Debug)]
-struct Pairs(ContrastiveLoss);
-
-impl TrainMethod for Pairs {
-    fn views(&self) -> usize {
-        1
-    }
-
-    fn sampling(&self) -> Sampling {
-        Sampling::ClassBalanced
-    }
-
-    fn loss(&mut self, step: &StepInputs<'_>) -> Result<Tensor> {
-        let z = (step.embed)(step.model, step.batch.single())?;
-        Ok(self.0.loss(&z, step.batch.labels())?)
-    }
 }
