@@ -135,4 +135,18 @@ fn nnclr_finds_the_same_neighbours_and_loss_as_lightly() {
     assert!(bank.enqueue(&a.narrow(0, 0, 5)).is_err());
     assert!(bank.nearest(&a.narrow(1, 0, 3)).is_err());
     assert!(NearestNeighbourBank::new(10, 8, 4, Device::Cpu).is_err());
+    // A saved position outside the bank, not one whole number, or one a batch would run
+    // past the end from, is an error (never a panic).
+    assert!(bank.restore(&support, &Tensor::from(32i64)).is_err());
+    assert!(
+        bank.restore(&support, &Tensor::from_slice(&[0i64, 1]))
+            .is_err()
+    );
+    assert!(bank.restore(&support, &Tensor::from(1.0f64)).is_err());
+    assert!(
+        bank.restore(&support.narrow(0, 0, 8), &Tensor::from(0i64))
+            .is_err()
+    );
+    bank.restore(&support, &Tensor::from(20i64)).unwrap();
+    assert!(bank.enqueue(&b).is_err());
 }

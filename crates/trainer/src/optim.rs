@@ -80,6 +80,15 @@ impl Optimizer {
         }
     }
 
+    /// The variables it trains, in name order (the same on every rank of a data-parallel
+    /// run).
+    pub fn variables(&self) -> Vec<Tensor> {
+        self.params
+            .iter()
+            .map(|p| p.value.shallow_clone())
+            .collect()
+    }
+
     /// Clears every gradient.
     pub fn zero_grad(&mut self) {
         for p in &mut self.params {

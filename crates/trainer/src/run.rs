@@ -174,9 +174,6 @@ pub struct Trainer {
     warnings: Vec<String>,
     /// The data-parallel group this process trains in (one process: `single`).
     group: ProcessGroup,
-    /// The trainable variables in name order (the model's, then the method's, such as a
-    /// predictor), the same on every rank.
-    trainable: Vec<Tensor>,
     /// Seconds spent in collectives outside backward this session (see [`Report`]).
     communication_s: std::cell::Cell<f64>,
     /// How `auto` precision and layout were decided, for the run's output.
@@ -436,7 +433,7 @@ impl Trainer {
         }
         // Every rank from rank 0's weights (and the method's state), whatever each drew or
         // read.
-        group.broadcast_parameters(&in_name_order(&vs, false))?;
+        group.broadcast_parameters(&in_name_order(&vs))?;
         if group.world_size() > 1 {
             let mut state = method.state();
             for (_, tensor) in &mut state {
@@ -444,8 +441,6 @@ impl Trainer {
             }
             method.restore(&state.into_iter().collect())?;
         }
-        let mut trainable = in_name_order(&vs, true);
-        trainable.extend(method.trainable().into_iter().map(|(_, t)| t));
         let trainer = Self {
             config,
             run_dir,
@@ -460,7 +455,6 @@ impl Trainer {
             position,
             warnings,
             group,
-            trainable,
             communication_s: std::cell::Cell::new(0.0),
             numerics_note,
             _lock: lock,
@@ -904,7 +898,7 @@ impl Trainer {
         // (the gather's backward sums over ranks); their mean is the global gradient.
         let started = Instant::now();
         self.group
-            .average_gradients(&self.trainable, GRADIENT_BUCKET_BYTES)?;
+            .average_gradients(&self.optimizer.variables(), GRADIENT_BUCKET_BYTES)?;
         self.communicated(started);
         if let Some(max_norm) = self.config.optimizer.clip_grad_norm {
             self.optimizer.clip_grad_norm(max_norm);
@@ -1228,14 +1222,9 @@ const MIN_TIMED: usize = 3;
 /// Gradients travel between ranks in buckets of at most this size (as DDP's default).
 const GRADIENT_BUCKET_BYTES: usize = 25 << 20;
 
-/// `vs`'s variables (only the trainable ones when `trainable`) in name order: the same
-/// order on every rank, as the collectives over them need.
-fn in_name_order(vs: &VarStore, trainable: bool) -> Vec<Tensor> {
-    let mut named: Vec<(String, Tensor)> = vs
-        .variables()
-        .into_iter()
-        .filter(|(_, t)| !trainable || t.requires_grad())
-        .collect();
+/// Every variable of `vs` in name order: the same on every rank.
+fn in_name_order(vs: &VarStore) -> Vec<Tensor> {
+    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
     named.sort_by(|a, b| a.0.cmp(&b.0));
     named.into_iter().map(|(_, t)| t).collect()
 }

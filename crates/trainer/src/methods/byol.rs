@@ -74,9 +74,9 @@ impl TrainMethod for Byol {
 
     fn loss(&mut self, step: &StepInputs<'_>) -> Result<Tensor> {
         let (target, predictor) = self.parts();
+        let (z0, z1) = step.each_view()?;
+        let (p0, p1) = (predictor.predict(&z0), predictor.predict(&z1));
         let (first, second) = step.batch.two_views();
-        let p0 = predictor.predict(&(step.embed)(step.model, &first)?);
-        let p1 = predictor.predict(&(step.embed)(step.model, &second)?);
         let t0 = (step.encode)(&target.model, &first, false)?;
         let t1 = (step.encode)(&target.model, &second, false)?;
         Ok((negative_cosine(&p0, &t1)? + negative_cosine(&p1, &t0)?) * 0.5)

@@ -119,6 +119,16 @@ pub struct StepInputs<'a> {
 }
 
 impl StepInputs<'_> {
+    /// The first and the second view of a two-view batch through the model, each on its
+    /// own (so batch-norm statistics never mix the views), as every rank's embeddings.
+    pub fn each_view(&self) -> Result<(Tensor, Tensor)> {
+        let (first, second) = self.batch.two_views();
+        Ok((
+            (self.embed)(self.model, &first)?,
+            (self.embed)(self.model, &second)?,
+        ))
+    }
+
     /// Every view of the batch through `model`, group by group (batch-norm statistics stay
     /// within one resolution), concatenated view-major.
     pub fn all_views(&self, model: &EmbeddingModel) -> Result<Tensor> {

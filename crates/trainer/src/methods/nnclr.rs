@@ -57,9 +57,7 @@ impl TrainMethod for Nnclr {
     }
 
     fn loss(&mut self, step: &StepInputs<'_>) -> Result<Tensor> {
-        let (first, second) = step.batch.two_views();
-        let z0 = (step.embed)(step.model, &first)?;
-        let z1 = (step.embed)(step.model, &second)?;
+        let (z0, z1) = step.each_view()?;
         let (p0, p1) = (self.predictor().predict(&z0), self.predictor().predict(&z1));
         let (n0, n1) = (self.bank.nearest(&z0)?, self.bank.nearest(&z1)?);
         let loss = (self.loss.views(&n0, &p1)? + self.loss.views(&n1, &p0)?) * 0.5;

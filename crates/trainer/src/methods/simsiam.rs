@@ -39,9 +39,7 @@ impl TrainMethod for SimSiam {
     }
 
     fn loss(&mut self, step: &StepInputs<'_>) -> Result<Tensor> {
-        let (first, second) = step.batch.two_views();
-        let z0 = (step.embed)(step.model, &first)?;
-        let z1 = (step.embed)(step.model, &second)?;
+        let (z0, z1) = step.each_view()?;
         let (p0, p1) = (self.predictor().predict(&z0), self.predictor().predict(&z1));
         // `negative_cosine` stops the gradient into its second argument.
         Ok((negative_cosine(&p0, &z1)? + negative_cosine(&p1, &z0)?) * 0.5)

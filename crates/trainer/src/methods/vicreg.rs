@@ -27,9 +27,7 @@ struct Vicreg(VicReg);
 
 impl TrainMethod for Vicreg {
     fn loss(&mut self, step: &StepInputs<'_>) -> Result<Tensor> {
-        let (first, second) = step.batch.two_views();
-        let z0 = (step.embed)(step.model, &first)?;
-        let z1 = (step.embed)(step.model, &second)?;
+        let (z0, z1) = step.each_view()?;
         Ok(self.0.loss(&z0, &z1)?)
     }
 }
