@@ -667,7 +667,7 @@ fn bad_input_is_a_clear_error() {
     );
     // A standard dataset that is not downloaded names the download command.
     let mut cfg = config(&data, &out, method, "");
-    cfg.data.dataset = "cifar10".into();
+    cfg.data.dataset = contrastive_trainer::DatasetName::Cifar10;
     cfg.data.dir = None;
     // SAFETY: tests in this file do not read the environment concurrently with this write
     // besides this test's own trainer.
@@ -688,7 +688,10 @@ fn bad_input_is_a_clear_error() {
     assert!(!dir.path().join("tight").exists());
     // More classes per batch than the data has (4 shapes; 32 / 4 = 8 needed).
     let mut cfg = config(&data, &out, method_lines("supcon"), "");
-    cfg.method.per_class = Some(4);
+    let contrastive_trainer::MethodConfig::Supcon(supcon) = &mut cfg.method else {
+        panic!("a supcon config")
+    };
+    supcon.per_class = 4;
     let err = Trainer::new(cfg, false).unwrap_err().to_string();
     assert!(err.contains("per_class >= 8"), "{err}");
     // Labeled methods on unlabeled data.

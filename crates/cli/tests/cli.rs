@@ -30,7 +30,7 @@ fn bad_configs_and_overrides_name_what_is_wrong() {
         (&["--lr=-1"], "optimizer.lr: must be > 0"),
         (
             &["--set", "method.queue_size=4096"],
-            "does not apply to simclr",
+            "unknown field `queue_size`, expected `temperature` or `decoupled`",
         ),
         (&["--device", "cuda:9"], "cuda:9"),
     ];

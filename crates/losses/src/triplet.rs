@@ -6,9 +6,10 @@ use serde::{Deserialize, Serialize};
 use crate::pairs::{self, Distance, check_margin};
 use crate::{Error, Loss, Result};
 
-/// Which triplets of a labeled batch the loss uses.
+/// Which triplets of a labeled batch the loss uses (`batch-all`, `batch-hard` and
+/// `semi-hard` to serde).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum Mining {
     /// Every valid triplet; the mean over those with a non-zero loss (Hermans et al., 2017).
     BatchAll,

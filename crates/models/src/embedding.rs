@@ -37,6 +37,18 @@ impl std::str::FromStr for Backbone {
     }
 }
 
+impl std::fmt::Display for Backbone {
+    /// The name [`FromStr`](std::str::FromStr) reads: `small-cnn`, `resnet18`...
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Backbone::SmallCnn => f.write_str("small-cnn"),
+            Backbone::ResNet(ResNetDepth::R18) => f.write_str("resnet18"),
+            Backbone::ResNet(ResNetDepth::R34) => f.write_str("resnet34"),
+            Backbone::ResNet(ResNetDepth::R50) => f.write_str("resnet50"),
+        }
+    }
+}
+
 /// The projection head on top of the backbone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

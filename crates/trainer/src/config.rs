@@ -2,10 +2,12 @@
 
 use std::path::PathBuf;
 
+use contrastive_models::{Backbone, Stem};
 use contrastive_tensor::{Device, Precision, parse_device};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{area_range, in_range, invalid};
+use crate::error::{area_range, at_least, in_range, invalid, positive};
+use crate::methods::{MethodConfig, RunFacts};
 use crate::views::{LocalViews, ViewsConfig, recipe_transforms};
 use crate::{Error, Result};
 
@@ -23,7 +25,7 @@ pub struct TrainConfig {
     /// The network.
     #[serde(default)]
     pub model: ModelSection,
-    /// The learning method and its loss.
+    /// The learning method and its loss, with the keys of that method alone.
     pub method: MethodConfig,
     /// The optimiser and schedule.
     pub optimizer: OptimizerConfig,
@@ -86,9 +88,8 @@ fn default_dist_timeout() -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// `fashion-mnist`, `mnist`, `cifar10`, `cifar100`, `folder` (images), `video` (video
-    /// files) or `video-demo` (the generated demo videos, made on first use).
-    pub dataset: String,
+    /// What the images are.
+    pub dataset: DatasetName,
     /// The dataset's folder (default: where `cargo xtask download` puts it; required for
     /// `folder` and `video`). A video folder holds the videos, or `train/` and `test/`
     /// folders of them.
@@ -140,16 +141,57 @@ pub struct DataConfig {
     pub on_bad_file: String,
 }
 
+/// `data.dataset`: a standard set, a folder of images, or videos.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DatasetName {
+    /// Fashion-MNIST (found where `cargo xtask download` puts it, or in `data.dir`).
+    FashionMnist,
+    /// MNIST.
+    Mnist,
+    /// CIFAR-10.
+    Cifar10,
+    /// CIFAR-100 (fine labels).
+    Cifar100,
+    /// A folder of images (`data.dir`; class sub-folders give labels).
+    Folder,
+    /// A folder of video files (`data.dir`).
+    Video,
+    /// The generated demo videos, made on first use.
+    VideoDemo,
+}
+
+impl DatasetName {
+    /// The name configs give it (`fashion-mnist`...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatasetName::FashionMnist => "fashion-mnist",
+            DatasetName::Mnist => "mnist",
+            DatasetName::Cifar10 => "cifar10",
+            DatasetName::Cifar100 => "cifar100",
+            DatasetName::Folder => "folder",
+            DatasetName::Video => "video",
+            DatasetName::VideoDemo => "video-demo",
+        }
+    }
+}
+
+impl std::fmt::Display for DatasetName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// `[model]`: backbone and projection head.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSection {
     /// `small-cnn`, `resnet18`, `resnet34` or `resnet50`.
-    #[serde(default = "default_backbone")]
-    pub backbone: String,
+    #[serde(default = "default_backbone", with = "by_name")]
+    pub backbone: Backbone,
     /// ResNet stem: `cifar` (3x3, no max-pool) or `imagenet`.
     #[serde(default = "default_stem")]
-    pub stem: String,
+    pub stem: Stem,
     /// Hidden width of the projection head.
     #[serde(default = "default_head_hidden")]
     pub head_hidden: i64,
@@ -163,96 +205,12 @@ pub struct ModelSection {
     pub sync_bn: bool,
 }
 
-/// `[method]`: what is learned and with which loss. Keys of other methods are refused.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MethodConfig {
-    /// `simclr`, `moco-v2`, `supcon`, `triplet`, `pairs`, `temporal` (video), `byol`,
-    /// `simsiam`, `barlow-twins`, `vicreg` or `nnclr`.
-    pub name: String,
-    /// Softmax temperature (simclr, moco-v2, supcon, temporal).
-    #[serde(default)]
-    pub temperature: Option<f64>,
-    /// Leave each positive out of NT-Xent's denominator: decoupled contrastive learning
-    /// (Yeh et al., 2022) (simclr; default false).
-    #[serde(default)]
-    pub decoupled: Option<bool>,
-    /// Keys in the MoCo queue (moco-v2).
-    #[serde(default)]
-    pub queue_size: Option<usize>,
-    /// Momentum of the key encoder (moco-v2: default 0.99), or the target network's at the
-    /// start of the run (byol: default 0.996, rising to 1 along a cosine).
-    #[serde(default)]
-    pub momentum: Option<f64>,
-    /// Both views take both roles, query and key, and the two losses are averaged
-    /// (moco-v2; default false: the first view is the query, the second the key).
-    #[serde(default)]
-    pub symmetric: Option<bool>,
-    /// With several ranks, the key encoder sees the global batch's images dealt out to the
-    /// ranks in a fresh random order each step, so a rank's keys are normalised with
-    /// statistics of mostly other images than its queries' (about 1/W of them its own, as in
-    /// MoCo's own code: He et al., 2020, "Shuffling BN"; moco-v2). Default: on unless
-    /// `model.sync_bn`, whose statistics span the whole batch whatever the deal; nothing to
-    /// do on one process.
-    #[serde(default)]
-    pub shuffle_bn: Option<bool>,
-    /// Margin (triplet: default 0.2; pairs: default 1.0, a distance between normalised
-    /// embeddings).
-    #[serde(default)]
-    pub margin: Option<f64>,
-    /// Positive margin (pairs).
-    #[serde(default)]
-    pub pos_margin: Option<f64>,
-    /// Triplet miner: `batch-all`, `batch-hard` or `semi-hard`.
-    #[serde(default)]
-    pub mining: Option<String>,
-    /// Images per class in a batch (supcon, triplet, pairs: P x K batches, K = this).
-    #[serde(default)]
-    pub per_class: Option<usize>,
-    /// Frames per video in a batch (temporal; the batch holds batch_size / this videos).
-    #[serde(default)]
-    pub per_video: Option<usize>,
-    /// Frames at most this far apart in one video are positives (temporal).
-    #[serde(default)]
-    pub window: Option<usize>,
-    /// Frames of one video farther apart than this are negatives too (temporal; larger
-    /// than the window; default: only other videos are negatives).
-    #[serde(default)]
-    pub gap: Option<usize>,
-    /// Weight of the off-diagonal terms (barlow-twins: default 5e-3) or of the invariance
-    /// term (vicreg: default 25).
-    #[serde(default)]
-    pub lambda: Option<f64>,
-    /// Weight of the variance term (vicreg: default 25).
-    #[serde(default)]
-    pub mu: Option<f64>,
-    /// Weight of the covariance term (vicreg: default 1).
-    #[serde(default)]
-    pub nu: Option<f64>,
-    /// Embeddings in the support set whose nearest neighbours are the positives (nnclr:
-    /// default 4096; a multiple of data.batch_size).
-    #[serde(default)]
-    pub support_size: Option<usize>,
-}
-
-impl MethodConfig {
-    /// Keys one MoCo step queues with batches of `batch_size` images: the batch, or both
-    /// views' keys when `symmetric`.
-    pub fn moco_keys_per_step(&self, batch_size: usize) -> usize {
-        if self.symmetric == Some(true) {
-            2 * batch_size
-        } else {
-            batch_size
-        }
-    }
-}
-
 /// `[optimizer]`: optimiser, learning-rate schedule, clipping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OptimizerConfig {
     /// `sgd`, `lars` or `adamw`.
-    pub name: String,
+    pub name: OptimizerName,
     /// Peak learning rate.
     pub lr: f64,
     /// Momentum (sgd, lars) or beta1 (adamw).
@@ -276,6 +234,40 @@ pub struct OptimizerConfig {
     /// LARS trust coefficient.
     #[serde(default = "default_trust")]
     pub trust_coefficient: f64,
+}
+
+/// `optimizer.name`: the update rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerName {
+    /// SGD with momentum (optionally Nesterov's).
+    Sgd,
+    /// LARS (You et al., 2017): SGD with a layer-wise trust ratio.
+    Lars,
+    /// AdamW (Loshchilov and Hutter, 2019): Adam with decoupled weight decay.
+    Adamw,
+}
+
+/// Serde through a type's names (`Display` and `FromStr`): `resnet18` for a [`Backbone`].
+mod by_name {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub(super) fn serialize<T: std::fmt::Display, S: Serializer>(
+        value: &T,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(value)
+    }
+
+    pub(super) fn deserialize<'de, T, D>(deserializer: D) -> Result<T, D::Error>
+    where
+        T: std::str::FromStr<Err: std::fmt::Display>,
+        D: Deserializer<'de>,
+    {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(D::Error::custom)
+    }
 }
 
 /// `[eval]`: the kNN monitor and the final report.
@@ -313,11 +305,11 @@ fn default_on_bad_file() -> String {
 fn default_augment_on() -> String {
     "cpu".into()
 }
-fn default_backbone() -> String {
-    "small-cnn".into()
+fn default_backbone() -> Backbone {
+    Backbone::SmallCnn
 }
-fn default_stem() -> String {
-    "cifar".into()
+fn default_stem() -> Stem {
+    Stem::Cifar
 }
 fn default_head_hidden() -> i64 {
     256
@@ -432,13 +424,6 @@ pub(crate) fn run_section(text: &str) -> std::result::Result<RunConfig, toml::de
     toml::from_str::<WithRun>(text).map(|c| c.run)
 }
 
-/// Embeddings in NNCLR's support set when `method.support_size` is not given.
-pub const DEFAULT_SUPPORT_SIZE: usize = 4096;
-/// Frames per video in a temporal batch when `method.per_video` is not given.
-pub const DEFAULT_PER_VIDEO: usize = 4;
-/// The temporal positive window when `method.window` is not given.
-pub const DEFAULT_WINDOW: usize = 4;
-
 /// The view transforms of a run on `size`-pixel images: `views` of the recipe
 /// `data.augment` names (cycling through its own views: BYOL has two), changed by `changes`,
 /// then `data.local_views` local views. `none` makes views that are the images themselves.
@@ -472,33 +457,14 @@ impl DataConfig {
 
     /// Whether the dataset is made of videos (`video` or `video-demo`).
     pub fn is_video(&self) -> bool {
-        matches!(self.dataset.as_str(), "video" | "video-demo")
+        matches!(self.dataset, DatasetName::Video | DatasetName::VideoDemo)
     }
 }
 
-/// The methods and the `[method]` keys each accepts.
-const METHOD_KEYS: &[(&str, &[&str])] = &[
-    ("simclr", &["temperature", "decoupled"]),
-    (
-        "moco-v2",
-        &[
-            "temperature",
-            "queue_size",
-            "momentum",
-            "symmetric",
-            "shuffle_bn",
-        ],
-    ),
-    ("supcon", &["temperature", "per_class"]),
-    ("triplet", &["margin", "mining", "per_class"]),
-    ("pairs", &["margin", "pos_margin", "per_class"]),
-    ("temporal", &["temperature", "per_video", "window", "gap"]),
-    ("byol", &["momentum"]),
-    ("simsiam", &[]),
-    ("barlow-twins", &["lambda"]),
-    ("vicreg", &["lambda", "mu", "nu"]),
-    ("nnclr", &["temperature", "support_size"]),
-];
+/// The widest projection head accepted (`model.head_hidden`, `model.head_out`).
+const MAX_HEAD_WIDTH: f64 = 65_536.0;
+/// The most CPU threads accepted (`run.threads`).
+const MAX_THREADS: f64 = 1024.0;
 
 fn choice(field: &'static str, value: &str, allowed: &[&str]) -> Result<()> {
     if allowed.contains(&value) {
@@ -507,31 +473,6 @@ fn choice(field: &'static str, value: &str, allowed: &[&str]) -> Result<()> {
         Err(invalid(
             field,
             format!("{value:?} is not one of {}", allowed.join(", ")),
-        ))
-    }
-}
-
-fn positive(field: &'static str, value: f64) -> Result<()> {
-    if value.is_finite() && value > 0.0 {
-        Ok(())
-    } else {
-        Err(invalid(field, format!("must be > 0, got {value}")))
-    }
-}
-
-/// An area range `[min, max]` of crops, where given: `0 < min <= max <= 1`.
-/// The widest projection head accepted (`model.head_hidden`, `model.head_out`).
-const MAX_HEAD_WIDTH: f64 = 65_536.0;
-/// The most CPU threads accepted (`run.threads`).
-const MAX_THREADS: f64 = 1024.0;
-
-fn at_least(field: &'static str, value: usize, low: usize) -> Result<()> {
-    if value >= low {
-        Ok(())
-    } else {
-        Err(invalid(
-            field,
-            format!("must be at least {low}, got {value}"),
         ))
     }
 }
@@ -624,23 +565,10 @@ impl TrainConfig {
                     )
                 })?;
         }
-        choice(
-            "data.dataset",
-            &data.dataset,
-            &[
-                "fashion-mnist",
-                "mnist",
-                "cifar10",
-                "cifar100",
-                "folder",
-                "video",
-                "video-demo",
-            ],
-        )?;
-        if matches!(data.dataset.as_str(), "folder" | "video") && data.dir.is_none() {
+        if matches!(data.dataset, DatasetName::Folder | DatasetName::Video) && data.dir.is_none() {
             return Err(invalid(
                 "data.dir",
-                format!("is required when data.dataset = {:?}", data.dataset),
+                format!("is required when data.dataset = \"{}\"", data.dataset),
             ));
         }
         if let Some(size) = data.image_size {
@@ -676,10 +604,17 @@ impl TrainConfig {
                 "changes the recipe data.augment names, and data.augment is \"none\"",
             ));
         }
-        if data.local_views > 0 && !matches!(method.name.as_str(), "simclr" | "supcon") {
+        if data.local_views > 0 && !method.settings().takes_local_views() {
+            let takers: Vec<&str> = MethodConfig::NAMES
+                .iter()
+                .copied()
+                .filter(|&name| {
+                    MethodConfig::named(name).is_some_and(|m| m.settings().takes_local_views())
+                })
+                .collect();
             return Err(invalid(
                 "data.local_views",
-                format!("applies to simclr and supcon, not {}", method.name),
+                format!("applies to {}, not {}", takers.join(" and "), method.name()),
             ));
         }
         if let Some(size) = data.local_size {
@@ -703,12 +638,6 @@ impl TrainConfig {
                 return Err(invalid("data.std", "every value must be > 0"));
             }
         }
-        choice(
-            "model.backbone",
-            &model.backbone,
-            &["small-cnn", "resnet18", "resnet34", "resnet50"],
-        )?;
-        choice("model.stem", &model.stem, &["cifar", "imagenet"])?;
         // Wider than any published head (8192 for Barlow Twins and VICReg) by far; beyond,
         // allocating the head's weights fails inside libtorch.
         in_range(
@@ -719,146 +648,11 @@ impl TrainConfig {
         )?;
         in_range("model.head_out", model.head_out as f64, 1.0, MAX_HEAD_WIDTH)?;
 
-        let names: Vec<&str> = METHOD_KEYS.iter().map(|(n, _)| *n).collect();
-        choice("method.name", &method.name, &names)?;
-        let accepted = METHOD_KEYS
-            .iter()
-            .find(|(n, _)| *n == method.name)
-            .map(|(_, keys)| *keys)
-            .unwrap_or_default();
-        let given = [
-            ("temperature", method.temperature.is_some()),
-            ("decoupled", method.decoupled.is_some()),
-            ("queue_size", method.queue_size.is_some()),
-            ("momentum", method.momentum.is_some()),
-            ("symmetric", method.symmetric.is_some()),
-            ("shuffle_bn", method.shuffle_bn.is_some()),
-            ("margin", method.margin.is_some()),
-            ("pos_margin", method.pos_margin.is_some()),
-            ("mining", method.mining.is_some()),
-            ("per_class", method.per_class.is_some()),
-            ("per_video", method.per_video.is_some()),
-            ("window", method.window.is_some()),
-            ("gap", method.gap.is_some()),
-            ("lambda", method.lambda.is_some()),
-            ("mu", method.mu.is_some()),
-            ("nu", method.nu.is_some()),
-            ("support_size", method.support_size.is_some()),
-        ];
-        if let Some((key, _)) = given.iter().find(|(k, set)| *set && !accepted.contains(k)) {
-            return Err(invalid(
-                "method",
-                format!(
-                    "`{key}` does not apply to {}; it accepts {}",
-                    method.name,
-                    accepted.join(", ")
-                ),
-            ));
-        }
-        if let Some(t) = method.temperature {
-            positive("method.temperature", t)?;
-        }
-        if let Some(m) = method.momentum {
-            in_range("method.momentum", m, 0.0, 1.0)?;
-        }
-        if let Some(q) = method.queue_size {
-            at_least("method.queue_size", q, 1)?;
-            let keys = method.moco_keys_per_step(data.batch_size);
-            if q % keys != 0 {
-                let what = if keys == data.batch_size {
-                    "data.batch_size"
-                } else {
-                    "2 x data.batch_size"
-                };
-                return Err(invalid(
-                    "method.queue_size",
-                    format!("must be a multiple of {what} ({keys})"),
-                ));
-            }
-        }
-        for (key, value) in [
-            ("method.lambda", method.lambda),
-            ("method.mu", method.mu),
-            ("method.nu", method.nu),
-        ] {
-            if let Some(v) = value {
-                in_range(key, v, 0.0, f64::MAX)?;
-            }
-        }
-        let support = method
-            .support_size
-            .or((method.name == "nnclr").then_some(DEFAULT_SUPPORT_SIZE));
-        if let Some(size) = support
-            && (size == 0 || !size.is_multiple_of(data.batch_size))
-        {
-            return Err(invalid(
-                "method.support_size",
-                format!(
-                    "must be a positive multiple of data.batch_size ({})",
-                    data.batch_size
-                ),
-            ));
-        }
-        if let Some(m) = method.margin {
-            in_range("method.margin", m, 0.0, f64::MAX)?;
-        }
-        if let Some(m) = method.pos_margin {
-            in_range("method.pos_margin", m, 0.0, f64::MAX)?;
-        }
-        if let Some(mining) = &method.mining {
-            choice(
-                "method.mining",
-                mining,
-                &["batch-all", "batch-hard", "semi-hard"],
-            )?;
-        }
-        if let Some(k) = method.per_class {
-            at_least("method.per_class", k, 2)?;
-            if data.batch_size % k != 0 {
-                return Err(invalid(
-                    "method.per_class",
-                    format!("must divide data.batch_size ({})", data.batch_size),
-                ));
-            }
-        }
-        if method.name == "temporal" {
-            if !data.is_video() {
-                return Err(invalid(
-                    "method.name",
-                    "temporal learns from video; set data.dataset to video or video-demo",
-                ));
-            }
-            let per_video = method.per_video.unwrap_or(DEFAULT_PER_VIDEO);
-            at_least("method.per_video", per_video, 2)?;
-            if data.batch_size % per_video != 0 || data.batch_size / per_video < 2 {
-                return Err(invalid(
-                    "method.per_video",
-                    format!(
-                        "must divide data.batch_size ({}) into at least 2 videos",
-                        data.batch_size
-                    ),
-                ));
-            }
-            let window = method.window.unwrap_or(DEFAULT_WINDOW);
-            if window + 1 < per_video {
-                return Err(invalid(
-                    "method.window",
-                    format!(
-                        "{per_video} frames per video cannot all lie within {window} frames; \
-                         use window >= {}",
-                        per_video - 1
-                    ),
-                ));
-            }
-            if let Some(gap) = method.gap.filter(|&g| g <= window) {
-                return Err(invalid(
-                    "method.gap",
-                    format!("must be larger than the window ({window}), got {gap}"),
-                ));
-            }
-        }
+        method.check(&RunFacts {
+            batch_size: data.batch_size,
+            video: data.is_video(),
+        })?;
 
-        choice("optimizer.name", &opt.name, &["sgd", "lars", "adamw"])?;
         positive("optimizer.lr", opt.lr)?;
         in_range("optimizer.momentum", opt.momentum, 0.0, 0.999_999)?;
         in_range("optimizer.weight_decay", opt.weight_decay, 0.0, 1.0)?;
@@ -872,7 +666,7 @@ impl TrainConfig {
             positive("optimizer.clip_grad_norm", c)?;
         }
         positive("optimizer.trust_coefficient", opt.trust_coefficient)?;
-        if opt.nesterov && opt.name != "sgd" {
+        if opt.nesterov && opt.name != OptimizerName::Sgd {
             return Err(invalid("optimizer.nesterov", "applies to sgd only"));
         }
 
@@ -929,11 +723,56 @@ mod tests {
     #[test]
     fn defaults_fill_what_is_left_out() {
         let config = TrainConfig::from_toml(MINIMAL).unwrap();
-        assert_eq!(config.model.backbone, "small-cnn");
+        assert_eq!(config.model.backbone, Backbone::SmallCnn);
         assert_eq!(config.eval.knn_k, 200);
         assert_eq!(config.run.device, "auto");
         // What is written to the run directory reads back the same.
         assert_eq!(TrainConfig::from_toml(&config.to_toml()).unwrap(), config);
+    }
+
+    #[test]
+    fn every_method_writes_all_it_uses() {
+        for &name in MethodConfig::NAMES {
+            let text = MINIMAL
+                .replace("\"simclr\"", &format!("{name:?}"))
+                .replace("temperature = 0.5", "")
+                .replace("\"fashion-mnist\"", "\"video-demo\"");
+            let config = TrainConfig::from_toml(&text).unwrap();
+            assert_eq!(config.method, MethodConfig::named(name).unwrap(), "{name}");
+            // Every default is written out (SimSiam has none; temporal's `gap` is absent
+            // when frames of one video are never negatives).
+            let written = config.to_toml();
+            let method: toml::Table = toml::from_str::<toml::Table>(&written).unwrap()["method"]
+                .as_table()
+                .unwrap()
+                .clone();
+            let settings = toml::Value::try_from(&config.method).unwrap();
+            assert_eq!(toml::Value::Table(method.clone()), settings, "{name}");
+            assert!(method.len() > 1 || name == "simsiam", "{name}: {method:?}");
+            assert!(written.contains("backbone = \"small-cnn\"\nstem = \"cifar\""));
+            assert_eq!(TrainConfig::from_toml(&written).unwrap(), config, "{name}");
+        }
+    }
+
+    #[test]
+    fn every_shipped_config_loads() {
+        let configs = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(configs).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let config = TrainConfig::load(&path, &[])
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert_eq!(
+                    TrainConfig::from_toml(&config.to_toml()).unwrap(),
+                    config,
+                    "{}",
+                    path.display()
+                );
+                seen += 1;
+            }
+        }
+        assert!(seen >= 14, "{seen} configs");
     }
 
     #[test]
@@ -988,14 +827,65 @@ mod tests {
     fn the_decoupled_loss_is_a_simclr_key() {
         let decoupled = MINIMAL.replace("temperature = 0.5", "temperature = 0.5\ndecoupled = true");
         let config = TrainConfig::from_toml(&decoupled).unwrap();
-        assert_eq!(config.method.decoupled, Some(true));
+        assert!(matches!(
+            config.method,
+            MethodConfig::Simclr(crate::methods::SimclrSettings {
+                decoupled: true,
+                ..
+            })
+        ));
         let err = TrainConfig::from_toml(&decoupled.replace("\"simclr\"", "\"supcon\""))
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("`decoupled` does not apply to supcon"),
+            err.contains("unknown field `decoupled`, expected `temperature` or `per_class`"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn names_outside_their_lists_are_errors_that_list_them() {
+        for (from, to, expected) in [
+            (
+                "name = \"simclr\"",
+                "name = \"simclr2\"",
+                "unknown variant `simclr2`, expected one of `simclr`, `moco-v2`",
+            ),
+            (
+                "dataset = \"fashion-mnist\"",
+                "dataset = \"fashion\"",
+                "unknown variant `fashion`, expected one of `fashion-mnist`",
+            ),
+            (
+                "name = \"sgd\"",
+                "name = \"adam\"",
+                "unknown variant `adam`, expected one of `sgd`, `lars`, `adamw`",
+            ),
+            (
+                "[method]",
+                "[model]\nbackbone = \"resnet20\"\n[method]",
+                "\"resnet20\" is not one of small-cnn, resnet18, resnet34, resnet50",
+            ),
+            (
+                "[method]",
+                "[model]\nstem = \"tiny\"\n[method]",
+                "unknown variant `tiny`, expected `imagenet` or `cifar`",
+            ),
+            (
+                "temperature = 0.5",
+                "mining = \"hardest\"",
+                "unknown variant `hardest`, expected one of `batch-all`, `batch-hard`, `semi-hard`",
+            ),
+        ] {
+            let text = MINIMAL.replace(from, to);
+            let text = if to.starts_with("mining") {
+                text.replace("\"simclr\"", "\"triplet\"")
+            } else {
+                text
+            };
+            let err = TrainConfig::from_toml(&text).unwrap_err().to_string();
+            assert!(err.contains(expected), "{to}: {err}");
+        }
     }
 
     #[test]

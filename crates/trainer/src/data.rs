@@ -12,7 +12,7 @@ use contrastive_data::{
 
 use rayon::prelude::*;
 
-use crate::config::DataConfig;
+use crate::config::{DataConfig, DatasetName};
 use crate::error::warn;
 use crate::split::SplitData;
 use crate::standard::{standard_dir, standard_stats};
@@ -43,7 +43,7 @@ pub struct RunData {
 /// The folder of a video dataset; the demo set is generated there first when absent (by
 /// default under the data folder, from Fashion-MNIST).
 fn video_dir(config: &DataConfig) -> Result<PathBuf> {
-    if config.dataset == "video" {
+    if config.dataset == DatasetName::Video {
         return Ok(config.dir.clone().expect("validated: video has a dir"));
     }
     let dir = match &config.dir {
@@ -227,8 +227,8 @@ fn measured_stats(images: &[Image]) -> (Vec<f32>, Vec<f32>) {
 /// Reads the dataset `config` names.
 pub fn load(config: &DataConfig) -> Result<RunData> {
     let mut warnings = Vec::new();
-    let (train, test, classes) = match config.dataset.as_str() {
-        "video" | "video-demo" => {
+    let (train, test, classes) = match config.dataset {
+        DatasetName::Video | DatasetName::VideoDemo => {
             let size = config.image_size.unwrap_or(video::DEMO_SIZE);
             let (train_dir, test_dir) = video::split_dirs(&video_dir(config)?);
             let train = video::load_split(&train_dir, config, size, "train", &mut warnings)?;
@@ -244,7 +244,7 @@ pub fn load(config: &DataConfig) -> Result<RunData> {
                 .unwrap_or_default();
             (train, Some(test), names)
         }
-        "folder" => {
+        DatasetName::Folder => {
             let dir = config.dir.as_deref().expect("validated: folder has a dir");
             let (train, classes) = from_folder(dir, config, &mut warnings)?;
             let test = match &config.test_dir {
@@ -253,13 +253,16 @@ pub fn load(config: &DataConfig) -> Result<RunData> {
             };
             (train, test, classes)
         }
-        name => {
-            let dir = standard_dir(config)?;
+        standard @ (DatasetName::FashionMnist
+        | DatasetName::Mnist
+        | DatasetName::Cifar10
+        | DatasetName::Cifar100) => {
+            let (dir, name) = (standard_dir(config)?, standard.as_str());
             let read = |split| -> Result<InMemoryDataset> {
-                Ok(match name {
-                    "fashion-mnist" => fashion_mnist(&dir, split)?,
-                    "mnist" => mnist(&dir, split)?,
-                    "cifar10" => cifar10(&dir, split)?,
+                Ok(match standard {
+                    DatasetName::FashionMnist => fashion_mnist(&dir, split)?,
+                    DatasetName::Mnist => mnist(&dir, split)?,
+                    DatasetName::Cifar10 => cifar10(&dir, split)?,
                     _ => cifar100(&dir, split, contrastive_data::Cifar100Label::Fine)?,
                 })
             };
@@ -287,7 +290,11 @@ pub fn load(config: &DataConfig) -> Result<RunData> {
             ),
         });
     }
-    let (mean, std) = match (&config.mean, &config.std, standard_stats(&config.dataset)) {
+    let (mean, std) = match (
+        &config.mean,
+        &config.std,
+        standard_stats(config.dataset.as_str()),
+    ) {
         (Some(m), Some(s), _) => (m.clone(), s.clone()),
         (_, _, Some(stats)) => stats,
         _ => measured_stats(&train.images),

@@ -134,6 +134,27 @@ pub(crate) fn in_range(field: &'static str, value: f64, low: f64, high: f64) -> 
     }
 }
 
+/// An error unless `value` is finite and above zero.
+pub(crate) fn positive(field: &'static str, value: f64) -> Result<()> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(invalid(field, format!("must be > 0, got {value}")))
+    }
+}
+
+/// An error unless `value >= low`.
+pub(crate) fn at_least(field: &'static str, value: usize, low: usize) -> Result<()> {
+    if value >= low {
+        Ok(())
+    } else {
+        Err(invalid(
+            field,
+            format!("must be at least {low}, got {value}"),
+        ))
+    }
+}
+
 /// Logs `message` as a warning (the binary prints it) and keeps it for the run's observer.
 pub(crate) fn warn(warnings: &mut Vec<String>, message: String) {
     tracing::warn!("{message}");

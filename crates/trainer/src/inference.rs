@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
 use crate::baseline::{PixelComparison, raw_pixel_baseline};
-use crate::config::TrainConfig;
+use crate::config::{DatasetName, TrainConfig};
 use crate::data::RunData;
 use crate::evaluation::{Evaluation, Features, Input, embed};
 use crate::split::SplitData;
@@ -43,7 +43,7 @@ pub(crate) fn load_for_inference(
     let (vs, model) = load_model(model_path, device)?;
     let takes = usize::try_from(model.config().in_channels).unwrap_or(0);
     let mut data_config = config.data.clone();
-    if data_config.dataset == "folder" && data_config.channels.is_none() {
+    if data_config.dataset == DatasetName::Folder && data_config.channels.is_none() {
         data_config.channels = Some(takes);
     }
     let mismatch = |has: usize, source: &str| Error::Invalid {
@@ -52,7 +52,7 @@ pub(crate) fn load_for_inference(
             "{} takes {takes}-channel images, but {source} {has}-channel ones; use the model \
              on data like its run's{}",
             model_path.display(),
-            if config.data.dataset == "folder" {
+            if config.data.dataset == DatasetName::Folder {
                 format!(" (or set data.channels = {takes} to convert the images)")
             } else {
                 String::new()

@@ -1,6 +1,7 @@
 //! `contrastive-trainer`: turns a [`TrainConfig`] into a trained embedding network.
 //!
-//! - Methods, one file each behind the [`TrainMethod`] trait (the [`REGISTRY`] lists them):
+//! - Methods, one file each behind the [`TrainMethod`] trait, their `[method]` keys in a
+//!   settings struct per method ([`methods`] has them; [`MethodConfig`] is their enum):
 //!   SimCLR, MoCo v2 (momentum encoder and queue), SupCon, triplet (with a miner) and
 //!   margin-contrastive pairs, the last three on P x K class-balanced batches; temporal
 //!   contrast for video (frames close in time are positives); and without negatives BYOL,
@@ -44,7 +45,7 @@ mod inference;
 mod item_images;
 mod lock;
 mod memory;
-mod methods;
+pub mod methods;
 mod metrics;
 mod numerics;
 mod optim;
@@ -62,8 +63,8 @@ pub use crate::baseline::{
 pub use crate::budget::{BudgetInputs, BudgetPlan, CALIBRATION_STEPS, parse_duration, plan_steps};
 pub use crate::checkpoint::{Checkpoint, Position, checkpoint_path};
 pub use crate::config::{
-    DataConfig, EvalConfig, MethodConfig, ModelSection, OptimizerConfig, RunConfig, TrainConfig,
-    view_transforms,
+    DataConfig, DatasetName, EvalConfig, ModelSection, OptimizerConfig, OptimizerName, RunConfig,
+    TrainConfig, view_transforms,
 };
 pub use crate::data::{RunData, load as load_data};
 pub use crate::error::{Error, Result};
@@ -76,8 +77,8 @@ pub use crate::item_images::{ItemImages, images_for_ids};
 pub use crate::lock::RunLock;
 pub use crate::memory::{StepMemory, measure_step_memory, parse_size};
 pub use crate::methods::{
-    Batch, Progress, REGISTRY, Registration, Sampling, Setup, StepInputs, TrainMethod,
-    build as build_method, temporal_masks,
+    Batch, MethodConfig, MethodSettings, Progress, RunFacts, Sampling, Setup, StepInputs,
+    TrainMethod, temporal_masks,
 };
 pub use crate::metrics::{MetricsLog, Record, read as read_metrics};
 pub use crate::numerics::{

@@ -5,7 +5,7 @@ use contrastive_tensor::{Kind, Tensor, nn::VarStore, no_grad};
 
 use crate::Result;
 use crate::checkpoint::Checkpoint;
-use crate::config::OptimizerConfig;
+use crate::config::{OptimizerConfig, OptimizerName};
 
 /// Which update rule.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,12 +46,12 @@ impl Optimizer {
     /// <= 1 (biases, batch-norm weights) get no weight decay and no LARS scaling, as SimCLR
     /// and BYOL do.
     pub fn new(vs: &VarStore, extra: Vec<(String, Tensor)>, config: &OptimizerConfig) -> Self {
-        let rule = match config.name.as_str() {
-            "lars" => Rule::Lars {
+        let rule = match config.name {
+            OptimizerName::Lars => Rule::Lars {
                 eta: config.trust_coefficient,
             },
-            "adamw" => Rule::AdamW,
-            _ => Rule::Sgd {
+            OptimizerName::Adamw => Rule::AdamW,
+            OptimizerName::Sgd => Rule::Sgd {
                 nesterov: config.nesterov,
             },
         };
@@ -234,9 +234,9 @@ mod tests {
 
     use super::*;
 
-    fn config(name: &str) -> OptimizerConfig {
+    fn config(name: OptimizerName) -> OptimizerConfig {
         OptimizerConfig {
-            name: name.into(),
+            name,
             lr: 0.1,
             momentum: 0.9,
             nesterov: false,
@@ -251,7 +251,11 @@ mod tests {
     /// Minimises |w - target|^2 with each rule; all must get close.
     #[test]
     fn every_rule_minimises_a_quadratic() {
-        for name in ["sgd", "lars", "adamw"] {
+        for name in [
+            OptimizerName::Sgd,
+            OptimizerName::Lars,
+            OptimizerName::Adamw,
+        ] {
             let vs = nn::VarStore::new(Device::Cpu);
             // Seeded: other tests of this binary draw from (and reseed) the same
             // process-wide generator on other threads.
@@ -259,7 +263,7 @@ mod tests {
             let target = Tensor::ones([4, 4], (Kind::Float, Device::Cpu));
             let mut c = config(name);
             c.weight_decay = 0.0;
-            if name == "lars" {
+            if name == OptimizerName::Lars {
                 c.trust_coefficient = 0.02;
             }
             let mut opt = Optimizer::new(&vs, Vec::new(), &c);
@@ -271,7 +275,7 @@ mod tests {
                 opt.step(0.05, t);
             }
             let after = loss(&w).double_value(&[]);
-            assert!(after < before * 0.01, "{name}: {before} -> {after}");
+            assert!(after < before * 0.01, "{name:?}: {before} -> {after}");
         }
     }
 
@@ -280,7 +284,7 @@ mod tests {
     fn sgd_matches_pytorch_semantics() {
         let vs = nn::VarStore::new(Device::Cpu);
         let w = vs.root().ones("w", &[1]);
-        let mut c = config("sgd");
+        let mut c = config(OptimizerName::Sgd);
         c.exclude_bn_bias = false;
         let mut opt = Optimizer::new(&vs, Vec::new(), &c);
         let mut expected = 1.0f64;
@@ -300,7 +304,7 @@ mod tests {
     fn biases_are_excluded_from_decay_on_request() {
         let vs = nn::VarStore::new(Device::Cpu);
         let bias = vs.root().ones("bias", &[3]);
-        let mut opt = Optimizer::new(&vs, Vec::new(), &config("adamw"));
+        let mut opt = Optimizer::new(&vs, Vec::new(), &config(OptimizerName::Adamw));
         opt.zero_grad();
         (&bias * 0.0).sum(Kind::Float).backward();
         opt.step(0.1, 1);
@@ -312,7 +316,7 @@ mod tests {
     fn clipping_bounds_the_global_norm() {
         let vs = nn::VarStore::new(Device::Cpu);
         let w = vs.root().ones("w", &[10]);
-        let mut opt = Optimizer::new(&vs, Vec::new(), &config("sgd"));
+        let mut opt = Optimizer::new(&vs, Vec::new(), &config(OptimizerName::Sgd));
         (&w * 10.0).sum(Kind::Float).backward();
         let before = opt.clip_grad_norm(1.0);
         assert!((before - 10.0 * 10f64.sqrt()).abs() < 1e-3);
@@ -323,7 +327,7 @@ mod tests {
     fn state_round_trips() {
         let vs = nn::VarStore::new(Device::Cpu);
         let w = vs.root().ones("w", &[2]);
-        let mut opt = Optimizer::new(&vs, Vec::new(), &config("adamw"));
+        let mut opt = Optimizer::new(&vs, Vec::new(), &config(OptimizerName::Adamw));
         (&w * 3.0).sum(Kind::Float).backward();
         opt.step(0.1, 1);
         let saved: HashMap<String, Tensor> = opt
@@ -331,7 +335,7 @@ mod tests {
             .into_iter()
             .map(|(n, t)| (n, t.copy()))
             .collect();
-        let mut fresh = Optimizer::new(&vs, Vec::new(), &config("adamw"));
+        let mut fresh = Optimizer::new(&vs, Vec::new(), &config(OptimizerName::Adamw));
         let checkpoint = |tensors| Checkpoint {
             path: "last.safetensors".into(),
             tensors,

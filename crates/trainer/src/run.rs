@@ -11,7 +11,7 @@ use std::time::Instant;
 use contrastive_augment::{
     BatchFormat, Image, MultiViewPipeline, Prefetcher, apply_plans, format_batch, to_batch,
 };
-use contrastive_models::{Backbone, EmbeddingModel, ModelConfig, Stem, save_model};
+use contrastive_models::{Backbone, EmbeddingModel, ModelConfig, save_model};
 use contrastive_samplers::{MultiView, PkSampler, TemporalSampler, step_permutation};
 use contrastive_tensor::dist::{ProcessGroup, Reduce};
 use contrastive_tensor::{
@@ -23,13 +23,13 @@ use serde::{Deserialize, Serialize};
 use crate::baseline::PixelComparison;
 use crate::budget::{BudgetInputs, BudgetPlan, CALIBRATION_STEPS, parse_duration, plan_steps};
 use crate::checkpoint::{self, Checkpoint, Position, checkpoint_path};
-use crate::config::{DEFAULT_PER_VIDEO, DEFAULT_WINDOW, TrainConfig, view_transforms};
+use crate::config::{TrainConfig, view_transforms};
 use crate::data::{self, RunData};
 use crate::error::invalid;
 use crate::evaluation::{Evaluation, Features, Input};
 use crate::lock::RunLock;
 use crate::memory::{self, parse_size};
-use crate::methods::{self, Batch, Progress, Sampling, Setup, StepInputs, TrainMethod};
+use crate::methods::{Batch, Progress, Sampling, Setup, StepInputs, TrainMethod};
 use crate::metrics::{MetricsLog, Record};
 use crate::numerics::{Numerics, choose_numerics};
 use crate::optim::{Optimizer, learning_rate};
@@ -259,7 +259,7 @@ impl Trainer {
                 ),
             ));
         }
-        let backbone: Backbone = config.model.backbone.parse()?;
+        let backbone = config.model.backbone;
         if backbone == Backbone::SmallCnn && data.size < 4 {
             return Err(invalid(
                 "data.image_size",
@@ -275,15 +275,11 @@ impl Trainer {
                 dataset_len: data.train.images.len(),
                 device,
             };
-            let mut method = methods::build(&config.method, &setup)?;
+            let mut method = config.method.build(&setup)?;
             let model_config = ModelConfig {
                 backbone,
                 in_channels: data.channels as i64,
-                stem: if config.model.stem == "imagenet" {
-                    Stem::ImageNet
-                } else {
-                    Stem::Cifar
-                },
+                stem: config.model.stem,
                 head: method.head(),
                 head_hidden: config.model.head_hidden,
                 head_out: config.model.head_out,
@@ -319,63 +315,66 @@ impl Trainer {
         if let Some(warning) = knn_k_warning(config.eval.knn_k, data.train.labels.as_deref()) {
             crate::error::warn(&mut warnings, warning);
         }
-        let batches = if method.sampling() == Sampling::VideoFrames {
-            let index = data.train.video.as_ref().ok_or_else(|| {
-                invalid(
-                    "method.name",
-                    "temporal learns from video; the data has none",
-                )
-            })?;
-            let per_video = config.method.per_video.unwrap_or(DEFAULT_PER_VIDEO);
-            let sampler = TemporalSampler::new(
-                &index.counts,
-                batch_size / per_video,
-                per_video,
-                config.method.window.unwrap_or(DEFAULT_WINDOW),
-                seed,
-            )?;
-            for &v in sampler.skipped() {
-                let warning = format!(
-                    "skipped video {}: {} frames, fewer than method.per_video ({per_video})",
-                    index.names[v], index.counts[v]
-                );
-                crate::error::warn(&mut warnings, warning);
+        let batches = match method.sampling() {
+            Sampling::VideoFrames { per_video, window } => {
+                let index = data.train.video.as_ref().ok_or_else(|| {
+                    invalid(
+                        "method.name",
+                        "temporal learns from video; the data has none",
+                    )
+                })?;
+                let sampler = TemporalSampler::new(
+                    &index.counts,
+                    batch_size / per_video,
+                    per_video,
+                    window,
+                    seed,
+                )?;
+                for &v in sampler.skipped() {
+                    let warning = format!(
+                        "skipped video {}: {} frames, fewer than method.per_video ({per_video})",
+                        index.names[v], index.counts[v]
+                    );
+                    crate::error::warn(&mut warnings, warning);
+                }
+                Batches::Temporal {
+                    sampler,
+                    starts: index.starts(),
+                }
             }
-            Batches::Temporal {
-                sampler,
-                starts: index.starts(),
-            }
-        } else if method.sampling() == Sampling::ClassBalanced {
-            let labels = data.train.labels.as_ref().ok_or_else(|| {
-                invalid(
-                    "method.name",
-                    format!("{} needs labels; this dataset has none", config.method.name),
-                )
-            })?;
-            let k = config.method.per_class.unwrap_or(4);
-            let classes = labels
-                .iter()
-                .collect::<std::collections::HashSet<_>>()
-                .len();
-            if batch_size / k > classes {
-                return Err(invalid(
-                    "method.per_class",
-                    format!(
-                        "batches of {batch_size} with {k} per class need {} classes, the data \
+            Sampling::ClassBalanced { per_class: k } => {
+                let labels = data.train.labels.as_ref().ok_or_else(|| {
+                    invalid(
+                        "method.name",
+                        format!(
+                            "{} needs labels; this dataset has none",
+                            config.method.name()
+                        ),
+                    )
+                })?;
+                let classes = labels
+                    .iter()
+                    .collect::<std::collections::HashSet<_>>()
+                    .len();
+                if batch_size / k > classes {
+                    return Err(invalid(
+                        "method.per_class",
+                        format!(
+                            "batches of {batch_size} with {k} per class need {} classes, the data \
                          has {classes}; use per_class >= {}",
-                        batch_size / k,
-                        batch_size.div_ceil(classes)
-                    ),
-                ));
+                            batch_size / k,
+                            batch_size.div_ceil(classes)
+                        ),
+                    ));
+                }
+                Batches::ClassBalanced(PkSampler::new(labels, batch_size / k, k, seed)?)
             }
-            Batches::ClassBalanced(PkSampler::new(labels, batch_size / k, k, seed)?)
-        } else {
-            Batches::Shuffled(MultiView::new(
+            Sampling::Shuffled => Batches::Shuffled(MultiView::new(
                 data.train.images.len(),
                 batch_size,
                 true,
                 seed,
-            )?)
+            )?),
         };
         let transforms = view_transforms(&config.data, &config.views, data.size, method.views())?;
         let pipeline = Arc::new(MultiViewPipeline::new(transforms, seed));
@@ -790,7 +789,7 @@ impl Trainer {
         let labels = (sampling != Sampling::Shuffled)
             .then(|| self.data.train.labels.clone())
             .flatten();
-        let frames = (sampling == Sampling::VideoFrames)
+        let frames = matches!(sampling, Sampling::VideoFrames { .. })
             .then(|| self.data.train.video.as_ref().map(Arc::clone))
             .flatten();
         let pipeline = Arc::clone(&self.pipeline);

@@ -25,7 +25,7 @@ pub(crate) fn standard_dir(config: &DataConfig) -> Result<PathBuf> {
     if let Some(dir) = &config.dir {
         return Ok(dir.clone());
     }
-    find_standard(&config.dataset)
+    find_standard(config.dataset.as_str())
 }
 
 /// A verified copy of the standard dataset `name` where `cargo xtask download` puts it (or

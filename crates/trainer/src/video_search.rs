@@ -106,7 +106,7 @@ impl VideoCollection {
             return Err(Error::Invalid {
                 field: "data.dataset",
                 message: format!(
-                    "the run trained on {:?}, not on video; video search needs a video run",
+                    "the run trained on \"{}\", not on video; video search needs a video run",
                     config.data.dataset
                 ),
             });

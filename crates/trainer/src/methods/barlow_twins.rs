@@ -4,19 +4,34 @@
 use contrastive_losses::BarlowTwins;
 use contrastive_tensor::Tensor;
 
-use super::{Registration, Setup, StepInputs, TrainMethod};
+use serde::{Deserialize, Serialize};
+
+use super::{MethodSettings, RunFacts, Setup, StepInputs, TrainMethod};
 use crate::Result;
-use crate::config::MethodConfig;
+use crate::error::in_range;
 
-pub(super) const REGISTRATION: Registration = Registration {
-    name: "barlow-twins",
-    build,
-};
+/// `[method]` of `name = "barlow-twins"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BarlowTwinsSettings {
+    /// Weight of the off-diagonal (redundancy) terms (the paper's 5e-3).
+    pub lambda: f64,
+}
 
-fn build(config: &MethodConfig, _: &Setup) -> Result<Box<dyn TrainMethod>> {
-    Ok(Box::new(Barlow(BarlowTwins::new(
-        config.lambda.unwrap_or(5e-3),
-    )?)))
+impl Default for BarlowTwinsSettings {
+    fn default() -> Self {
+        Self { lambda: 5e-3 }
+    }
+}
+
+impl MethodSettings for BarlowTwinsSettings {
+    fn check(&self, _: &RunFacts) -> Result<()> {
+        in_range("method.lambda", self.lambda, 0.0, f64::MAX)
+    }
+
+    fn build(&self, _: &Setup) -> Result<Box<dyn TrainMethod>> {
+        Ok(Box::new(Barlow(BarlowTwins::new(self.lambda)?)))
+    }
 }
 
 #[derive(Debug)]

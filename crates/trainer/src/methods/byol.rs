@@ -11,28 +11,38 @@ use contrastive_tensor::{Tensor, nn::VarStore};
 
 use super::momentum::MomentumEncoder;
 use super::predictor::Predictor;
-use super::{Progress, Registration, Setup, StepInputs, TrainMethod};
+use serde::{Deserialize, Serialize};
+
+use super::{MethodSettings, Progress, RunFacts, Setup, StepInputs, TrainMethod};
 use crate::Result;
-use crate::config::MethodConfig;
-use crate::error::invalid;
+use crate::error::in_range;
 
-pub(super) const REGISTRATION: Registration = Registration {
-    name: "byol",
-    build,
-};
+/// `[method]` of `name = "byol"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ByolSettings {
+    /// The target network's momentum at the start of the run (the paper's 0.996), rising
+    /// to 1 along a cosine.
+    pub momentum: f64,
+}
 
-fn build(config: &MethodConfig, _: &Setup) -> Result<Box<dyn TrainMethod>> {
-    let momentum = config.momentum.unwrap_or(0.996);
-    if !(0.0..=1.0).contains(&momentum) {
-        return Err(invalid(
-            "method.momentum",
-            format!("must be in [0, 1], got {momentum}"),
-        ));
+impl Default for ByolSettings {
+    fn default() -> Self {
+        Self { momentum: 0.996 }
     }
-    Ok(Box::new(Byol {
-        momentum,
-        parts: None,
-    }))
+}
+
+impl MethodSettings for ByolSettings {
+    fn check(&self, _: &RunFacts) -> Result<()> {
+        in_range("method.momentum", self.momentum, 0.0, 1.0)
+    }
+
+    fn build(&self, _: &Setup) -> Result<Box<dyn TrainMethod>> {
+        Ok(Box::new(Byol {
+            momentum: self.momentum,
+            parts: None,
+        }))
+    }
 }
 
 #[derive(Debug)]

@@ -4,12 +4,30 @@
 use contrastive_losses::Loss;
 use contrastive_tensor::Tensor;
 
-use super::{Sampling, StepInputs, TrainMethod};
+use super::{RunFacts, Sampling, StepInputs, TrainMethod};
 use crate::Result;
+use crate::error::{at_least, invalid};
 
 /// `L` over one view of P x K batches and their labels.
 #[derive(Debug)]
-pub(super) struct OneViewLabeled<L>(pub(super) L);
+pub(super) struct OneViewLabeled<L> {
+    /// The loss over embeddings and labels.
+    pub(super) loss: L,
+    /// Images per class in a batch (K).
+    pub(super) per_class: usize,
+}
+
+/// An error unless `per_class` (`method.per_class`) is at least 2 and divides the batch.
+pub(super) fn check_per_class(per_class: usize, run: &RunFacts) -> Result<()> {
+    at_least("method.per_class", per_class, 2)?;
+    if !run.batch_size.is_multiple_of(per_class) {
+        return Err(invalid(
+            "method.per_class",
+            format!("must divide data.batch_size ({})", run.batch_size),
+        ));
+    }
+    Ok(())
+}
 
 impl<L: Loss + std::fmt::Debug + Send> TrainMethod for OneViewLabeled<L> {
     fn views(&self) -> usize {
@@ -17,11 +35,13 @@ impl<L: Loss + std::fmt::Debug + Send> TrainMethod for OneViewLabeled<L> {
     }
 
     fn sampling(&self) -> Sampling {
-        Sampling::ClassBalanced
+        Sampling::ClassBalanced {
+            per_class: self.per_class,
+        }
     }
 
     fn loss(&mut self, step: &StepInputs<'_>) -> Result<Tensor> {
         let z = (step.embed)(step.model, step.batch.single())?;
-        Ok(self.0.loss(&z, step.batch.labels())?)
+        Ok(self.loss.loss(&z, step.batch.labels())?)
     }
 }

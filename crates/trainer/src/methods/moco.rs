@@ -8,36 +8,98 @@ use contrastive_models::{HeadKind, ModelConfig};
 use contrastive_tensor::{Tensor, nn::VarStore};
 
 use super::momentum::MomentumEncoder;
-use super::{Progress, Registration, Setup, StepInputs, TrainMethod, saved};
+use serde::{Deserialize, Serialize};
+
+use super::{MethodSettings, Progress, RunFacts, Setup, StepInputs, TrainMethod, saved};
 use crate::Result;
-use crate::config::MethodConfig;
+use crate::error::{at_least, in_range, invalid, positive};
 
-pub(super) const REGISTRATION: Registration = Registration {
-    name: "moco-v2",
-    build,
-};
+/// `[method]` of `name = "moco-v2"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MocoSettings {
+    /// Softmax temperature.
+    pub temperature: f64,
+    /// Keys in the queue: a multiple of the keys one step queues (the batch, or both views'
+    /// keys when `symmetric`).
+    pub queue_size: usize,
+    /// Momentum of the key encoder.
+    pub momentum: f64,
+    /// Both views take both roles, query and key, and the two losses are averaged
+    /// (false: the first view is the query, the second the key).
+    pub symmetric: bool,
+    /// With several ranks, the key encoder sees the global batch's images dealt out to the
+    /// ranks in a fresh random order each step, so a rank's keys are normalised with
+    /// statistics of mostly other images than its queries' (about 1/W of them its own, as in
+    /// MoCo's own code: He et al., 2020, "Shuffling BN"). Nothing to do on one process, nor
+    /// with `model.sync_bn`, whose statistics span the whole batch whatever the deal.
+    pub shuffle_bn: bool,
+}
 
-fn build(config: &MethodConfig, setup: &Setup) -> Result<Box<dyn TrainMethod>> {
-    let moco = MocoConfig::default()
-        .with_queue_size(config.queue_size.unwrap_or(4096))
-        .with_momentum(config.momentum.unwrap_or(0.99))
-        .with_temperature(config.temperature.unwrap_or(0.2));
-    let momentum = moco.momentum;
-    let keys_per_step = config.moco_keys_per_step(setup.batch_size);
-    Ok(Box::new(Moco {
-        queue: MocoQueue::new(
-            moco,
-            setup.dim,
-            keys_per_step,
-            setup.dataset_len,
-            setup.device,
-        )?,
-        momentum,
-        symmetric: config.symmetric.unwrap_or(false),
-        shuffle_bn: config.shuffle_bn,
-        key: None,
-        pending: None,
-    }))
+impl Default for MocoSettings {
+    fn default() -> Self {
+        Self {
+            temperature: 0.2,
+            queue_size: 4096,
+            momentum: 0.99,
+            symmetric: false,
+            shuffle_bn: true,
+        }
+    }
+}
+
+impl MocoSettings {
+    /// Keys one step queues with batches of `batch_size` images: the batch, or both views'
+    /// keys when `symmetric`.
+    pub fn keys_per_step(&self, batch_size: usize) -> usize {
+        if self.symmetric {
+            2 * batch_size
+        } else {
+            batch_size
+        }
+    }
+}
+
+impl MethodSettings for MocoSettings {
+    fn check(&self, run: &RunFacts) -> Result<()> {
+        positive("method.temperature", self.temperature)?;
+        in_range("method.momentum", self.momentum, 0.0, 1.0)?;
+        at_least("method.queue_size", self.queue_size, 1)?;
+        let keys = self.keys_per_step(run.batch_size);
+        if !self.queue_size.is_multiple_of(keys) {
+            let what = if self.symmetric {
+                "2 x data.batch_size"
+            } else {
+                "data.batch_size"
+            };
+            return Err(invalid(
+                "method.queue_size",
+                format!("must be a multiple of {what} ({keys})"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn build(&self, setup: &Setup) -> Result<Box<dyn TrainMethod>> {
+        let moco = MocoConfig::default()
+            .with_queue_size(self.queue_size)
+            .with_momentum(self.momentum)
+            .with_temperature(self.temperature);
+        Ok(Box::new(Moco {
+            queue: MocoQueue::new(
+                moco,
+                setup.dim,
+                self.keys_per_step(setup.batch_size),
+                setup.dataset_len,
+                setup.device,
+            )?,
+            momentum: self.momentum,
+            symmetric: self.symmetric,
+            shuffle_bn: self.shuffle_bn,
+            key: None,
+            pending: None,
+        }))
+    }
 }
 
 #[derive(Debug)]
@@ -48,9 +110,9 @@ struct Moco {
     momentum: f64,
     /// Each view is a query against the other's key, the two losses averaged.
     symmetric: bool,
-    /// Whether keys come from the global batch dealt out anew across ranks (`None`: when
-    /// batch-norm statistics are each rank's own).
-    shuffle_bn: Option<bool>,
+    /// Whether keys come from the global batch dealt out anew across ranks (unless
+    /// batch-norm statistics span the global batch).
+    shuffle_bn: bool,
     /// The key encoder, once attached.
     key: Option<MomentumEncoder>,
     /// This step's keys, queued after the optimiser's step.
@@ -80,7 +142,7 @@ impl TrainMethod for Moco {
     fn loss(&mut self, step: &StepInputs<'_>) -> Result<Tensor> {
         let (first, second) = step.batch.two_views();
         let key = &self.key().model;
-        let shuffle = self.shuffle_bn.unwrap_or(!step.sync_bn);
+        let shuffle = self.shuffle_bn && !step.sync_bn;
         // Each view's batch goes through its encoder on its own, so batch-norm statistics
         // never mix a query with its own key's image.
         let q = (step.embed)(step.model, &first)?;

@@ -4,11 +4,14 @@
 //! updates its state around the optimiser's step; its state is saved in every checkpoint
 //! and restored on resume, so a resumed run goes on exactly.
 //!
-//! To add a method: write `methods/<name>.rs` with a type that implements [`TrainMethod`]
-//! and a `build` function, add one line to [`REGISTRY`], and list the `[method]` keys it
-//! reads in `config.rs`'s `METHOD_KEYS` (with fields on `MethodConfig` for new keys). A
-//! method that takes multi-crop's local views (`data.local_views`) must also be named where
-//! `config.rs` allows them (today SimCLR and SupCon); the others get one size of view.
+//! Each method's `[method]` keys are a settings struct in its own file: serde reads them
+//! (an unknown key is an error naming the keys the method takes), its `Default` holds every
+//! default, and [`MethodSettings`] checks the values against the rest of the run and builds
+//! the method. [`MethodConfig`] is the enum of them all, tagged by `name`.
+//!
+//! To add a method: write `methods/<name>.rs` with its settings struct (implementing
+//! [`MethodSettings`], `Default`, serde) and a type that implements [`TrainMethod`], and add
+//! one line to the `registry!` below.
 
 mod barlow_twins;
 mod byol;
@@ -30,8 +33,8 @@ use std::collections::HashMap;
 use contrastive_models::{EmbeddingModel, HeadKind, ModelConfig};
 use contrastive_tensor::{Device, Tensor, nn::VarStore};
 
-use crate::config::MethodConfig;
-use crate::error::invalid;
+use serde::{Deserialize, Serialize};
+
 use crate::{Error, Result};
 
 pub use temporal::temporal_masks;
@@ -84,11 +87,19 @@ impl Batch {
 pub enum Sampling {
     /// Images in a shuffled order, each once per epoch.
     Shuffled,
-    /// P classes x K images per batch (`method.per_class`); the loss reads labels.
-    ClassBalanced,
-    /// Frames of a few videos per batch (`method.per_video`); the loss reads each frame's
-    /// video (as its label) and index.
-    VideoFrames,
+    /// P classes x K images per batch; the loss reads labels.
+    ClassBalanced {
+        /// Images of each class in a batch (K, `method.per_class`).
+        per_class: usize,
+    },
+    /// Frames of a few videos per batch; the loss reads each frame's video (as its label)
+    /// and index.
+    VideoFrames {
+        /// Frames of each video in a batch (`method.per_video`).
+        per_video: usize,
+        /// Frames at most this far apart are positives (`method.window`).
+        window: usize,
+    },
 }
 
 /// Where a run stands when a method updates its state.
@@ -220,50 +231,102 @@ pub struct Setup {
     pub device: Device,
 }
 
-/// A method's name and how to build it from its config.
-pub struct Registration {
-    /// `method.name` in configs.
-    pub name: &'static str,
-    /// Builds the method.
-    pub build: fn(&MethodConfig, &Setup) -> Result<Box<dyn TrainMethod>>,
+/// What a method's settings are checked against: the rest of the run's config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunFacts {
+    /// Images in a global batch (`data.batch_size`).
+    pub batch_size: usize,
+    /// Whether the dataset is made of videos.
+    pub video: bool,
 }
 
-/// Every method, by name: the one list a new method joins.
-pub const REGISTRY: &[Registration] = &[
-    simclr::REGISTRATION,
-    moco::REGISTRATION,
-    supcon::REGISTRATION,
-    triplet::REGISTRATION,
-    pairs::REGISTRATION,
-    temporal::REGISTRATION,
-    byol::REGISTRATION,
-    simsiam::REGISTRATION,
-    barlow_twins::REGISTRATION,
-    vicreg::REGISTRATION,
-    nnclr::REGISTRATION,
-];
+/// A method's `[method]` settings: checked, then built into the method.
+pub trait MethodSettings {
+    /// Checks every value against the rest of the run; an error names the key
+    /// (`method.<key>`) and what it allows.
+    fn check(&self, run: &RunFacts) -> Result<()>;
 
-/// The names of every registered method.
-pub fn names() -> Vec<&'static str> {
-    REGISTRY.iter().map(|r| r.name).collect()
+    /// The method, ready to attach to a model.
+    fn build(&self, setup: &Setup) -> Result<Box<dyn TrainMethod>>;
+
+    /// Whether the method takes multi-crop's local views (`data.local_views`); the others
+    /// get views of one size.
+    fn takes_local_views(&self) -> bool {
+        false
+    }
 }
 
-/// The method `config` names, built.
-pub fn build(config: &MethodConfig, setup: &Setup) -> Result<Box<dyn TrainMethod>> {
-    let registration = REGISTRY
-        .iter()
-        .find(|r| r.name == config.name)
-        .ok_or_else(|| {
-            invalid(
-                "method.name",
-                format!(
-                    "unknown method {:?} (one of {})",
-                    config.name,
-                    names().join(", ")
-                ),
-            )
-        })?;
-    (registration.build)(config, setup)
+/// Declares [`MethodConfig`], one variant per method: `"name" => Variant(module::Settings)`.
+macro_rules! registry {
+    ($($name:literal => $variant:ident($module:ident::$settings:ident),)*) => {
+        $(pub use $module::$settings;)*
+
+        /// `[method]`: the learning method, by `name`, with its own keys (kebab-case names,
+        /// as configs spell them). A key another method takes is an error.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "name")]
+        pub enum MethodConfig {
+            $(
+                #[doc = concat!("`", $name, "`: see [`", stringify!($settings), "`].")]
+                #[serde(rename = $name)]
+                $variant($settings),
+            )*
+        }
+
+        impl MethodConfig {
+            /// Every method's name, as `method.name` takes it.
+            pub const NAMES: &[&str] = &[$($name),*];
+
+            /// The method called `name`, with its defaults.
+            pub fn named(name: &str) -> Option<Self> {
+                match name {
+                    $($name => Some(Self::$variant(<$settings>::default())),)*
+                    _ => None,
+                }
+            }
+
+            /// This method's name.
+            pub fn name(&self) -> &'static str {
+                match self {
+                    $(Self::$variant(_) => $name,)*
+                }
+            }
+
+            /// The settings behind the name.
+            pub fn settings(&self) -> &dyn MethodSettings {
+                match self {
+                    $(Self::$variant(settings) => settings,)*
+                }
+            }
+        }
+    };
+}
+
+// Every method: the one list a new method joins.
+registry! {
+    "simclr" => Simclr(simclr::SimclrSettings),
+    "moco-v2" => MocoV2(moco::MocoSettings),
+    "supcon" => Supcon(supcon::SupconSettings),
+    "triplet" => Triplet(triplet::TripletSettings),
+    "pairs" => Pairs(pairs::PairsSettings),
+    "temporal" => Temporal(temporal::TemporalSettings),
+    "byol" => Byol(byol::ByolSettings),
+    "simsiam" => Simsiam(simsiam::SimsiamSettings),
+    "barlow-twins" => BarlowTwins(barlow_twins::BarlowTwinsSettings),
+    "vicreg" => Vicreg(vicreg::VicregSettings),
+    "nnclr" => Nnclr(nnclr::NnclrSettings),
+}
+
+impl MethodConfig {
+    /// Checks the method's values against the rest of the run.
+    pub fn check(&self, run: &RunFacts) -> Result<()> {
+        self.settings().check(run)
+    }
+
+    /// The method, built.
+    pub fn build(&self, setup: &Setup) -> Result<Box<dyn TrainMethod>> {
+        self.settings().build(setup)
+    }
 }
 
 /// `saved[name]`, or an error naming the missing tensor.

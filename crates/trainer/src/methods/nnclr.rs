@@ -9,27 +9,58 @@ use contrastive_models::ModelConfig;
 use contrastive_tensor::{Tensor, nn::VarStore};
 
 use super::predictor::Predictor;
-use super::{Registration, Setup, StepInputs, TrainMethod, saved};
+use serde::{Deserialize, Serialize};
+
+use super::{MethodSettings, RunFacts, Setup, StepInputs, TrainMethod, saved};
 use crate::Result;
-use crate::config::{DEFAULT_SUPPORT_SIZE, MethodConfig};
+use crate::error::{invalid, positive};
 
-pub(super) const REGISTRATION: Registration = Registration {
-    name: "nnclr",
-    build,
-};
+/// `[method]` of `name = "nnclr"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NnclrSettings {
+    /// Softmax temperature of NT-Xent.
+    pub temperature: f64,
+    /// Embeddings in the support set whose nearest neighbours are the positives (a
+    /// multiple of `data.batch_size`).
+    pub support_size: usize,
+}
 
-fn build(config: &MethodConfig, setup: &Setup) -> Result<Box<dyn TrainMethod>> {
-    Ok(Box::new(Nnclr {
-        loss: InfoNce::new(InfoNceConfig::new(config.temperature.unwrap_or(0.1)))?,
-        bank: NearestNeighbourBank::new(
-            config.support_size.unwrap_or(DEFAULT_SUPPORT_SIZE),
-            setup.dim,
-            setup.batch_size,
-            setup.device,
-        )?,
-        predictor: None,
-        pending: None,
-    }))
+impl Default for NnclrSettings {
+    fn default() -> Self {
+        Self {
+            temperature: 0.1,
+            support_size: 4096,
+        }
+    }
+}
+
+impl MethodSettings for NnclrSettings {
+    fn check(&self, run: &RunFacts) -> Result<()> {
+        positive("method.temperature", self.temperature)?;
+        let (size, batch) = (self.support_size, run.batch_size);
+        if size == 0 || !size.is_multiple_of(batch) {
+            return Err(invalid(
+                "method.support_size",
+                format!("must be a positive multiple of data.batch_size ({batch}), got {size}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn build(&self, setup: &Setup) -> Result<Box<dyn TrainMethod>> {
+        Ok(Box::new(Nnclr {
+            loss: InfoNce::new(InfoNceConfig::new(self.temperature))?,
+            bank: NearestNeighbourBank::new(
+                self.support_size,
+                setup.dim,
+                setup.batch_size,
+                setup.device,
+            )?,
+            predictor: None,
+            pending: None,
+        }))
+    }
 }
 
 #[derive(Debug)]

@@ -4,20 +4,46 @@
 use contrastive_losses::{InfoNce, InfoNceConfig, Loss};
 use contrastive_tensor::{Kind, Tensor};
 
-use super::{Registration, Setup, StepInputs, TrainMethod};
+use serde::{Deserialize, Serialize};
+
+use super::{MethodSettings, RunFacts, Setup, StepInputs, TrainMethod};
 use crate::Result;
-use crate::config::MethodConfig;
+use crate::error::positive;
 
-pub(super) const REGISTRATION: Registration = Registration {
-    name: "simclr",
-    build,
-};
+/// `[method]` of `name = "simclr"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SimclrSettings {
+    /// Softmax temperature of NT-Xent.
+    pub temperature: f64,
+    /// Leave each positive out of NT-Xent's denominator: decoupled contrastive learning
+    /// (Yeh et al., 2022).
+    pub decoupled: bool,
+}
 
-fn build(config: &MethodConfig, _: &Setup) -> Result<Box<dyn TrainMethod>> {
-    Ok(Box::new(Simclr(InfoNce::new(
-        InfoNceConfig::new(config.temperature.unwrap_or(0.5))
-            .with_decoupled(config.decoupled.unwrap_or(false)),
-    )?)))
+impl Default for SimclrSettings {
+    fn default() -> Self {
+        Self {
+            temperature: 0.5,
+            decoupled: false,
+        }
+    }
+}
+
+impl MethodSettings for SimclrSettings {
+    fn check(&self, _: &RunFacts) -> Result<()> {
+        positive("method.temperature", self.temperature)
+    }
+
+    fn build(&self, _: &Setup) -> Result<Box<dyn TrainMethod>> {
+        Ok(Box::new(Simclr(InfoNce::new(
+            InfoNceConfig::new(self.temperature).with_decoupled(self.decoupled),
+        )?)))
+    }
+
+    fn takes_local_views(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug)]

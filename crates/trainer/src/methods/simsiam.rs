@@ -8,17 +8,24 @@ use contrastive_models::ModelConfig;
 use contrastive_tensor::{Tensor, nn::VarStore};
 
 use super::predictor::Predictor;
-use super::{Registration, Setup, StepInputs, TrainMethod};
+use serde::{Deserialize, Serialize};
+
+use super::{MethodSettings, RunFacts, Setup, StepInputs, TrainMethod};
 use crate::Result;
-use crate::config::MethodConfig;
 
-pub(super) const REGISTRATION: Registration = Registration {
-    name: "simsiam",
-    build,
-};
+/// `[method]` of `name = "simsiam"`: no keys of its own.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimsiamSettings {}
 
-fn build(_: &MethodConfig, _: &Setup) -> Result<Box<dyn TrainMethod>> {
-    Ok(Box::new(SimSiam { predictor: None }))
+impl MethodSettings for SimsiamSettings {
+    fn check(&self, _: &RunFacts) -> Result<()> {
+        Ok(())
+    }
+
+    fn build(&self, _: &Setup) -> Result<Box<dyn TrainMethod>> {
+        Ok(Box::new(SimSiam { predictor: None }))
+    }
 }
 
 #[derive(Debug)]

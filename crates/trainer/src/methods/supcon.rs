@@ -4,32 +4,66 @@
 use contrastive_losses::{Loss, SupCon, SupConConfig};
 use contrastive_tensor::Tensor;
 
-use super::{Registration, Sampling, Setup, StepInputs, TrainMethod};
+use serde::{Deserialize, Serialize};
+
+use super::labeled::check_per_class;
+use super::{MethodSettings, RunFacts, Sampling, Setup, StepInputs, TrainMethod};
 use crate::Result;
-use crate::config::MethodConfig;
+use crate::error::positive;
 
-pub(super) const REGISTRATION: Registration = Registration {
-    name: "supcon",
-    build,
-};
+/// `[method]` of `name = "supcon"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupconSettings {
+    /// Softmax temperature.
+    pub temperature: f64,
+    /// Images per class in a batch (P x K batches, K = this).
+    pub per_class: usize,
+}
 
-fn build(config: &MethodConfig, _: &Setup) -> Result<Box<dyn TrainMethod>> {
-    Ok(Box::new(Supervised(SupCon::new(SupConConfig::new(
-        config.temperature.unwrap_or(0.1),
-    ))?)))
+impl Default for SupconSettings {
+    fn default() -> Self {
+        Self {
+            temperature: 0.1,
+            per_class: 4,
+        }
+    }
+}
+
+impl MethodSettings for SupconSettings {
+    fn check(&self, run: &RunFacts) -> Result<()> {
+        positive("method.temperature", self.temperature)?;
+        check_per_class(self.per_class, run)
+    }
+
+    fn build(&self, _: &Setup) -> Result<Box<dyn TrainMethod>> {
+        Ok(Box::new(Supervised {
+            loss: SupCon::new(SupConConfig::new(self.temperature))?,
+            per_class: self.per_class,
+        }))
+    }
+
+    fn takes_local_views(&self) -> bool {
+        true
+    }
 }
 
 #[derive(Debug)]
-struct Supervised(SupCon);
+struct Supervised {
+    loss: SupCon,
+    per_class: usize,
+}
 
 impl TrainMethod for Supervised {
     fn sampling(&self) -> Sampling {
-        Sampling::ClassBalanced
+        Sampling::ClassBalanced {
+            per_class: self.per_class,
+        }
     }
 
     fn loss(&mut self, step: &StepInputs<'_>) -> Result<Tensor> {
         Ok(self
-            .0
+            .loss
             .loss(&step.all_views(step.model)?, step.batch.labels())?)
     }
 }

@@ -5,27 +5,94 @@
 use contrastive_losses::{InfoNce, InfoNceConfig};
 use contrastive_tensor::{Kind, Tensor};
 
-use super::{Registration, Sampling, Setup, StepInputs, TrainMethod};
+use serde::{Deserialize, Serialize};
+
+use super::{MethodSettings, RunFacts, Sampling, Setup, StepInputs, TrainMethod};
 use crate::Result;
-use crate::config::{DEFAULT_WINDOW, MethodConfig};
+use crate::error::{at_least, invalid, positive};
 
-pub(super) const REGISTRATION: Registration = Registration {
-    name: "temporal",
-    build,
-};
+/// `[method]` of `name = "temporal"` (video datasets).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TemporalSettings {
+    /// Softmax temperature.
+    pub temperature: f64,
+    /// Frames per video in a batch (the batch holds `data.batch_size` / this videos).
+    pub per_video: usize,
+    /// Frames at most this far apart in one video are positives.
+    pub window: usize,
+    /// Frames of one video farther apart than this are negatives too (larger than the
+    /// window); absent: only other videos are negatives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gap: Option<usize>,
+}
 
-fn build(config: &MethodConfig, _: &Setup) -> Result<Box<dyn TrainMethod>> {
-    Ok(Box::new(Temporal {
-        loss: InfoNce::new(InfoNceConfig::new(config.temperature.unwrap_or(0.2)))?,
-        window: config.window.unwrap_or(DEFAULT_WINDOW),
-        gap: config.gap,
-    }))
+impl Default for TemporalSettings {
+    fn default() -> Self {
+        Self {
+            temperature: 0.2,
+            per_video: 4,
+            window: 4,
+            gap: None,
+        }
+    }
+}
+
+impl MethodSettings for TemporalSettings {
+    fn check(&self, run: &RunFacts) -> Result<()> {
+        positive("method.temperature", self.temperature)?;
+        if !run.video {
+            return Err(invalid(
+                "method.name",
+                "temporal learns from video; set data.dataset to video or video-demo",
+            ));
+        }
+        let (per_video, window) = (self.per_video, self.window);
+        at_least("method.per_video", per_video, 2)?;
+        if !run.batch_size.is_multiple_of(per_video) || run.batch_size / per_video < 2 {
+            return Err(invalid(
+                "method.per_video",
+                format!(
+                    "must divide data.batch_size ({}) into at least 2 videos",
+                    run.batch_size
+                ),
+            ));
+        }
+        if window + 1 < per_video {
+            return Err(invalid(
+                "method.window",
+                format!(
+                    "{per_video} frames per video cannot all lie within {window} frames; \
+                     use window >= {}",
+                    per_video - 1
+                ),
+            ));
+        }
+        if let Some(gap) = self.gap.filter(|&g| g <= window) {
+            return Err(invalid(
+                "method.gap",
+                format!("must be larger than the window ({window}), got {gap}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn build(&self, _: &Setup) -> Result<Box<dyn TrainMethod>> {
+        Ok(Box::new(Temporal {
+            loss: InfoNce::new(InfoNceConfig::new(self.temperature))?,
+            per_video: self.per_video,
+            window: self.window,
+            gap: self.gap,
+        }))
+    }
 }
 
 #[derive(Debug)]
 struct Temporal {
     /// The masked InfoNCE loss.
     loss: InfoNce,
+    /// Frames of each video in a batch.
+    per_video: usize,
     /// Largest distance, in frames, of a positive pair.
     window: usize,
     /// Smallest distance, in frames, beyond which frames of one video are negatives.
@@ -38,7 +105,10 @@ impl TrainMethod for Temporal {
     }
 
     fn sampling(&self) -> Sampling {
-        Sampling::VideoFrames
+        Sampling::VideoFrames {
+            per_video: self.per_video,
+            window: self.window,
+        }
     }
 
     fn loss(&mut self, step: &StepInputs<'_>) -> Result<Tensor> {

@@ -3,23 +3,45 @@
 
 use contrastive_losses::{Mining, TripletConfig, TripletLoss};
 
-use super::labeled::OneViewLabeled;
-use super::{Registration, Setup, TrainMethod};
+use serde::{Deserialize, Serialize};
+
+use super::labeled::{OneViewLabeled, check_per_class};
+use super::{MethodSettings, RunFacts, Setup, TrainMethod};
 use crate::Result;
-use crate::config::MethodConfig;
+use crate::error::in_range;
 
-pub(super) const REGISTRATION: Registration = Registration {
-    name: "triplet",
-    build,
-};
+/// `[method]` of `name = "triplet"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TripletSettings {
+    /// The margin `m` of `max(0, d(a, p) - d(a, n) + m)`.
+    pub margin: f64,
+    /// The miner: `batch-all`, `batch-hard` or `semi-hard`.
+    pub mining: Mining,
+    /// Images per class in a batch (P x K batches, K = this).
+    pub per_class: usize,
+}
 
-fn build(config: &MethodConfig, _: &Setup) -> Result<Box<dyn TrainMethod>> {
-    let mining = match config.mining.as_deref().unwrap_or("semi-hard") {
-        "batch-all" => Mining::BatchAll,
-        "batch-hard" => Mining::BatchHard,
-        _ => Mining::SemiHard,
-    };
-    Ok(Box::new(OneViewLabeled(TripletLoss::new(
-        TripletConfig::new(config.margin.unwrap_or(0.2)).with_mining(mining),
-    )?)))
+impl Default for TripletSettings {
+    fn default() -> Self {
+        Self {
+            margin: 0.2,
+            mining: Mining::SemiHard,
+            per_class: 4,
+        }
+    }
+}
+
+impl MethodSettings for TripletSettings {
+    fn check(&self, run: &RunFacts) -> Result<()> {
+        in_range("method.margin", self.margin, 0.0, f64::MAX)?;
+        check_per_class(self.per_class, run)
+    }
+
+    fn build(&self, _: &Setup) -> Result<Box<dyn TrainMethod>> {
+        Ok(Box::new(OneViewLabeled {
+            loss: TripletLoss::new(TripletConfig::new(self.margin).with_mining(self.mining))?,
+            per_class: self.per_class,
+        }))
+    }
 }

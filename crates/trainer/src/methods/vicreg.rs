@@ -5,21 +5,53 @@
 use contrastive_losses::VicReg;
 use contrastive_tensor::Tensor;
 
-use super::{Registration, Setup, StepInputs, TrainMethod};
+use serde::{Deserialize, Serialize};
+
+use super::{MethodSettings, RunFacts, Setup, StepInputs, TrainMethod};
 use crate::Result;
-use crate::config::MethodConfig;
+use crate::error::in_range;
 
-pub(super) const REGISTRATION: Registration = Registration {
-    name: "vicreg",
-    build,
-};
+/// `[method]` of `name = "vicreg"` (the paper's weights by default).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VicregSettings {
+    /// Weight of the invariance term.
+    pub lambda: f64,
+    /// Weight of the variance term.
+    pub mu: f64,
+    /// Weight of the covariance term.
+    pub nu: f64,
+}
 
-fn build(config: &MethodConfig, _: &Setup) -> Result<Box<dyn TrainMethod>> {
-    Ok(Box::new(Vicreg(VicReg::new(
-        config.lambda.unwrap_or(25.0),
-        config.mu.unwrap_or(25.0),
-        config.nu.unwrap_or(1.0),
-    )?)))
+impl Default for VicregSettings {
+    fn default() -> Self {
+        Self {
+            lambda: 25.0,
+            mu: 25.0,
+            nu: 1.0,
+        }
+    }
+}
+
+impl MethodSettings for VicregSettings {
+    fn check(&self, _: &RunFacts) -> Result<()> {
+        for (key, value) in [
+            ("method.lambda", self.lambda),
+            ("method.mu", self.mu),
+            ("method.nu", self.nu),
+        ] {
+            in_range(key, value, 0.0, f64::MAX)?;
+        }
+        Ok(())
+    }
+
+    fn build(&self, _: &Setup) -> Result<Box<dyn TrainMethod>> {
+        Ok(Box::new(Vicreg(VicReg::new(
+            self.lambda,
+            self.mu,
+            self.nu,
+        )?)))
+    }
 }
 
 #[derive(Debug)]
