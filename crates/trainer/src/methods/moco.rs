@@ -31,9 +31,38 @@ pub struct MocoSettings {
     /// With several ranks, the key encoder sees the global batch's images dealt out to the
     /// ranks in a fresh random order each step, so a rank's keys are normalised with
     /// statistics of mostly other images than its queries' (about 1/W of them its own, as in
-    /// MoCo's own code: He et al., 2020, "Shuffling BN"). Nothing to do on one process, nor
-    /// with `model.sync_bn`, whose statistics span the whole batch whatever the deal.
-    pub shuffle_bn: bool,
+    /// MoCo's own code: He et al., 2020, "Shuffling BN"). `auto` (the default): on unless
+    /// `model.sync_bn`, whose statistics span the whole batch whatever the deal; `true` or
+    /// `false`. Nothing to do on one process.
+    pub shuffle_bn: ShuffleBn,
+}
+
+/// `method.shuffle_bn`: `"auto"`, `true` or `false`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ShuffleBn {
+    /// `true` or `false`.
+    Set(bool),
+    /// `"auto"`: on unless batch-norm statistics span the global batch.
+    Auto(Auto),
+}
+
+/// The word `auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Auto {
+    /// `"auto"`.
+    Auto,
+}
+
+impl ShuffleBn {
+    /// Whether to deal the keys out, given whether statistics span the global batch.
+    fn applies(self, sync_bn: bool) -> bool {
+        match self {
+            ShuffleBn::Set(on) => on,
+            ShuffleBn::Auto(_) => !sync_bn,
+        }
+    }
 }
 
 impl Default for MocoSettings {
@@ -43,7 +72,7 @@ impl Default for MocoSettings {
             queue_size: 4096,
             momentum: 0.99,
             symmetric: false,
-            shuffle_bn: true,
+            shuffle_bn: ShuffleBn::Auto(Auto::Auto),
         }
     }
 }
@@ -110,9 +139,8 @@ struct Moco {
     momentum: f64,
     /// Each view is a query against the other's key, the two losses averaged.
     symmetric: bool,
-    /// Whether keys come from the global batch dealt out anew across ranks (unless
-    /// batch-norm statistics span the global batch).
-    shuffle_bn: bool,
+    /// Whether keys come from the global batch dealt out anew across ranks.
+    shuffle_bn: ShuffleBn,
     /// The key encoder, once attached.
     key: Option<MomentumEncoder>,
     /// This step's keys, queued after the optimiser's step.
@@ -142,7 +170,7 @@ impl TrainMethod for Moco {
     fn loss(&mut self, step: &StepInputs<'_>) -> Result<Tensor> {
         let (first, second) = step.batch.two_views();
         let key = &self.key().model;
-        let shuffle = self.shuffle_bn && !step.sync_bn;
+        let shuffle = self.shuffle_bn.applies(step.sync_bn);
         // Each view's batch goes through its encoder on its own, so batch-norm statistics
         // never mix a query with its own key's image.
         let q = (step.embed)(step.model, &first)?;
@@ -181,5 +209,25 @@ impl TrainMethod for Moco {
 
     fn encoders(&self) -> Vec<&VarStore> {
         vec![&self.key().vs]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shuffle_bn_is_auto_unless_set() {
+        let read = |text: &str| toml::from_str::<MocoSettings>(text).map(|m| m.shuffle_bn);
+        let auto = read("").unwrap();
+        assert_eq!(auto, read("shuffle_bn = \"auto\"").unwrap());
+        assert!(auto.applies(false) && !auto.applies(true));
+        for (text, on) in [("shuffle_bn = true", true), ("shuffle_bn = false", false)] {
+            let set = read(text).unwrap();
+            assert_eq!((set.applies(false), set.applies(true)), (on, on), "{text}");
+        }
+        assert!(read("shuffle_bn = \"sometimes\"").is_err());
+        let written = toml::to_string(&MocoSettings::default()).unwrap();
+        assert!(written.contains("shuffle_bn = \"auto\""), "{written}");
     }
 }

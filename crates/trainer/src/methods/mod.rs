@@ -13,20 +13,9 @@
 //! [`MethodSettings`], `Default`, serde) and a type that implements [`TrainMethod`], and add
 //! one line to the `registry!` below.
 
-mod barlow_twins;
-mod byol;
 mod labeled;
-mod moco;
 mod momentum;
-mod nnclr;
-mod pairs;
 mod predictor;
-mod simclr;
-mod simsiam;
-mod supcon;
-mod temporal;
-mod triplet;
-mod vicreg;
 
 use std::collections::HashMap;
 
@@ -256,10 +245,14 @@ pub trait MethodSettings {
     }
 }
 
-/// Declares [`MethodConfig`], one variant per method: `"name" => Variant(module::Settings)`.
+/// Declares each method's module and [`MethodConfig`], one variant per method:
+/// `"name" => Variant(module::Settings)`.
 macro_rules! registry {
     ($($name:literal => $variant:ident($module:ident::$settings:ident),)*) => {
-        $(pub use $module::$settings;)*
+        $(
+            pub mod $module;
+            pub use $module::$settings;
+        )*
 
         /// `[method]`: the learning method, by `name`, with its own keys (kebab-case names,
         /// as configs spell them). A key another method takes is an error.
