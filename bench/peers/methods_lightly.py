@@ -36,6 +36,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lightly.loss import BarlowTwinsLoss, NegativeCosineSimilarity, NTXentLoss, VICRegLoss
+from lightly.loss.hypersphere_loss import HypersphereLoss
 from lightly.models.modules import (
     BYOLPredictionHead,
     BYOLProjectionHead,
@@ -91,6 +92,9 @@ class Method(nn.Module):
             self.criterion = NegativeCosineSimilarity()
         elif name == "barlow-twins":
             self.criterion = BarlowTwinsLoss(lambda_param=args.lambda_)
+        elif name == "hypersphere":
+            self.criterion = HypersphereLoss(t=args.temperature, lam=args.lambda_,
+                                             alpha=args.alpha)
         elif name == "vicreg":
             self.criterion = VICRegLoss(lambda_param=args.lambda_, mu_param=args.mu,
                                         nu_param=args.nu)
@@ -117,7 +121,7 @@ class Method(nn.Module):
 
     def loss(self, x0, x1):
         name = self.name
-        if name in ("simclr", "barlow-twins", "vicreg"):
+        if name in ("simclr", "barlow-twins", "vicreg", "hypersphere"):
             return self.criterion(self.project(x0).float(), self.project(x1).float())
         if name == "moco-v2":  # symmetric, as configs/fmnist-moco.toml
             q0, q1 = self.project(x0).float(), self.project(x1).float()
@@ -185,7 +189,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--method", required=True,
                         choices=["simclr", "moco-v2", "byol", "simsiam", "barlow-twins",
-                                 "vicreg", "nnclr"])
+                                 "vicreg", "nnclr", "hypersphere"])
     parser.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     parser.add_argument("--lr", type=float, required=True)
     parser.add_argument("--budget-s", type=float, default=720.0)
@@ -195,13 +199,14 @@ def main():
     parser.add_argument("--momentum", type=float, default=0.99)
     parser.add_argument("--queue-size", type=int, default=4096)
     parser.add_argument("--support-size", type=int, default=4096)
-    parser.add_argument("--lambda", dest="lambda_", type=float, default=5e-3)
+    parser.add_argument("--lambda", dest="lambda_", type=float, default=None)
     parser.add_argument("--mu", type=float, default=25.0)
     parser.add_argument("--nu", type=float, default=1.0)
+    parser.add_argument("--alpha", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    if args.method == "vicreg" and args.lambda_ == 5e-3:
-        args.lambda_ = 25.0
+    if args.lambda_ is None:  # each loss's own default weight
+        args.lambda_ = {"vicreg": 25.0, "hypersphere": 1.0}.get(args.method, 5e-3)
     torch.set_num_threads(2)
     torch.manual_seed(args.seed)
     started = time.perf_counter()

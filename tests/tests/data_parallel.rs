@@ -28,7 +28,7 @@ const UNSHUFFLED: &str = "CONTRASTIVE_DP_UNSHUFFLED";
 const WATCHDOG: Duration = Duration::from_secs(300);
 /// Steps each run takes.
 const STEPS: usize = 4;
-const METHODS: [(&str, &str); 10] = [
+const METHODS: [(&str, &str); 11] = [
     ("simclr", "name = \"simclr\"\ntemperature = 0.5"),
     ("supcon", "name = \"supcon\"\ntemperature = 0.5"),
     (
@@ -58,6 +58,7 @@ const METHODS: [(&str, &str); 10] = [
         "name = \"vicreg\"\nlambda = 1.0\nmu = 1.0\nnu = 0.04",
     ),
     ("nnclr", "name = \"nnclr\"\nsupport_size = 32"),
+    ("hypersphere", "name = \"hypersphere\""),
 ];
 
 fn main() {

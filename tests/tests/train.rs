@@ -60,7 +60,7 @@ fn config(data: &Path, out: &Path, method: &str, extra: &str) -> TrainConfig {
     TrainConfig::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
 }
 
-const METHODS: [(&str, &str); 10] = [
+const METHODS: [(&str, &str); 11] = [
     (
         "simclr",
         "[method]\nname = \"simclr\"\ntemperature = 0.5\n[optimizer]\nname = \"sgd\"\nlr = 0.1",
@@ -100,6 +100,10 @@ const METHODS: [(&str, &str); 10] = [
     (
         "nnclr",
         "[method]\nname = \"nnclr\"\nsupport_size = 64\ntemperature = 0.5\n[optimizer]\nname = \"sgd\"\nlr = 0.05",
+    ),
+    (
+        "hypersphere",
+        "[method]\nname = \"hypersphere\"\n[optimizer]\nname = \"sgd\"\nlr = 0.1",
     ),
 ];
 

@@ -11,6 +11,7 @@
 //! - [`MocoQueue`] and [`momentum_update`]: MoCo's queue of keys and EMA key encoder.
 //! - [`NearestNeighbourBank`]: NNCLR's support set of past embeddings.
 //! - Without negatives: [`negative_cosine`] (BYOL, SimSiam), [`BarlowTwins`], [`VicReg`].
+//! - [`Hypersphere`]: alignment and uniformity (Wang and Isola, 2020).
 //!
 //! Inputs in bf16 or fp16 are computed in fp32; NaN or infinite embeddings are an error, not
 //! a NaN loss.
@@ -31,6 +32,7 @@
 
 mod contrastive;
 mod error;
+mod hypersphere;
 mod info_nce;
 mod moco;
 mod nn_bank;
@@ -44,6 +46,7 @@ use contrastive_tensor::Tensor;
 
 pub use crate::contrastive::{ContrastiveConfig, ContrastiveLoss};
 pub use crate::error::{Error, Result};
+pub use crate::hypersphere::Hypersphere;
 pub use crate::info_nce::{InfoNce, InfoNceConfig};
 pub use crate::moco::{MocoConfig, MocoQueue, momentum_update};
 pub use crate::nn_bank::NearestNeighbourBank;

@@ -1,11 +1,12 @@
-//! The losses without negatives (negative cosine, Barlow Twins, VICReg) and NNCLR's
-//! nearest-neighbour NT-Xent against lightly's own values and gradients in
+//! The losses without negatives (negative cosine, Barlow Twins, VICReg), NNCLR's
+//! nearest-neighbour NT-Xent and alignment-and-uniformity against lightly's own values and
+//! gradients in
 //! `fixtures/self_distillation.json` (made by `fixtures/make_self_distillation.py`), in
 //! float64: both sides compute the same formulas in another order, so they agree to about
 //! 1e-12 of the values' size.
 
 use contrastive_losses::{
-    BarlowTwins, InfoNce, InfoNceConfig, NearestNeighbourBank, VicReg, negative_cosine,
+    BarlowTwins, Hypersphere, InfoNce, InfoNceConfig, NearestNeighbourBank, VicReg, negative_cosine,
 };
 use contrastive_tensor::{Device, Tensor};
 use serde_json::Value;
@@ -105,6 +106,31 @@ fn vicreg_matches_lightly() {
         agrees(case, &f[case], &loss, &[&a, &b]);
     }
     assert!(VicReg::new(1.0, f64::INFINITY, 1.0).is_err());
+}
+
+#[test]
+fn hypersphere_matches_lightly() {
+    let f = fixture();
+    for (case, [t, lam, alpha]) in [
+        ("hypersphere", [1.0, 1.0, 2.0]),
+        ("hypersphere_2_0.5_3", [2.0, 0.5, 3.0]),
+    ] {
+        let (a, b) = (leaf(&matrix(&f, "a")), leaf(&matrix(&f, "b")));
+        let loss = Hypersphere::new(t, lam, alpha)
+            .unwrap()
+            .loss(&a, &b)
+            .unwrap();
+        agrees(case, &f[case], &loss, &[&a, &b]);
+    }
+    assert!(Hypersphere::new(0.0, 1.0, 2.0).is_err());
+    assert!(Hypersphere::new(1.0, -1.0, 2.0).is_err());
+    assert!(Hypersphere::new(1.0, 1.0, f64::NAN).is_err());
+    let one = Tensor::ones([1, 4], (contrastive_tensor::Kind::Double, Device::Cpu));
+    let err = Hypersphere::new(1.0, 1.0, 2.0)
+        .unwrap()
+        .loss(&one, &one)
+        .unwrap_err();
+    assert!(err.to_string().contains("at least 2"), "{err}");
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //!   SimCLR, MoCo v2 (momentum encoder and queue), SupCon, triplet (with a miner) and
 //!   margin-contrastive pairs, the last three on P x K class-balanced batches; temporal
 //!   contrast for video (frames close in time are positives); and without negatives BYOL,
-//!   SimSiam, Barlow Twins and VICReg; NNCLR (nearest neighbours from a support set).
+//!   SimSiam, Barlow Twins and VICReg; NNCLR (nearest neighbours from a support set);
+//!   alignment and uniformity on the hypersphere.
 //! - Data: the standard image sets, image folders, and video (files decoded by ffmpeg,
 //!   folders of frames, or the generated demo set: [`ensure_demo`]), with [`VideoIndex`]
 //!   saying where each frame comes from.

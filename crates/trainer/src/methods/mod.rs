@@ -308,6 +308,7 @@ registry! {
     "barlow-twins" => BarlowTwins(barlow_twins::BarlowTwinsSettings),
     "vicreg" => Vicreg(vicreg::VicregSettings),
     "nnclr" => Nnclr(nnclr::NnclrSettings),
+    "hypersphere" => Hypersphere(hypersphere::HypersphereSettings),
 }
 
 impl MethodConfig {
