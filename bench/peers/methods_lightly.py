@@ -195,7 +195,7 @@ def main():
     parser.add_argument("--budget-s", type=float, default=720.0)
     parser.add_argument("--reserve-s", type=float, default=60.0)
     parser.add_argument("--max-epochs", type=int, default=20)
-    parser.add_argument("--temperature", type=float, default=0.2)
+    parser.add_argument("--temperature", type=float, default=None)
     parser.add_argument("--momentum", type=float, default=0.99)
     parser.add_argument("--queue-size", type=int, default=4096)
     parser.add_argument("--support-size", type=int, default=4096)
@@ -205,6 +205,8 @@ def main():
     parser.add_argument("--alpha", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.temperature is None:  # the configs' values: the kernel's t for hypersphere
+        args.temperature = 2.0 if args.method == "hypersphere" else 0.2
     if args.lambda_ is None:  # each loss's own default weight
         args.lambda_ = {"vicreg": 25.0, "hypersphere": 1.0}.get(args.method, 5e-3)
     torch.set_num_threads(2)

@@ -8,7 +8,7 @@
 use contrastive_tensor::{Kind, Tensor};
 
 use crate::error::invalid;
-use crate::pairs::same_shapes;
+use crate::pairs::{check_margin, check_temperature, normalize, same_shapes};
 use crate::{Error, Result};
 
 /// `align(x, y) + lam * (uniform(x) + uniform(y)) / 2` of the L2-normalised views `x` and
@@ -26,19 +26,10 @@ impl Hypersphere {
     /// weight `lam` of the uniformity terms (1) and the power `alpha` of the alignment's
     /// distances (2): `t` and `alpha` finite and above 0, `lam` finite and not negative.
     pub fn new(t: f64, lam: f64, alpha: f64) -> Result<Self> {
-        for (name, value) in [("t", t), ("alpha", alpha)] {
-            if !(value.is_finite() && value > 0.0) {
-                return Err(invalid(
-                    name,
-                    format!("must be finite and > 0, got {value}"),
-                ));
-            }
-        }
-        if !(lam.is_finite() && lam >= 0.0) {
-            return Err(invalid(
-                "lam",
-                format!("must be finite and >= 0, got {lam}"),
-            ));
+        check_temperature(t)?;
+        check_margin("lam", lam)?;
+        if !(alpha.is_finite() && alpha > 0.0) {
+            return Err(invalid("alpha", format!("must be > 0, got {alpha}")));
         }
         Ok(Self { t, lam, alpha })
     }
@@ -52,10 +43,7 @@ impl Hypersphere {
                 message: format!("needs a batch of at least 2, got {:?}", ab[0].size()),
             });
         }
-        let unit = |z: &Tensor| -> Result<Tensor> {
-            Ok(z.f_div(&z.f_norm_scalaropt_dim(2, [1], true)?.f_clamp_min(1e-12)?)?)
-        };
-        let (x, y) = (unit(&ab[0])?, unit(&ab[1])?);
+        let (x, y) = (normalize(&ab[0]), normalize(&ab[1]));
         let align = (&x - &y)
             .norm_scalaropt_dim(2, [1], false)
             .pow_tensor_scalar(self.alpha)
@@ -63,14 +51,15 @@ impl Hypersphere {
         Ok(align + (self.uniformity(&x) + self.uniformity(&y)) * (self.lam / 2.0))
     }
 
-    /// `log mean_{i < j} exp(-t ||x_i - x_j||^2)` of unit rows `x` `[N, D]`.
+    /// `log mean_{i < j} exp(-t ||x_i - x_j||^2)` of unit rows `x` `[N, D]`, as a
+    /// log-sum-exp (finite where every pair's kernel underflows, as with a large `t`).
     fn uniformity(&self, x: &Tensor) -> Tensor {
         let n = x.size()[0];
         // Unit rows: ||x_i - x_j||^2 = 2 - 2 x_i . x_j, smooth where two rows meet (unlike
         // the distance's own gradient at 0).
         let squared = (x.matmul(&x.tr()) * -2.0 + 2.0).clamp_min(0.0);
         let pairs = Tensor::ones([n, n], (Kind::Bool, x.device())).triu(1);
-        let kernel = (squared.masked_select(&pairs) * -self.t).exp();
-        kernel.mean(x.kind()).log()
+        let count = (n * (n - 1) / 2) as f64;
+        (squared.masked_select(&pairs) * -self.t).logsumexp([0], false) - count.ln()
     }
 }

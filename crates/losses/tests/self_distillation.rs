@@ -125,6 +125,13 @@ fn hypersphere_matches_lightly() {
     assert!(Hypersphere::new(0.0, 1.0, 2.0).is_err());
     assert!(Hypersphere::new(1.0, -1.0, 2.0).is_err());
     assert!(Hypersphere::new(1.0, 1.0, f64::NAN).is_err());
+    // A kernel too narrow for any pair (every exp(-t d^2) underflows) stays finite.
+    let (a, b) = (matrix(&f, "a"), matrix(&f, "b"));
+    let narrow = Hypersphere::new(1e4, 1.0, 2.0)
+        .unwrap()
+        .loss(&a.to_kind(contrastive_tensor::Kind::Float), &b)
+        .unwrap();
+    assert!(narrow.double_value(&[]).is_finite());
     let one = Tensor::ones([1, 4], (contrastive_tensor::Kind::Double, Device::Cpu));
     let err = Hypersphere::new(1.0, 1.0, 2.0)
         .unwrap()

@@ -204,6 +204,18 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn backbone_names_read_back() {
+        for backbone in [
+            Backbone::SmallCnn,
+            Backbone::ResNet(ResNetDepth::R18),
+            Backbone::ResNet(ResNetDepth::R34),
+            Backbone::ResNet(ResNetDepth::R50),
+        ] {
+            assert_eq!(backbone.to_string().parse::<Backbone>().unwrap(), backbone);
+        }
+    }
+
     fn config(head: HeadKind) -> ModelConfig {
         ModelConfig {
             backbone: Backbone::SmallCnn,

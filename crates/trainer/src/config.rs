@@ -755,6 +755,31 @@ mod tests {
     }
 
     #[test]
+    fn a_wrong_type_in_the_method_names_the_key() {
+        let err =
+            TrainConfig::from_toml(&MINIMAL.replace("temperature = 0.5", "temperature = \"x\""))
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("temperature"), "{err}");
+    }
+
+    #[test]
+    fn dataset_names_are_the_ones_serde_reads() {
+        for name in [
+            DatasetName::FashionMnist,
+            DatasetName::Mnist,
+            DatasetName::Cifar10,
+            DatasetName::Cifar100,
+            DatasetName::Folder,
+            DatasetName::Video,
+            DatasetName::VideoDemo,
+        ] {
+            let read: DatasetName = serde_json::from_value(name.as_str().into()).unwrap();
+            assert_eq!(read, name);
+        }
+    }
+
+    #[test]
     fn every_shipped_config_loads() {
         let configs = concat!(env!("CARGO_MANIFEST_DIR"), "/../../configs");
         let mut seen = 0;

@@ -23,7 +23,10 @@ pub(super) fn check_per_class(per_class: usize, run: &RunFacts) -> Result<()> {
     if !run.batch_size.is_multiple_of(per_class) {
         return Err(invalid(
             "method.per_class",
-            format!("must divide data.batch_size ({})", run.batch_size),
+            format!(
+                "must divide data.batch_size ({}), got {per_class}",
+                run.batch_size
+            ),
         ));
     }
     Ok(())

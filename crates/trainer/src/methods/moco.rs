@@ -37,30 +37,59 @@ pub struct MocoSettings {
     pub shuffle_bn: ShuffleBn,
 }
 
-/// `method.shuffle_bn`: `"auto"`, `true` or `false`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(untagged)]
+/// `method.shuffle_bn`: `"auto"`, `true` or `false` (as TOML spells them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShuffleBn {
-    /// `true` or `false`.
-    Set(bool),
     /// `"auto"`: on unless batch-norm statistics span the global batch.
-    Auto(Auto),
+    Auto,
+    /// `true`.
+    On,
+    /// `false`.
+    Off,
 }
 
-/// The word `auto`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Auto {
-    /// `"auto"`.
-    Auto,
+impl Serialize for ShuffleBn {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ShuffleBn::Auto => serializer.serialize_str("auto"),
+            ShuffleBn::On => serializer.serialize_bool(true),
+            ShuffleBn::Off => serializer.serialize_bool(false),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for ShuffleBn {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Choice;
+        impl serde::de::Visitor<'_> for Choice {
+            type Value = ShuffleBn;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("true, false or \"auto\"")
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, on: bool) -> Result<ShuffleBn, E> {
+                Ok(if on { ShuffleBn::On } else { ShuffleBn::Off })
+            }
+
+            fn visit_str<E: serde::de::Error>(self, word: &str) -> Result<ShuffleBn, E> {
+                match word {
+                    "auto" => Ok(ShuffleBn::Auto),
+                    _ => Err(E::invalid_value(serde::de::Unexpected::Str(word), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(Choice)
+    }
 }
 
 impl ShuffleBn {
     /// Whether to deal the keys out, given whether statistics span the global batch.
     fn applies(self, sync_bn: bool) -> bool {
         match self {
-            ShuffleBn::Set(on) => on,
-            ShuffleBn::Auto(_) => !sync_bn,
+            ShuffleBn::On => true,
+            ShuffleBn::Off => false,
+            ShuffleBn::Auto => !sync_bn,
         }
     }
 }
@@ -72,7 +101,7 @@ impl Default for MocoSettings {
             queue_size: 4096,
             momentum: 0.99,
             symmetric: false,
-            shuffle_bn: ShuffleBn::Auto(Auto::Auto),
+            shuffle_bn: ShuffleBn::Auto,
         }
     }
 }
@@ -226,7 +255,8 @@ mod tests {
             let set = read(text).unwrap();
             assert_eq!((set.applies(false), set.applies(true)), (on, on), "{text}");
         }
-        assert!(read("shuffle_bn = \"sometimes\"").is_err());
+        let err = read("shuffle_bn = \"sometimes\"").unwrap_err().to_string();
+        assert!(err.contains("expected true, false or \"auto\""), "{err}");
         let written = toml::to_string(&MocoSettings::default()).unwrap();
         assert!(written.contains("shuffle_bn = \"auto\""), "{written}");
     }

@@ -256,7 +256,7 @@ macro_rules! registry {
 
         /// `[method]`: the learning method, by `name`, with its own keys (kebab-case names,
         /// as configs spell them). A key another method takes is an error.
-        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Serialize)]
         #[serde(tag = "name")]
         pub enum MethodConfig {
             $(
@@ -285,6 +285,35 @@ macro_rules! registry {
                 }
             }
 
+            /// The method `table` (a `[method]` section) names, read from its other keys;
+            /// an error names the key at fault (`method.temperature: invalid type...`).
+            fn from_table(mut table: toml::Table) -> std::result::Result<Self, String> {
+                let name = match table.remove("name") {
+                    Some(toml::Value::String(name)) => name,
+                    Some(other) => return Err(format!("method.name: {other} is not a name")),
+                    None => return Err("missing field `name`".into()),
+                };
+                let keys = toml::Value::Table(table);
+                let at_fault = |e: serde_path_to_error::Error<toml::de::Error>| {
+                    let key = e.path().to_string();
+                    let message = e.into_inner().message().to_owned();
+                    if key == "." {
+                        format!("method {name}: {message}")
+                    } else {
+                        format!("method.{key}: {message}")
+                    }
+                };
+                match name.as_str() {
+                    $($name => serde_path_to_error::deserialize(keys)
+                        .map(Self::$variant)
+                        .map_err(at_fault),)*
+                    other => Err(format!(
+                        "unknown variant `{other}`, expected one of {}",
+                        Self::NAMES.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                    )),
+                }
+            }
+
             /// The settings behind the name.
             pub fn settings(&self) -> &dyn MethodSettings {
                 match self {
@@ -309,6 +338,13 @@ registry! {
     "vicreg" => Vicreg(vicreg::VicregSettings),
     "nnclr" => Nnclr(nnclr::NnclrSettings),
     "hypersphere" => Hypersphere(hypersphere::HypersphereSettings),
+}
+
+impl<'de> Deserialize<'de> for MethodConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let table = toml::Table::deserialize(deserializer)?;
+        Self::from_table(table).map_err(serde::de::Error::custom)
+    }
 }
 
 impl MethodConfig {
