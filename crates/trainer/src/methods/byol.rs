@@ -13,7 +13,7 @@ use super::momentum::MomentumEncoder;
 use super::predictor::Predictor;
 use serde::{Deserialize, Serialize};
 
-use super::{MethodSettings, Progress, RunFacts, Setup, StepInputs, TrainMethod};
+use super::{MethodSettings, attached, Progress, RunFacts, Setup, StepInputs, TrainMethod};
 use crate::Result;
 use crate::error::in_range;
 
@@ -53,12 +53,6 @@ struct Byol {
     parts: Option<(MomentumEncoder, Predictor)>,
 }
 
-impl Byol {
-    fn parts(&self) -> &(MomentumEncoder, Predictor) {
-        self.parts.as_ref().expect("attached before training")
-    }
-}
-
 /// The momentum at `step` of `total`: from `base` at the first step along a cosine to 1 at
 /// the last (lightly's `cosine_schedule(step, total, base, 1)`).
 pub(super) fn cosine_momentum(base: f64, progress: Progress) -> f64 {
@@ -77,13 +71,13 @@ impl TrainMethod for Byol {
     }
 
     fn before_step(&mut self, online: &VarStore, progress: Progress) -> Result<()> {
-        self.parts()
+        attached(&self.parts)?
             .0
             .follow(online, cosine_momentum(self.momentum, progress))
     }
 
     fn loss(&mut self, step: &StepInputs<'_>) -> Result<Tensor> {
-        let (target, predictor) = self.parts();
+        let (target, predictor) = attached(&self.parts)?;
         let (z0, z1) = step.each_view()?;
         let (p0, p1) = (predictor.predict(&z0), predictor.predict(&z1));
         let (first, second) = step.batch.two_views();
@@ -93,30 +87,47 @@ impl TrainMethod for Byol {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        let (target, predictor) = self.parts();
-        let mut state = target.state();
-        state.extend(predictor.state());
-        state
+        let parts = self.parts.iter();
+        parts
+            .flat_map(|(target, predictor)| target.state().into_iter().chain(predictor.state()))
+            .collect()
     }
 
     fn restore(&mut self, saved: &HashMap<String, Tensor>) -> Result<()> {
-        let (target, predictor) = self.parts();
+        let (target, predictor) = attached(&self.parts)?;
         target.restore(saved)?;
         predictor.restore(saved)
     }
 
     fn trainable(&self) -> Vec<(String, Tensor)> {
-        self.parts().1.trainable()
+        self.parts.iter().flat_map(|(_, p)| p.trainable()).collect()
     }
 
     fn encoders(&self) -> Vec<&VarStore> {
-        vec![&self.parts().0.vs]
+        self.parts.iter().map(|(target, _)| &target.vs).collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_method_used_before_attach_is_an_error_not_a_panic() {
+        let setup = Setup {
+            dim: 8,
+            batch_size: 4,
+            dataset_len: 16,
+            device: contrastive_tensor::Device::Cpu,
+        };
+        let mut method = ByolSettings::default().build(&setup).unwrap();
+        let online = VarStore::new(contrastive_tensor::Device::Cpu);
+        let progress = Progress { step: 0, total: 1 };
+        let err = method.before_step(&online, progress).unwrap_err();
+        assert!(err.to_string().contains("before attach()"), "{err}");
+        assert!(method.state().is_empty() && method.encoders().is_empty());
+        assert!(method.restore(&HashMap::new()).is_err());
+    }
 
     #[test]
     fn the_momentum_rises_from_its_base_to_one_along_a_cosine() {

@@ -10,7 +10,7 @@ use contrastive_tensor::{Tensor, nn::VarStore};
 use super::momentum::MomentumEncoder;
 use serde::{Deserialize, Serialize};
 
-use super::{MethodSettings, Progress, RunFacts, Setup, StepInputs, TrainMethod, saved};
+use super::{MethodSettings, attached, Progress, RunFacts, Setup, StepInputs, TrainMethod, saved};
 use crate::Result;
 use crate::error::{at_least, in_range, invalid, positive};
 
@@ -176,12 +176,6 @@ struct Moco {
     pending: Option<Tensor>,
 }
 
-impl Moco {
-    fn key(&self) -> &MomentumEncoder {
-        self.key.as_ref().expect("attached before training")
-    }
-}
-
 impl TrainMethod for Moco {
     fn head(&self) -> HeadKind {
         HeadKind::MocoV2
@@ -193,12 +187,12 @@ impl TrainMethod for Moco {
     }
 
     fn before_step(&mut self, online: &VarStore, _: Progress) -> Result<()> {
-        self.key().follow(online, self.momentum)
+        attached(&self.key)?.follow(online, self.momentum)
     }
 
     fn loss(&mut self, step: &StepInputs<'_>) -> Result<Tensor> {
         let (first, second) = step.batch.two_views();
-        let key = &self.key().model;
+        let key = &attached(&self.key)?.model;
         let shuffle = self.shuffle_bn.applies(step.sync_bn);
         // Each view's batch goes through its encoder on its own, so batch-norm statistics
         // never mix a query with its own key's image.
@@ -224,20 +218,19 @@ impl TrainMethod for Moco {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        let mut state = self.key().state();
-        state.extend(self.queue.state());
-        state
+        let key = self.key.iter().flat_map(|k| k.state());
+        key.chain(self.queue.state()).collect()
     }
 
     fn restore(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        self.key().restore(state)?;
+        attached(&self.key)?.restore(state)?;
         self.queue
             .restore(saved(state, "moco.queue")?, saved(state, "moco.next")?)?;
         Ok(())
     }
 
     fn encoders(&self) -> Vec<&VarStore> {
-        vec![&self.key().vs]
+        self.key.iter().map(|k| &k.vs).collect()
     }
 }
 

@@ -359,6 +359,13 @@ impl MethodConfig {
     }
 }
 
+/// What [`TrainMethod::attach`] built, or an error: the method was used before it.
+pub(crate) fn attached<T>(part: &Option<T>) -> Result<&T> {
+    part.as_ref().ok_or_else(|| {
+        Error::Run("the method was used before attach() built its encoder or predictor".into())
+    })
+}
+
 /// `saved[name]`, or an error naming the missing tensor.
 pub(crate) fn saved<'a>(saved: &'a HashMap<String, Tensor>, name: &str) -> Result<&'a Tensor> {
     saved

@@ -11,7 +11,7 @@ use contrastive_tensor::{Tensor, nn::VarStore};
 use super::predictor::Predictor;
 use serde::{Deserialize, Serialize};
 
-use super::{MethodSettings, RunFacts, Setup, StepInputs, TrainMethod, saved};
+use super::{MethodSettings, attached, RunFacts, Setup, StepInputs, TrainMethod, saved};
 use crate::Result;
 use crate::error::{invalid, positive};
 
@@ -75,12 +75,6 @@ struct Nnclr {
     pending: Option<Tensor>,
 }
 
-impl Nnclr {
-    fn predictor(&self) -> &Predictor {
-        self.predictor.as_ref().expect("attached before training")
-    }
-}
-
 impl TrainMethod for Nnclr {
     fn attach(&mut self, online: &VarStore, model: ModelConfig) -> Result<()> {
         self.predictor = Some(Predictor::for_model(online, model));
@@ -89,7 +83,8 @@ impl TrainMethod for Nnclr {
 
     fn loss(&mut self, step: &StepInputs<'_>) -> Result<Tensor> {
         let (z0, z1) = step.each_view()?;
-        let (p0, p1) = (self.predictor().predict(&z0), self.predictor().predict(&z1));
+        let predictor = attached(&self.predictor)?;
+        let (p0, p1) = (predictor.predict(&z0), predictor.predict(&z1));
         let (n0, n1) = (self.bank.nearest(&z0)?, self.bank.nearest(&z1)?);
         let loss = (self.loss.views(&n0, &p1)? + self.loss.views(&n1, &p0)?) * 0.5;
         self.pending = Some(z1.detach());
@@ -104,19 +99,18 @@ impl TrainMethod for Nnclr {
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        let mut state = self.predictor().state();
-        state.extend(self.bank.state());
-        state
+        let predictor = self.predictor.iter().flat_map(|p| p.state());
+        predictor.chain(self.bank.state()).collect()
     }
 
     fn restore(&mut self, state: &HashMap<String, Tensor>) -> Result<()> {
-        self.predictor().restore(state)?;
+        attached(&self.predictor)?.restore(state)?;
         self.bank
             .restore(saved(state, "nnclr.bank")?, saved(state, "nnclr.next")?)?;
         Ok(())
     }
 
     fn trainable(&self) -> Vec<(String, Tensor)> {
-        self.predictor().trainable()
+        self.predictor.iter().flat_map(|p| p.trainable()).collect()
     }
 }

@@ -10,7 +10,7 @@ use contrastive_tensor::{Tensor, nn::VarStore};
 use super::predictor::Predictor;
 use serde::{Deserialize, Serialize};
 
-use super::{MethodSettings, RunFacts, Setup, StepInputs, TrainMethod};
+use super::{MethodSettings, attached, RunFacts, Setup, StepInputs, TrainMethod};
 use crate::Result;
 
 /// `[method]` of `name = "simsiam"`: no keys of its own.
@@ -33,12 +33,6 @@ struct SimSiam {
     predictor: Option<Predictor>,
 }
 
-impl SimSiam {
-    fn predictor(&self) -> &Predictor {
-        self.predictor.as_ref().expect("attached before training")
-    }
-}
-
 impl TrainMethod for SimSiam {
     fn attach(&mut self, online: &VarStore, model: ModelConfig) -> Result<()> {
         self.predictor = Some(Predictor::for_model(online, model));
@@ -47,20 +41,21 @@ impl TrainMethod for SimSiam {
 
     fn loss(&mut self, step: &StepInputs<'_>) -> Result<Tensor> {
         let (z0, z1) = step.each_view()?;
-        let (p0, p1) = (self.predictor().predict(&z0), self.predictor().predict(&z1));
+        let predictor = attached(&self.predictor)?;
+        let (p0, p1) = (predictor.predict(&z0), predictor.predict(&z1));
         // `negative_cosine` stops the gradient into its second argument.
         Ok((negative_cosine(&p0, &z1)? + negative_cosine(&p1, &z0)?) * 0.5)
     }
 
     fn state(&self) -> Vec<(String, Tensor)> {
-        self.predictor().state()
+        self.predictor.iter().flat_map(|p| p.state()).collect()
     }
 
     fn restore(&mut self, saved: &HashMap<String, Tensor>) -> Result<()> {
-        self.predictor().restore(saved)
+        attached(&self.predictor)?.restore(saved)
     }
 
     fn trainable(&self) -> Vec<(String, Tensor)> {
-        self.predictor().trainable()
+        self.predictor.iter().flat_map(|p| p.trainable()).collect()
     }
 }
