@@ -9,7 +9,8 @@ The network, views and optimiser are the configs' own: the small CNN, SimCLR's v
 28 pixels with blur (`simclr-blur`: lightly's SimCLRTransform, strength 1), a head of
 Linear-BatchNorm-ReLU-Linear 128-256-128 (MoCo's without the BatchNorm), predictors of
 Linear-BatchNorm-ReLU-Linear 128-256-128, batch 256, SGD momentum 0.9, weight decay 5e-4, a
-cosine learning rate over the planned steps, bf16 autocast and channels-last (what `auto`
+cosine learning rate over the planned steps, bf16 autocast for the networks (the losses in
+fp32, as the trainer computes them) and channels-last (what `auto`
 chooses on the machines measured). As the trainer, the run times its first 20 steps and
 then plans as many steps as fit in the budget (at most 20 epochs), keeping `--reserve-s`
 for the final evaluation; unlike the trainer it runs no kNN monitor during training.
@@ -54,6 +55,13 @@ from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 from w1_lightly import MEAN, STD, Views, embed, knn_top1, read_idx, small_cnn
 
 BATCH, HIDDEN, OUT, FEATURES = 256, 256, 128, 128
+
+
+def bf16(module, x):
+    """`module(x)` under bf16 autocast, in fp32: the networks run in bf16, the losses in
+    fp32 outside autocast (as the trainer computes them)."""
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return module(x).float()
 
 
 def head():
@@ -104,11 +112,14 @@ class Method(nn.Module):
             self.criterion = NTXentLoss(temperature=args.temperature)
 
     def project(self, x):
-        return self.head(self.backbone(x).flatten(1))
+        return bf16(lambda v: self.head(self.backbone(v).flatten(1)), x)
+
+    def predict(self, z):
+        return bf16(self.predictor, z)
 
     def key(self, x):
         with torch.no_grad():
-            return self.key_head(self.key_backbone(x).flatten(1)).float()
+            return bf16(lambda v: self.key_head(self.key_backbone(v).flatten(1)), x)
 
     def before_step(self, step, total):
         if self.momentum is None:
@@ -122,26 +133,24 @@ class Method(nn.Module):
     def loss(self, x0, x1):
         name = self.name
         if name in ("simclr", "barlow-twins", "vicreg", "hypersphere"):
-            return self.criterion(self.project(x0).float(), self.project(x1).float())
+            return self.criterion(self.project(x0), self.project(x1))
         if name == "moco-v2":  # symmetric, as configs/fmnist-moco.toml
-            q0, q1 = self.project(x0).float(), self.project(x1).float()
+            q0, q1 = self.project(x0), self.project(x1)
             k0, k1 = self.key(x0), self.key(x1)
             return 0.5 * (self.criterion(q0, k1) + self.criterion(q1, k0))
         if name == "byol":
-            p0 = self.predictor(self.project(x0)).float()
-            p1 = self.predictor(self.project(x1)).float()
+            p0, p1 = self.predict(self.project(x0)), self.predict(self.project(x1))
             t0, t1 = self.key(x0), self.key(x1)
             return 0.5 * (self.criterion(p0, t1) + self.criterion(p1, t0))
         if name == "simsiam":
             z0, z1 = self.project(x0), self.project(x1)
-            p0, p1 = self.predictor(z0).float(), self.predictor(z1).float()
-            return 0.5 * (self.criterion(p0, z1.float().detach())
-                          + self.criterion(p1, z0.float().detach()))
+            p0, p1 = self.predict(z0), self.predict(z1)
+            return 0.5 * (self.criterion(p0, z1.detach()) + self.criterion(p1, z0.detach()))
         if name == "nnclr":
             z0, z1 = self.project(x0), self.project(x1)
-            p0, p1 = self.predictor(z0).float(), self.predictor(z1).float()
-            n0 = self.bank(z0.float().detach(), update=False)
-            n1 = self.bank(z1.float().detach(), update=True)
+            p0, p1 = self.predict(z0), self.predict(z1)
+            n0 = self.bank(z0.detach(), update=False)
+            n1 = self.bank(z1.detach(), update=True)
             return 0.5 * (self.criterion(n0, p1) + self.criterion(n1, p0))
         raise ValueError(name)
 
@@ -237,8 +246,7 @@ def main():
             x0 = x0.contiguous(memory_format=torch.channels_last)
             x1 = x1.contiguous(memory_format=torch.channels_last)
             method.before_step(step, plan["total"])
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = method.loss(x0, x1)
+            loss = method.loss(x0, x1)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
