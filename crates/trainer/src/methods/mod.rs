@@ -287,30 +287,27 @@ macro_rules! registry {
 
             /// The method `table` (a `[method]` section) names, read from its other keys;
             /// an error names the key at fault (`method.temperature: invalid type...`).
-            fn from_table(mut table: toml::Table) -> std::result::Result<Self, String> {
+            fn from_table<E: serde::de::Error>(mut table: toml::Table) -> std::result::Result<Self, E> {
                 let name = match table.remove("name") {
                     Some(toml::Value::String(name)) => name,
-                    Some(other) => return Err(format!("method.name: {other} is not a name")),
-                    None => return Err("missing field `name`".into()),
+                    Some(other) => return Err(E::custom(format!("method.name: {other} is not a name"))),
+                    None => return Err(E::missing_field("name")),
                 };
                 let keys = toml::Value::Table(table);
                 let at_fault = |e: serde_path_to_error::Error<toml::de::Error>| {
                     let key = e.path().to_string();
                     let message = e.into_inner().message().to_owned();
-                    if key == "." {
+                    E::custom(if key == "." {
                         format!("method {name}: {message}")
                     } else {
                         format!("method.{key}: {message}")
-                    }
+                    })
                 };
                 match name.as_str() {
                     $($name => serde_path_to_error::deserialize(keys)
                         .map(Self::$variant)
                         .map_err(at_fault),)*
-                    other => Err(format!(
-                        "unknown variant `{other}`, expected one of {}",
-                        Self::NAMES.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
-                    )),
+                    other => Err(E::unknown_variant(other, Self::NAMES)),
                 }
             }
 
@@ -343,7 +340,7 @@ registry! {
 impl<'de> Deserialize<'de> for MethodConfig {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let table = toml::Table::deserialize(deserializer)?;
-        Self::from_table(table).map_err(serde::de::Error::custom)
+        Self::from_table(table)
     }
 }
 
