@@ -460,6 +460,9 @@ fn a_time_budget_fixes_the_steps_once_and_a_resumed_run_ends_where_it_would_have
     // run keeps the saved plan and ends with the uninterrupted run's parameters.
     let (whole, roomy) = run(budgeted("roomy", "1h"), false);
     assert_eq!((roomy.steps, steps_of(&roomy)), (30, Some(30)));
+    // Its final evaluation is planned from an embedding pass it timed.
+    let eval_s = roomy.time_budget.unwrap().eval_s;
+    assert!(eval_s > 0.0 && eval_s.is_finite(), "{roomy:?}");
     let cfg = budgeted("roomy-resumed", "1h");
     let stopped = run_stopped_after(&cfg, 25);
     assert_eq!((stopped.steps, steps_of(&stopped)), (25, Some(30)));

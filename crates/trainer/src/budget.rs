@@ -3,7 +3,8 @@
 //!
 //! The run times its first [`CALIBRATION_STEPS`] steps, then fixes how many steps it takes
 //! in all: as many as fit in the budget after the time already spent, the kNN monitors
-//! that will fall due and the final evaluation, and never more than `run.epochs` allow.
+//! that will fall due and the final evaluation (both counted in evaluation passes, a pass
+//! timed then), and never more than `run.epochs` allow.
 //! From then on the learning-rate schedule spans exactly those steps (the calibration
 //! steps follow the schedule of `run.epochs`, a difference of well under 1 % in their
 //! learning rate). The count is saved in every checkpoint, so a resumed run ends where the
@@ -18,14 +19,12 @@ use crate::error::invalid;
 /// (the first of a session, a warm-up, left out).
 pub const CALIBRATION_STEPS: u64 = 20;
 
-/// What an evaluation pass (embedding the training and held-out images once) costs per
-/// image, as a share of a training step's time per view: a forward pass without
-/// augmentation, backward or optimiser is about a third of a step's work; half leaves room
-/// for what the evaluation does besides embedding.
-const EVAL_SHARE_OF_STEP: f64 = 0.5;
+/// What a kNN monitor costs as embedding passes (embedding the training and held-out images
+/// once, timed at calibration): the pass, and the vote over the features besides.
+const MONITOR_PASSES: f64 = 1.25;
 /// The final evaluation (kNN, linear probe, retrieval metrics, k-means) as embedding
 /// passes.
-const FINAL_PASSES: f64 = 2.0;
+const FINAL_PASSES: f64 = 2.5;
 
 /// Parses a duration such as `"12m"`, `"90s"`, `"1h30m"` or `"2.5h"` into seconds; the
 /// error names the config `key` it came from.
@@ -99,10 +98,11 @@ pub struct BudgetInputs {
     pub done: u64,
     /// Median seconds of a step.
     pub step_s: f64,
-    /// Views in a step.
-    pub views_per_step: u64,
-    /// Images an evaluation pass embeds (training and held-out; 0 without evaluations).
-    pub eval_images: u64,
+    /// Seconds of an evaluation pass: embedding the training and held-out images once (0
+    /// without evaluations). Measured, not derived from the step: a method's step may do
+    /// several passes per view (BYOL's target, MoCo's key encoder) where an evaluation does
+    /// one.
+    pub pass_s: f64,
     /// Steps per epoch.
     pub per_epoch: u64,
     /// The kNN monitor's period in epochs (0: none during training).
@@ -117,10 +117,8 @@ pub struct BudgetInputs {
 /// the steps already done, at most `most`.
 pub fn plan_steps(inputs: BudgetInputs) -> BudgetPlan {
     let i = inputs;
-    let pass_s =
-        i.eval_images as f64 * i.step_s / i.views_per_step.max(1) as f64 * EVAL_SHARE_OF_STEP;
     let final_s = if i.final_eval {
-        FINAL_PASSES * pass_s
+        FINAL_PASSES * i.pass_s
     } else {
         0.0
     };
@@ -129,7 +127,7 @@ pub fn plan_steps(inputs: BudgetInputs) -> BudgetPlan {
             0 => 0,
             every => steps / i.per_epoch.max(1) / every,
         };
-        monitors as f64 * pass_s + final_s
+        monitors as f64 * MONITOR_PASSES * i.pass_s + final_s
     };
     let fits = |steps: u64| {
         i.elapsed_s + (steps - i.done) as f64 * i.step_s + evals_s(steps) <= i.budget_s
@@ -189,8 +187,7 @@ mod tests {
             elapsed_s: 10.0,
             done: 20,
             step_s: 0.5,
-            views_per_step: 512,
-            eval_images: 70_000,
+            pass_s: 20.0,
             per_epoch: 234,
             monitor_every: 1,
             final_eval: true,
@@ -200,14 +197,17 @@ mod tests {
 
     #[test]
     fn the_plan_fills_the_budget_with_its_evaluations() {
-        let plan = plan_steps(inputs());
-        // One pass: 70 000 x 0.5 / 512 x 0.5 = 34.2 s; the final evaluation two of them.
-        let pass = 70_000.0 * 0.5 / 512.0 * 0.5;
+        let plan = plan_steps(BudgetInputs {
+            budget_s: 650.0,
+            ..inputs()
+        });
+        // A monitor every epoch is 1.25 passes of 20 s; the final evaluation 2.5 passes.
         let time = |steps: u64| {
-            10.0 + (steps - 20) as f64 * 0.5 + (steps / 234) as f64 * pass + 2.0 * pass
+            10.0 + (steps - 20) as f64 * 0.5 + (steps / 234) as f64 * 1.25 * 20.0 + 2.5 * 20.0
         };
-        assert!(time(plan.steps) <= 600.0, "{plan:?}");
-        assert!(time(plan.steps + 1) > 600.0, "{plan:?}");
+        assert_eq!(plan.steps, 1000, "mid-epoch: {plan:?}");
+        assert!(time(plan.steps) <= 650.0, "{plan:?}");
+        assert!(time(plan.steps + 1) > 650.0, "{plan:?}");
         assert!(
             (plan.eval_s - (time(plan.steps) - 10.0 - (plan.steps - 20) as f64 * 0.5)).abs() < 1e-9
         );
@@ -219,14 +219,14 @@ mod tests {
         // 1637 steps fit; 7 epochs are 1638.
         let plan = plan_steps(BudgetInputs {
             budget_s: 10.0 + 1617.0 * 0.5,
-            eval_images: 0,
+            pass_s: 0.0,
             ..inputs()
         });
         assert_eq!((plan.steps, plan.epochs), (1638, 7.0));
         // At 234 steps an epoch, up to 2 steps short (1 %) are made up; 3 are not.
         let three_short = plan_steps(BudgetInputs {
             budget_s: 10.0 + 1615.0 * 0.5,
-            eval_images: 0,
+            pass_s: 0.0,
             ..inputs()
         });
         assert_eq!(three_short.steps, 1635, "{three_short:?}");
@@ -237,7 +237,7 @@ mod tests {
         // Short epochs are never rounded up: one step of 3 is a third of an epoch.
         let short_epochs = plan_steps(BudgetInputs {
             budget_s: 10.0 + 11.0 * 0.5,
-            eval_images: 0,
+            pass_s: 0.0,
             per_epoch: 3,
             ..inputs()
         });
@@ -253,7 +253,7 @@ mod tests {
         });
         assert_eq!(spent.steps, 20, "over budget already: stop at once");
         let no_evals = plan_steps(BudgetInputs {
-            eval_images: 0,
+            pass_s: 0.0,
             ..inputs()
         });
         assert_eq!(no_evals.steps, 20 + (590.0 / 0.5) as u64);

@@ -26,7 +26,7 @@ use crate::checkpoint::{self, Checkpoint, Position, checkpoint_path};
 use crate::config::{TrainConfig, view_transforms};
 use crate::data::{self, RunData};
 use crate::error::invalid;
-use crate::evaluation::{Evaluation, Features, Input};
+use crate::evaluation::{Evaluation, Features, Input, embed};
 use crate::lock::RunLock;
 use crate::memory::{self, parse_size};
 use crate::methods::{Batch, Progress, Sampling, Setup, StepInputs, TrainMethod};
@@ -34,6 +34,7 @@ use crate::metrics::{MetricsLog, Record};
 use crate::numerics::{Numerics, choose_numerics};
 use crate::optim::{Optimizer, learning_rate};
 use crate::plot::plot_run;
+use crate::split::SplitData;
 use crate::{Error, Result};
 
 /// What a run is about to do; given to [`Observer::started`].
@@ -691,20 +692,18 @@ impl Trainer {
         timed.sort_by(f64::total_cmp);
         let per_epoch = self.batches.per_epoch() as u64;
         let eval = &self.config.eval;
-        let eval_images = match &self.data.test {
+        let pass_s = match &self.data.test {
             Some(test) if eval.r#final || eval.every_epochs > 0 => {
-                self.data.train.images.len() + test.images.len()
+                self.time_eval_pass(self.data.train.images.len() + test.images.len(), test)?
             }
-            _ => 0,
+            _ => 0.0,
         };
         let mut plan = plan_steps(BudgetInputs {
             budget_s: parse_duration("run.time_budget", budget)?,
             elapsed_s: self.position.elapsed_s,
             done: self.position.step,
             step_s: timed[timed.len() / 2],
-            // Rank 0 evaluates alone, at its share of the step's rate.
-            views_per_step: self.views_per_step() / self.group.world_size() as u64,
-            eval_images: eval_images as u64,
+            pass_s,
             per_epoch,
             monitor_every: eval.every_epochs as u64,
             final_eval: eval.r#final,
@@ -718,6 +717,21 @@ impl Trainer {
         plan.epochs = plan.steps as f64 / per_epoch.max(1) as f64;
         self.position.budget = Some(plan);
         Ok(Some(plan))
+    }
+
+    /// The seconds an evaluation pass over `images` images takes: the time this rank (rank 0
+    /// evaluates alone) embeds [`TIMED_IMAGES`] of the held-out `test` images, after a
+    /// smaller warm-up batch, scaled. Evaluation embeds without gradients or augmentation,
+    /// so the cost of a training step (one pass per view or several) says little about it.
+    fn time_eval_pass(&self, images: usize, test: &SplitData) -> Result<f64> {
+        let sample = &test.images[..test.images.len().min(TIMED_IMAGES)];
+        if sample.is_empty() {
+            return Ok(0.0);
+        }
+        let _warm = embed(&self.model, &sample[..sample.len().min(64)], &self.input)?;
+        let start = Instant::now();
+        let _timed = embed(&self.model, sample, &self.input)?;
+        Ok(start.elapsed().as_secs_f64() * images as f64 / sample.len() as f64)
     }
 
     /// Closes the epoch whose last step is done: runs the monitor when it is due (keeping
@@ -1217,6 +1231,9 @@ fn run_numerics(
 
 /// Steps of a session a time budget's decision needs at least (the first is a warm-up).
 const MIN_TIMED: usize = 3;
+
+/// Held-out images a time budget's decision embeds to time an evaluation pass.
+const TIMED_IMAGES: usize = 1024;
 
 /// Gradients travel between ranks in buckets of at most this size (as DDP's default).
 const GRADIENT_BUCKET_BYTES: usize = 25 << 20;
