@@ -428,7 +428,7 @@ fn auto_numerics_are_measured_once_recorded_and_kept_on_resume() {
 }
 
 #[test]
-fn a_time_budget_fixes_the_steps_once_and_a_resumed_run_ends_where_it_would_have() {
+fn a_time_budget_fixes_the_steps_revises_them_once_and_a_resumed_run_ends_where_it_would_have() {
     let dir = tempfile::tempdir().unwrap();
     let data = shapes(&dir.path().join("data"));
     let method = method_lines("simclr");
@@ -460,15 +460,24 @@ fn a_time_budget_fixes_the_steps_once_and_a_resumed_run_ends_where_it_would_have
     // run keeps the saved plan and ends with the uninterrupted run's parameters.
     let (whole, roomy) = run(budgeted("roomy", "1h"), false);
     assert_eq!((roomy.steps, steps_of(&roomy)), (30, Some(30)));
-    // Its final evaluation is planned from an embedding pass it timed.
-    let eval_s = roomy.time_budget.unwrap().eval_s;
-    assert!(eval_s > 0.0 && eval_s.is_finite(), "{roomy:?}");
-    let cfg = budgeted("roomy-resumed", "1h");
-    let stopped = run_stopped_after(&cfg, 25);
-    assert_eq!((stopped.steps, steps_of(&stopped)), (25, Some(30)));
-    let (parts, resumed) = run(cfg, true);
-    assert_eq!(resumed.steps, 30);
-    assert_same_parameters(&whole, &parts, "roomy");
+    // Its final evaluation is planned from an embedding pass it timed; the plan is
+    // revised at the first epoch end after step 20.
+    let plan = roomy.time_budget.unwrap();
+    assert!(plan.eval_s > 0.0 && plan.eval_s.is_finite(), "{roomy:?}");
+    assert_eq!(plan.revised_at, Some(21), "{roomy:?}");
+    // Stopped between the plan and its revision, or after both: the resumed run ends with
+    // the uninterrupted run's parameters.
+    for after in [20, 25] {
+        let cfg = budgeted(&format!("roomy-resumed-{after}"), "1h");
+        let stopped = run_stopped_after(&cfg, after);
+        assert_eq!((stopped.steps, steps_of(&stopped)), (after, Some(30)));
+        let revised = stopped.time_budget.and_then(|plan| plan.revised_at);
+        assert_eq!(revised, (after > 21).then_some(21), "{stopped:?}");
+        let (parts, resumed) = run(cfg, true);
+        assert_eq!(resumed.steps, 30);
+        assert_eq!(resumed.time_budget.unwrap().revised_at, Some(21));
+        assert_same_parameters(&whole, &parts, &format!("roomy, stopped after {after}"));
+    }
     let report = std::fs::read_to_string(dir.path().join("roomy").join("report.md")).unwrap();
     assert!(
         report.contains("| time budget | 3600 s: 30 steps (10.00 epochs)"),

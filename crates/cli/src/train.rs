@@ -206,6 +206,9 @@ fn print_report(report: &Report) {
         return;
     }
     crate::eval::print_evaluation(&report.evaluation, report.raw_pixels.as_ref());
+    if let Some(seconds) = report.final_eval_s {
+        println!("evaluation     {seconds:.1} s");
+    }
     if let Some(model) = &report.model {
         println!("model          {}", model.display());
     }

@@ -3,12 +3,17 @@
 //!
 //! The run times its first [`CALIBRATION_STEPS`] steps, then fixes how many steps it takes
 //! in all: as many as fit in the budget after the time already spent, the kNN monitors
-//! that will fall due and the final evaluation (both counted in evaluation passes, a pass
-//! timed then), and never more than `run.epochs` allow.
-//! From then on the learning-rate schedule spans exactly those steps (the calibration
-//! steps follow the schedule of `run.epochs`, a difference of well under 1 % in their
-//! learning rate). The count is saved in every checkpoint, so a resumed run ends where the
-//! uninterrupted one would.
+//! that will fall due and the final evaluation (estimated from an embedding pass timed
+//! then), and never more than `run.epochs` allow. At the first epoch end after that (the
+//! first with a monitor, where monitors run) it revises the count once, from what it has
+//! measured by then: the mean time of all its steps and the monitor's own time. Twenty
+//! steps and a sampled pass misjudge a run by up to a fifth (the median of a Barlow Twins
+//! run's first steps was 14 % above its mean; a pass timed on 1 024 images 30 % above a
+//! monitor), an epoch does not.
+//! From then on the learning-rate schedule spans exactly those steps (the steps before
+//! each decision follow the schedule it replaced, a difference of a few percent in their
+//! learning rate). The count is saved in every checkpoint, so a run resumed after the
+//! revision ends where the uninterrupted one would.
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +30,32 @@ const MONITOR_PASSES: f64 = 1.25;
 /// The final evaluation (kNN, linear probe, retrieval metrics, k-means) as embedding
 /// passes.
 const FINAL_PASSES: f64 = 2.5;
+/// The final evaluation as kNN monitors, once one has been timed: it embeds the images as
+/// a monitor does (or reuses the last monitor's features), then fits the probe and k-means
+/// (on Fashion-MNIST with the small CNN about 1.2 monitors without reuse, 0.2 with).
+const FINAL_MONITORS: f64 = 1.5;
+
+/// The seconds of a kNN monitor and of the final evaluation (0 without one), estimated
+/// from the seconds `pass_s` of an embedding pass over the training and held-out images.
+pub fn costs_from_pass(pass_s: f64, final_eval: bool) -> (f64, f64) {
+    let final_s = if final_eval {
+        FINAL_PASSES * pass_s
+    } else {
+        0.0
+    };
+    (MONITOR_PASSES * pass_s, final_s)
+}
+
+/// The seconds of a kNN monitor and of the final evaluation (0 without one), from a
+/// monitor that took `monitor_s`.
+pub fn costs_from_monitor(monitor_s: f64, final_eval: bool) -> (f64, f64) {
+    let final_s = if final_eval {
+        FINAL_MONITORS * monitor_s
+    } else {
+        0.0
+    };
+    (monitor_s, final_s)
+}
 
 /// Parses a duration such as `"12m"`, `"90s"`, `"1h30m"` or `"2.5h"` into seconds; the
 /// error names the config `key` it came from.
@@ -67,14 +98,24 @@ pub fn parse_duration(key: &'static str, text: &str) -> Result<f64> {
 pub struct BudgetPlan {
     /// The budget, seconds.
     pub budget_s: f64,
-    /// The median seconds of a calibration step.
+    /// The seconds of a step it planned with: the median of the calibration steps, the
+    /// mean of all steps once revised.
     pub step_s: f64,
     /// The estimated seconds of the monitors and the final evaluation.
     pub eval_s: f64,
+    /// The estimated seconds of one kNN monitor.
+    #[serde(default)]
+    pub monitor_s: f64,
+    /// The estimated seconds of the final evaluation.
+    #[serde(default)]
+    pub final_s: f64,
     /// Steps the run takes in all.
     pub steps: u64,
     /// Those steps in epochs.
     pub epochs: f64,
+    /// The step at whose epoch end the plan was revised (absent before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revised_at: Option<u64>,
 }
 
 impl std::fmt::Display for BudgetPlan {
@@ -83,7 +124,11 @@ impl std::fmt::Display for BudgetPlan {
             f,
             "{:.0} s: {} steps ({:.2} epochs) at {:.3} s a step",
             self.budget_s, self.steps, self.epochs, self.step_s
-        )
+        )?;
+        match self.revised_at {
+            Some(step) => write!(f, ", revised at step {step}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -96,19 +141,18 @@ pub struct BudgetInputs {
     pub elapsed_s: f64,
     /// Steps already done.
     pub done: u64,
-    /// Median seconds of a step.
+    /// Seconds of a step.
     pub step_s: f64,
-    /// Seconds of an evaluation pass: embedding the training and held-out images once (0
-    /// without evaluations). Measured, not derived from the step: a method's step may do
-    /// several passes per view (BYOL's target, MoCo's key encoder) where an evaluation does
-    /// one.
-    pub pass_s: f64,
+    /// Seconds of a kNN monitor ([`costs_from_pass`], [`costs_from_monitor`]). Measured,
+    /// not derived from the step: a method's step may do several passes per view (BYOL's
+    /// target, MoCo's key encoder) where an evaluation does one.
+    pub monitor_s: f64,
+    /// Seconds of the final evaluation (0 without one).
+    pub final_s: f64,
     /// Steps per epoch.
     pub per_epoch: u64,
     /// The kNN monitor's period in epochs (0: none during training).
     pub monitor_every: u64,
-    /// Whether the run ends with an evaluation.
-    pub final_eval: bool,
     /// The most steps (what `run.epochs` allow).
     pub most: u64,
 }
@@ -117,17 +161,12 @@ pub struct BudgetInputs {
 /// the steps already done, at most `most`.
 pub fn plan_steps(inputs: BudgetInputs) -> BudgetPlan {
     let i = inputs;
-    let final_s = if i.final_eval {
-        FINAL_PASSES * i.pass_s
-    } else {
-        0.0
-    };
     let evals_s = |steps: u64| {
         let monitors = match i.monitor_every {
             0 => 0,
             every => steps / i.per_epoch.max(1) / every,
         };
-        monitors as f64 * MONITOR_PASSES * i.pass_s + final_s
+        monitors as f64 * i.monitor_s + i.final_s
     };
     let fits = |steps: u64| {
         i.elapsed_s + (steps - i.done) as f64 * i.step_s + evals_s(steps) <= i.budget_s
@@ -158,8 +197,11 @@ pub fn plan_steps(inputs: BudgetInputs) -> BudgetPlan {
         budget_s: i.budget_s,
         step_s: i.step_s,
         eval_s: evals_s(low),
+        monitor_s: i.monitor_s,
+        final_s: i.final_s,
         steps: low,
         epochs: low as f64 / per_epoch as f64,
+        revised_at: None,
     }
 }
 
@@ -181,16 +223,27 @@ mod tests {
         }
     }
 
+    #[test]
+    fn evaluations_are_costed_from_a_pass_then_from_a_monitor() {
+        // Before a monitor has run: passes timed on a sample; the final evaluation fits a
+        // probe and k-means besides.
+        assert_eq!(costs_from_pass(20.0, true), (25.0, 50.0));
+        assert_eq!(costs_from_pass(20.0, false), (25.0, 0.0));
+        assert_eq!(costs_from_monitor(12.0, true), (12.0, 18.0));
+        assert_eq!(costs_from_monitor(12.0, false), (12.0, 0.0));
+    }
+
     fn inputs() -> BudgetInputs {
+        let (monitor_s, final_s) = costs_from_pass(20.0, true);
         BudgetInputs {
             budget_s: 600.0,
             elapsed_s: 10.0,
             done: 20,
             step_s: 0.5,
-            pass_s: 20.0,
+            monitor_s,
+            final_s,
             per_epoch: 234,
             monitor_every: 1,
-            final_eval: true,
             most: 10_000,
         }
     }
@@ -219,14 +272,16 @@ mod tests {
         // 1637 steps fit; 7 epochs are 1638.
         let plan = plan_steps(BudgetInputs {
             budget_s: 10.0 + 1617.0 * 0.5,
-            pass_s: 0.0,
+            monitor_s: 0.0,
+            final_s: 0.0,
             ..inputs()
         });
         assert_eq!((plan.steps, plan.epochs), (1638, 7.0));
         // At 234 steps an epoch, up to 2 steps short (1 %) are made up; 3 are not.
         let three_short = plan_steps(BudgetInputs {
             budget_s: 10.0 + 1615.0 * 0.5,
-            pass_s: 0.0,
+            monitor_s: 0.0,
+            final_s: 0.0,
             ..inputs()
         });
         assert_eq!(three_short.steps, 1635, "{three_short:?}");
@@ -237,7 +292,8 @@ mod tests {
         // Short epochs are never rounded up: one step of 3 is a third of an epoch.
         let short_epochs = plan_steps(BudgetInputs {
             budget_s: 10.0 + 11.0 * 0.5,
-            pass_s: 0.0,
+            monitor_s: 0.0,
+            final_s: 0.0,
             per_epoch: 3,
             ..inputs()
         });
@@ -253,7 +309,8 @@ mod tests {
         });
         assert_eq!(spent.steps, 20, "over budget already: stop at once");
         let no_evals = plan_steps(BudgetInputs {
-            pass_s: 0.0,
+            monitor_s: 0.0,
+            final_s: 0.0,
             ..inputs()
         });
         assert_eq!(no_evals.steps, 20 + (590.0 / 0.5) as u64);

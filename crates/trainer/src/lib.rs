@@ -61,7 +61,10 @@ mod views;
 pub use crate::baseline::{
     GUIDE_SECTION, PixelComparison, loses_to_pixels, raw_pixel_baseline, worse_than_pixels,
 };
-pub use crate::budget::{BudgetInputs, BudgetPlan, CALIBRATION_STEPS, parse_duration, plan_steps};
+pub use crate::budget::{
+    BudgetInputs, BudgetPlan, CALIBRATION_STEPS, costs_from_monitor, costs_from_pass,
+    parse_duration, plan_steps,
+};
 pub use crate::checkpoint::{Checkpoint, Position, checkpoint_path};
 pub use crate::config::{
     DataConfig, DatasetName, EvalConfig, ModelSection, OptimizerConfig, OptimizerName, RunConfig,

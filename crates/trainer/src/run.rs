@@ -21,7 +21,10 @@ use contrastive_tensor::{
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::PixelComparison;
-use crate::budget::{BudgetInputs, BudgetPlan, CALIBRATION_STEPS, parse_duration, plan_steps};
+use crate::budget::{
+    BudgetInputs, BudgetPlan, CALIBRATION_STEPS, costs_from_monitor, costs_from_pass,
+    parse_duration, plan_steps,
+};
 use crate::checkpoint::{self, Checkpoint, Position, checkpoint_path};
 use crate::config::{TrainConfig, view_transforms};
 use crate::data::{self, RunData};
@@ -87,6 +90,10 @@ pub struct Report {
     pub views_per_s: f64,
     /// The final evaluation on the held-out split (empty when interrupted or unlabeled).
     pub evaluation: Evaluation,
+    /// Seconds of the final evaluation, the raw pixels' figures included (absent without
+    /// one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_eval_s: Option<f64>,
     /// The same evaluation of the raw pixels, and where the model does worse (absent for
     /// video, unlabeled data and runs without a final evaluation).
     #[serde(default)]
@@ -658,6 +665,19 @@ impl Trainer {
                     log.write(&record)?;
                 }
                 observer.record(&record);
+                let monitor_s = match record {
+                    Record::Epoch { eval_s, .. } => eval_s,
+                    Record::Step { .. } => None,
+                };
+                if let Some(plan) = self.revise_plan(monitor_s)? {
+                    (total, schedule_steps) = (self.total_steps(), plan.steps);
+                    observer.planned(total);
+                    observer.note(&format!(
+                        "time budget revised: a step took {:.3} s and a monitor {:.1} s, so \
+                         the run takes {} steps ({:.2} epochs)",
+                        plan.step_s, plan.monitor_s, plan.steps, plan.epochs
+                    ));
+                }
                 self.save_checkpoint()?;
                 self.plot(observer);
             } else {
@@ -698,25 +718,66 @@ impl Trainer {
             }
             _ => 0.0,
         };
-        let mut plan = plan_steps(BudgetInputs {
+        let (monitor_s, final_s) = costs_from_pass(pass_s, eval.r#final);
+        let plan = plan_steps(BudgetInputs {
             budget_s: parse_duration("run.time_budget", budget)?,
             elapsed_s: self.position.elapsed_s,
             done: self.position.step,
             step_s: timed[timed.len() / 2],
-            pass_s,
+            monitor_s,
+            final_s,
             per_epoch,
             monitor_every: eval.every_epochs as u64,
-            final_eval: eval.r#final,
             most: per_epoch * self.config.run.epochs as u64,
         });
+        self.adopt_plan(plan).map(Some)
+    }
+
+    /// At the first epoch end after the plan (the first with a kNN monitor, where monitors
+    /// run), with steps still to go: plans once more from the mean time of the run's steps
+    /// so far and, where one ran, the monitor's measured time `monitor_s` (rank 0's).
+    fn revise_plan(&mut self, monitor_s: Option<f64>) -> Result<Option<BudgetPlan>> {
+        let Some(plan) = self.position.budget else {
+            return Ok(None);
+        };
+        let every = self.config.eval.every_epochs as u64;
+        let monitored = every > 0 && self.position.epoch.is_multiple_of(every);
+        if plan.revised_at.is_some()
+            || self.position.step >= plan.steps
+            || (every > 0 && !monitored)
+        {
+            return Ok(None);
+        }
+        let (monitor_s, final_s) = match monitor_s {
+            Some(seconds) => costs_from_monitor(seconds, self.config.eval.r#final),
+            None => (plan.monitor_s, plan.final_s),
+        };
+        let per_epoch = self.batches.per_epoch() as u64;
+        let mut revised = plan_steps(BudgetInputs {
+            budget_s: plan.budget_s,
+            elapsed_s: self.position.elapsed_s,
+            done: self.position.step,
+            step_s: self.position.elapsed_s / self.position.step.max(1) as f64,
+            monitor_s,
+            final_s,
+            per_epoch,
+            monitor_every: every,
+            most: per_epoch * self.config.run.epochs as u64,
+        });
+        revised.revised_at = Some(self.position.step);
+        self.adopt_plan(revised).map(Some)
+    }
+
+    /// Makes rank 0's `plan` every rank's (its step count broadcast) and the run's.
+    fn adopt_plan(&mut self, mut plan: BudgetPlan) -> Result<BudgetPlan> {
         let mut steps = Tensor::from_slice(&[i64::try_from(plan.steps).unwrap_or(i64::MAX)]);
         if self.group.world_size() > 1 {
             self.group.broadcast_(&mut steps, 0)?;
         }
         plan.steps = u64::try_from(i64::try_from(&steps)?).unwrap_or(0);
-        plan.epochs = plan.steps as f64 / per_epoch.max(1) as f64;
+        plan.epochs = plan.steps as f64 / self.batches.per_epoch().max(1) as f64;
         self.position.budget = Some(plan);
-        Ok(Some(plan))
+        Ok(plan)
     }
 
     /// The seconds an evaluation pass over `images` images takes: the time this rank (rank 0
@@ -1074,6 +1135,7 @@ impl Trainer {
         }
         let model_path = self.run_dir.join("model.safetensors");
         save_model(&self.vs, &self.model.config(), &model_path)?;
+        let started = Instant::now();
         let watched = current.as_ref().map(|(_, k)| *k);
         let (knn, video_recall) = self.split_monitored(watched);
         let mut results = Evaluation {
@@ -1105,6 +1167,11 @@ impl Trainer {
         let mut report = self.report(false, results);
         report.raw_pixels = raw_pixels;
         report.model = Some(model_path);
+        report.final_eval_s = self
+            .config
+            .eval
+            .r#final
+            .then(|| started.elapsed().as_secs_f64());
         write_report(&report)?;
         Ok(report)
     }
@@ -1119,6 +1186,7 @@ impl Trainer {
             train_s: self.position.elapsed_s,
             views_per_s: views / self.position.elapsed_s.max(1e-9),
             evaluation,
+            final_eval_s: None,
             raw_pixels: None,
             model: None,
             communication_s: self.communication_s.get(),
@@ -1292,6 +1360,9 @@ fn write_report(report: &Report) -> Result<()> {
     );
     if let Some(plan) = &report.time_budget {
         md.push_str(&format!("| time budget | {plan} |\n"));
+    }
+    if let Some(seconds) = report.final_eval_s {
+        md.push_str(&format!("| final evaluation | {seconds:.1} s |\n"));
     }
     let shown = |value: Option<f64>, percent: bool| match value {
         Some(v) if percent => format!(" {:.2} % |", v * 100.0),
