@@ -428,7 +428,8 @@ fn auto_numerics_are_measured_once_recorded_and_kept_on_resume() {
 }
 
 #[test]
-fn a_time_budget_fixes_the_steps_revises_them_once_and_a_resumed_run_ends_where_it_would_have() {
+fn a_time_budget_fixes_the_steps_revises_them_each_epoch_and_a_resumed_run_ends_where_it_would_have()
+ {
     let dir = tempfile::tempdir().unwrap();
     let data = shapes(&dir.path().join("data"));
     let method = method_lines("simclr");
@@ -461,21 +462,22 @@ fn a_time_budget_fixes_the_steps_revises_them_once_and_a_resumed_run_ends_where_
     let (whole, roomy) = run(budgeted("roomy", "1h"), false);
     assert_eq!((roomy.steps, steps_of(&roomy)), (30, Some(30)));
     // Its final evaluation is planned from an embedding pass it timed; the plan is
-    // revised at the first epoch end after step 20.
+    // revised at each epoch end after step 20 with steps to go (21, 24 and 27).
     let plan = roomy.time_budget.unwrap();
     assert!(plan.eval_s > 0.0 && plan.eval_s.is_finite(), "{roomy:?}");
-    assert_eq!(plan.revised_at, Some(21), "{roomy:?}");
-    // Stopped between the plan and its revision, or after both: the resumed run ends with
-    // the uninterrupted run's parameters.
-    for after in [20, 25] {
+    assert_eq!(plan.revised_at, Some(27), "{roomy:?}");
+    // Stopped between the plan and its first revision, or between two revisions: the
+    // resumed run makes the rest at the same steps and ends with the uninterrupted run's
+    // parameters.
+    for (after, revised) in [(20, None), (25, Some(24))] {
         let cfg = budgeted(&format!("roomy-resumed-{after}"), "1h");
         let stopped = run_stopped_after(&cfg, after);
         assert_eq!((stopped.steps, steps_of(&stopped)), (after, Some(30)));
-        let revised = stopped.time_budget.and_then(|plan| plan.revised_at);
-        assert_eq!(revised, (after > 21).then_some(21), "{stopped:?}");
+        let at = stopped.time_budget.and_then(|plan| plan.revised_at);
+        assert_eq!(at, revised, "{stopped:?}");
         let (parts, resumed) = run(cfg, true);
         assert_eq!(resumed.steps, 30);
-        assert_eq!(resumed.time_budget.unwrap().revised_at, Some(21));
+        assert_eq!(resumed.time_budget.unwrap().revised_at, Some(27));
         assert_same_parameters(&whole, &parts, &format!("roomy, stopped after {after}"));
     }
     let report = std::fs::read_to_string(dir.path().join("roomy").join("report.md")).unwrap();

@@ -669,7 +669,9 @@ impl Trainer {
                     Record::Epoch { eval_s, .. } => eval_s,
                     Record::Step { .. } => None,
                 };
-                if let Some(plan) = self.revise_plan(monitor_s)? {
+                if let Some(plan) = self.revise_plan(monitor_s)?
+                    && plan.steps != schedule_steps
+                {
                     (total, schedule_steps) = (self.total_steps(), plan.steps);
                     observer.planned(total);
                     observer.note(&format!(
@@ -733,19 +735,15 @@ impl Trainer {
         self.adopt_plan(plan).map(Some)
     }
 
-    /// At the first epoch end after the plan (the first with a kNN monitor, where monitors
-    /// run), with steps still to go: plans once more from the mean time of the run's steps
-    /// so far and, where one ran, the monitor's measured time `monitor_s` (rank 0's).
+    /// At every epoch end after the plan, with steps still to go: plans again from the mean
+    /// time of the run's steps so far and, where one ran, the monitor's measured time
+    /// `monitor_s` (rank 0's; otherwise the last estimate), so a run that slows down or
+    /// speeds up still ends within its budget.
     fn revise_plan(&mut self, monitor_s: Option<f64>) -> Result<Option<BudgetPlan>> {
         let Some(plan) = self.position.budget else {
             return Ok(None);
         };
-        let every = self.config.eval.every_epochs as u64;
-        let monitored = every > 0 && self.position.epoch.is_multiple_of(every);
-        if plan.revised_at.is_some()
-            || self.position.step >= plan.steps
-            || (every > 0 && !monitored)
-        {
+        if self.position.step >= plan.steps {
             return Ok(None);
         }
         let (monitor_s, final_s) = match monitor_s {
@@ -761,7 +759,7 @@ impl Trainer {
             monitor_s,
             final_s,
             per_epoch,
-            monitor_every: every,
+            monitor_every: self.config.eval.every_epochs as u64,
             most: per_epoch * self.config.run.epochs as u64,
         });
         revised.revised_at = Some(self.position.step);
