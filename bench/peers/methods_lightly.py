@@ -3,13 +3,16 @@ one self-supervised method trained with lightly's own heads, losses and transfor
 Fashion-MNIST with the small CNN, for the same wall time as `contrastive train --config
 configs/fmnist-<method>.toml` (its `run.time_budget`), then evaluated as the trainer does.
 
-    python bench/peers/methods_lightly.py --method byol --lr 0.2 --budget-s 720
+    python bench/peers/methods_lightly.py --method byol --lr 0.5 --budget-s 720
+    python bench/peers/methods_lightly.py --method barlow-twins --optimizer lars --lr 0.3
 
 The network, views and optimiser are the configs' own: the small CNN, SimCLR's views at
 28 pixels with blur (`simclr-blur`: lightly's SimCLRTransform, strength 1), a head of
 Linear-BatchNorm-ReLU-Linear 128-256-128 (MoCo's without the BatchNorm), predictors of
-Linear-BatchNorm-ReLU-Linear 128-256-128, batch 256, SGD momentum 0.9, weight decay 5e-4, a
-cosine learning rate over the planned steps, bf16 autocast for the networks (the losses in
+Linear-BatchNorm-ReLU-Linear 128-256-128, batch 256, SGD momentum 0.9, weight decay 5e-4
+(or, with `--optimizer lars`, lightly's LARS with trust coefficient `--trust`, batch-norm
+parameters and biases left out of decay and scaling, as the Barlow Twins and VICReg configs
+set it), a cosine learning rate over the planned steps, bf16 autocast for the networks (the losses in
 fp32, as the trainer computes them) and channels-last (what `auto`
 chooses on the machines measured). As the trainer, the run times its first 20 steps and
 then plans as many steps as fit in the budget (at most 20 epochs), keeping `--reserve-s`
@@ -49,6 +52,7 @@ from lightly.models.modules import (
 )
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from lightly.transforms import SimCLRTransform
+from lightly.utils.lars import LARS
 from lightly.utils.scheduler import cosine_schedule
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
@@ -201,6 +205,8 @@ def main():
                                  "vicreg", "nnclr", "hypersphere"])
     parser.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     parser.add_argument("--lr", type=float, required=True)
+    parser.add_argument("--optimizer", choices=["sgd", "lars"], default="sgd")
+    parser.add_argument("--trust", type=float, default=0.02)
     parser.add_argument("--budget-s", type=float, default=720.0)
     parser.add_argument("--reserve-s", type=float, default=60.0)
     parser.add_argument("--max-epochs", type=int, default=20)
@@ -232,7 +238,13 @@ def main():
                         prefetch_factor=4)
     method = Method(args.method, args).to(memory_format=torch.channels_last)
     trained = [p for p in method.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(trained, lr=args.lr, momentum=0.9, weight_decay=5e-4)
+    if args.optimizer == "lars":  # weight decay 0 leaves a group out of LARS' scaling
+        optimizer = LARS([{"params": [p for p in trained if p.dim() > 1]},
+                          {"params": [p for p in trained if p.dim() <= 1], "weight_decay": 0.0}],
+                         lr=args.lr, momentum=0.9, weight_decay=5e-4,
+                         trust_coefficient=args.trust)
+    else:
+        optimizer = torch.optim.SGD(trained, lr=args.lr, momentum=0.9, weight_decay=5e-4)
     total = args.max_epochs * len(loader)
     plan = {"total": total}
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -261,7 +273,8 @@ def main():
             if step >= plan["total"]:
                 break
     trained_s = time.perf_counter() - started
-    result = {"peer": "lightly", "method": args.method, "lr": args.lr, "steps": step,
+    result = {"peer": "lightly", "method": args.method, "optimizer": args.optimizer,
+              "lr": args.lr, "steps": step,
               "epochs": round(step / len(loader), 2), "train_s": round(trained_s, 1),
               "views_per_s": round(step * 2 * BATCH / (time.perf_counter() - timed_from), 1),
               "first_20_views_per_s": round(plan["views_per_s"], 1),
