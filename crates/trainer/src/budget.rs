@@ -106,12 +106,16 @@ pub struct BudgetPlan {
     pub step_s: f64,
     /// The estimated seconds of the monitors and the final evaluation.
     pub eval_s: f64,
-    /// The estimated seconds of one kNN monitor.
+    /// The estimated seconds of one kNN monitor (absent in plans saved before revisions
+    /// existed: such a plan is revised only once a monitor has been timed).
     #[serde(default)]
-    pub monitor_s: f64,
-    /// The estimated seconds of the final evaluation.
+    pub monitor_s: Option<f64>,
+    /// The estimated seconds of the final evaluation (absent as `monitor_s`).
     #[serde(default)]
-    pub final_s: f64,
+    pub final_s: Option<f64>,
+    /// The step the first plan was made at; revisions come at epoch ends after it.
+    #[serde(default)]
+    pub planned_at: u64,
     /// Steps the run takes in all.
     pub steps: u64,
     /// Those steps in epochs.
@@ -200,8 +204,9 @@ pub fn plan_steps(inputs: BudgetInputs) -> BudgetPlan {
         budget_s: i.budget_s,
         step_s: i.step_s,
         eval_s: evals_s(low),
-        monitor_s: i.monitor_s,
-        final_s: i.final_s,
+        monitor_s: Some(i.monitor_s),
+        final_s: Some(i.final_s),
+        planned_at: i.done,
         steps: low,
         epochs: low as f64 / per_epoch as f64,
         revised_at: None,
@@ -236,6 +241,22 @@ mod tests {
         assert_eq!(costs_from_monitor(12.0, false), (12.0, 0.0));
     }
 
+    #[test]
+    fn a_plan_saved_before_revisions_existed_still_reads() {
+        let old = r#"{"budget_s":720.0,"step_s":0.375,"eval_s":172.1,"steps":1462,"epochs":6.25}"#;
+        let plan: BudgetPlan = serde_json::from_str(old).unwrap();
+        assert_eq!((plan.steps, plan.planned_at), (1462, 0));
+        // No costs to revise with until a monitor is timed; never revised yet.
+        assert_eq!(
+            (plan.monitor_s, plan.final_s, plan.revised_at),
+            (None, None, None)
+        );
+        assert_eq!(
+            plan.to_string(),
+            "720 s: 1462 steps (6.25 epochs) at 0.375 s a step"
+        );
+    }
+
     fn inputs() -> BudgetInputs {
         let (monitor_s, final_s) = costs_from_pass(20.0, true);
         BudgetInputs {
@@ -268,6 +289,16 @@ mod tests {
             (plan.eval_s - (time(plan.steps) - 10.0 - (plan.steps - 20) as f64 * 0.5)).abs() < 1e-9
         );
         assert!((plan.epochs - plan.steps as f64 / 234.0).abs() < 1e-12);
+        // What a revision needs: where the plan was made and the costs it counted.
+        assert_eq!(
+            (
+                plan.planned_at,
+                plan.monitor_s,
+                plan.final_s,
+                plan.revised_at
+            ),
+            (20, Some(25.0), Some(50.0), None)
+        );
     }
 
     #[test]

@@ -31,8 +31,8 @@ pub struct Position {
     /// Training seconds of the epoch in progress.
     #[serde(default)]
     pub epoch_train_s: f64,
-    /// How many steps a run with `run.time_budget` takes, once its first steps have fixed
-    /// it (absent before, and without a budget).
+    /// How many steps a run with `run.time_budget` takes, as its first steps planned it and
+    /// its epoch ends since revised it (absent before the plan, and without a budget).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub budget: Option<BudgetPlan>,
 }

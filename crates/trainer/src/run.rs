@@ -674,10 +674,16 @@ impl Trainer {
                 {
                     (total, schedule_steps) = (self.total_steps(), plan.steps);
                     observer.planned(total);
+                    let monitor = match plan.monitor_s {
+                        Some(seconds) if self.config.eval.every_epochs > 0 => {
+                            format!(" and a monitor {seconds:.1} s")
+                        }
+                        _ => String::new(),
+                    };
                     observer.note(&format!(
-                        "time budget revised: a step took {:.3} s and a monitor {:.1} s, so \
-                         the run takes {} steps ({:.2} epochs)",
-                        plan.step_s, plan.monitor_s, plan.steps, plan.epochs
+                        "time budget revised: a step took {:.3} s{monitor}, so the run takes \
+                         {} steps ({:.2} epochs)",
+                        plan.step_s, plan.steps, plan.epochs
                     ));
                 }
                 self.save_checkpoint()?;
@@ -743,12 +749,15 @@ impl Trainer {
         let Some(plan) = self.position.budget else {
             return Ok(None);
         };
-        if self.position.step >= plan.steps {
+        // Not at the step the plan was made at (an epoch ending at step 20), nor with no
+        // steps to go (the plan's end or `run.max_steps`).
+        if self.position.step <= plan.planned_at || self.position.step >= self.total_steps() {
             return Ok(None);
         }
-        let (monitor_s, final_s) = match monitor_s {
-            Some(seconds) => costs_from_monitor(seconds, self.config.eval.r#final),
-            None => (plan.monitor_s, plan.final_s),
+        let (monitor_s, final_s) = match (monitor_s, plan.monitor_s, plan.final_s) {
+            (Some(seconds), ..) => costs_from_monitor(seconds, self.config.eval.r#final),
+            (None, Some(monitor_s), Some(final_s)) => (monitor_s, final_s),
+            (None, ..) => return Ok(None),
         };
         let per_epoch = self.batches.per_epoch() as u64;
         let mut revised = plan_steps(BudgetInputs {
@@ -762,6 +771,7 @@ impl Trainer {
             monitor_every: self.config.eval.every_epochs as u64,
             most: per_epoch * self.config.run.epochs as u64,
         });
+        revised.planned_at = plan.planned_at;
         revised.revised_at = Some(self.position.step);
         self.adopt_plan(revised).map(Some)
     }
