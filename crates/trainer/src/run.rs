@@ -718,7 +718,6 @@ impl Trainer {
         }
         let mut timed = times[1..].to_vec();
         timed.sort_by(f64::total_cmp);
-        let per_epoch = self.batches.per_epoch() as u64;
         let eval = &self.config.eval;
         let pass_s = match &self.data.test {
             Some(test) if eval.r#final || eval.every_epochs > 0 => {
@@ -726,19 +725,32 @@ impl Trainer {
             }
             _ => 0.0,
         };
-        let (monitor_s, final_s) = costs_from_pass(pass_s, eval.r#final);
-        let plan = plan_steps(BudgetInputs {
-            budget_s: parse_duration("run.time_budget", budget)?,
+        let costs = costs_from_pass(pass_s, eval.r#final);
+        let budget_s = parse_duration("run.time_budget", budget)?;
+        let plan = plan_steps(self.budget_inputs(budget_s, timed[timed.len() / 2], costs));
+        self.adopt_plan(plan).map(Some)
+    }
+
+    /// What [`plan_steps`] needs at this point of the run, given the budget, the seconds of
+    /// a step and the `(monitor, final evaluation)` seconds to plan with.
+    fn budget_inputs(
+        &self,
+        budget_s: f64,
+        step_s: f64,
+        (monitor_s, final_s): (f64, f64),
+    ) -> BudgetInputs {
+        let per_epoch = self.batches.per_epoch() as u64;
+        BudgetInputs {
+            budget_s,
             elapsed_s: self.position.elapsed_s,
             done: self.position.step,
-            step_s: timed[timed.len() / 2],
+            step_s,
             monitor_s,
             final_s,
             per_epoch,
-            monitor_every: eval.every_epochs as u64,
+            monitor_every: self.config.eval.every_epochs as u64,
             most: per_epoch * self.config.run.epochs as u64,
-        });
-        self.adopt_plan(plan).map(Some)
+        }
     }
 
     /// At every epoch end after the plan, with steps still to go: plans again from the mean
@@ -754,23 +766,13 @@ impl Trainer {
         if self.position.step <= plan.planned_at || self.position.step >= self.total_steps() {
             return Ok(None);
         }
-        let (monitor_s, final_s) = match (monitor_s, plan.monitor_s, plan.final_s) {
+        let costs = match (monitor_s, plan.monitor_s, plan.final_s) {
             (Some(seconds), ..) => costs_from_monitor(seconds, self.config.eval.r#final),
             (None, Some(monitor_s), Some(final_s)) => (monitor_s, final_s),
             (None, ..) => return Ok(None),
         };
-        let per_epoch = self.batches.per_epoch() as u64;
-        let mut revised = plan_steps(BudgetInputs {
-            budget_s: plan.budget_s,
-            elapsed_s: self.position.elapsed_s,
-            done: self.position.step,
-            step_s: self.position.elapsed_s / self.position.step.max(1) as f64,
-            monitor_s,
-            final_s,
-            per_epoch,
-            monitor_every: self.config.eval.every_epochs as u64,
-            most: per_epoch * self.config.run.epochs as u64,
-        });
+        let mean_step_s = self.position.elapsed_s / self.position.step.max(1) as f64;
+        let mut revised = plan_steps(self.budget_inputs(plan.budget_s, mean_step_s, costs));
         revised.planned_at = plan.planned_at;
         revised.revised_at = Some(self.position.step);
         self.adopt_plan(revised).map(Some)
