@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
-use contrastive_augment::{Compose, Image, Transform, presets, view_grid};
-use contrastive_data::{Dataset, Split, fashion_mnist, hwc_from_image, image_from_hwc};
+use anyhow::{Result, bail};
+use contrastive_augment::{Compose, Image, Transform, presets, view_rows};
+use contrastive_data::{Dataset, Split, fashion_mnist, hwc_from_image};
+use contrastive_draw::view_grid;
 
 /// Writes `out`: one row per source image (the first `rows` of Fashion-MNIST's test set, or
 /// the given picture), the source first, then `views` views by `preset`.
@@ -52,11 +53,8 @@ pub fn run(
                 .collect::<Result<_, _>>()?
         }
     };
-    let grid = view_grid(&sources, &transforms, views, 0)?;
     let rows_n = sources.len();
-    image_from_hwc(grid.view())?
-        .save(out)
-        .with_context(|| format!("writing {}", out.display()))?;
+    view_grid(out, &view_rows(&sources, &transforms, views, 0)?)?;
     println!(
         "preview: wrote {} ({rows_n} images x {views} views, preset {preset})",
         out.display()

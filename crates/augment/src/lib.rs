@@ -19,7 +19,8 @@
 //!   normalised float tensor, NCHW or channels-last; [`Prefetcher`] prepares the next batches
 //!   while the model trains.
 //!
-//! - [`view_grid`]: a picture of images and their views side by side.
+//! - [`view_rows`]: images beside their views, for a picture of what a recipe does
+//!   (`contrastive_draw::view_grid` draws it).
 //! - Plans: a transform draws its parameters into deterministic [`Step`]s
 //!   ([`Transform::plan`]); `apply_plans` (feature `tensor`) runs the plans of a whole batch as
 //!   tensor operations on its device (a GPU where there is one), giving the CPU's views.
@@ -45,9 +46,9 @@ mod color;
 mod error;
 mod float;
 mod geometry;
-mod grid;
 mod pipeline;
 pub mod presets;
+mod preview;
 mod simd;
 mod steps;
 mod transforms;
@@ -66,8 +67,8 @@ pub use crate::geometry::{
     Interpolation, Sampling, affine, affine_with, center_crop, crop, hflip, resize, resize_with,
     resized_crop, resized_crop_with, rotate, rotate_with, vflip,
 };
-pub use crate::grid::view_grid;
 pub use crate::pipeline::MultiViewPipeline;
+pub use crate::preview::view_rows;
 pub use crate::steps::{Dims, Step, apply_plan};
 pub use crate::transforms::{
     ColorJitter, Compose, GaussianBlur, OneOf, RandomAffine, RandomApply, RandomGrayscale,

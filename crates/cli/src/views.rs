@@ -3,8 +3,9 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use contrastive_augment::view_grid;
-use contrastive_data::{Channels, Resize, conform, image_from_hwc, read_image};
+use contrastive_augment::view_rows;
+use contrastive_data::{Channels, Resize, conform, read_image};
+use contrastive_draw::view_grid;
 use contrastive_trainer::{TrainConfig, load_data, view_transforms};
 use std::path::PathBuf;
 
@@ -58,10 +59,8 @@ pub fn run(args: ViewsArgs) -> Result<()> {
         }
     };
     let transforms = view_transforms(&config.data, &config.views, data.size, 2)?;
-    let grid = view_grid(&sources, &transforms, args.views, args.seed)?;
-    image_from_hwc(grid.view())?
-        .save(&args.out)
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    let rows = view_rows(&sources, &transforms, args.views, args.seed)?;
+    view_grid(&args.out, &rows)?;
     println!(
         "views: wrote {} ({} images x {} views)",
         args.out.display(),

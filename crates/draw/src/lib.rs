@@ -1,7 +1,8 @@
 //! `contrastive-draw`: the project's pictures, without tensors or libtorch. Charts
 //! ([`line_chart`], [`scatter`] with a legend, [`factor_chart`] of ratios either side of 1)
 //! and image sheets ([`contact_sheet`] of a query and its neighbours, [`cluster_grid`] of
-//! each cluster's members), written as PNG. Text needs a font: `$CONTRASTIVE_FONT`, or
+//! each cluster's members, [`view_grid`] of images beside their augmented views), written as
+//! PNG. Text needs a font: `$CONTRASTIVE_FONT`, or
 //! DejaVu Sans or Liberation Sans where the system has them (Debian: `fonts-dejavu-core`);
 //! without one the pictures are drawn without text.
 //!
@@ -23,7 +24,7 @@ mod sheets;
 use std::path::PathBuf;
 
 pub use crate::charts::{CHART_SIZE, PALETTE, Series, factor_chart, line_chart, scatter};
-pub use crate::sheets::{Tile, cluster_grid, contact_sheet};
+pub use crate::sheets::{Tile, cluster_grid, contact_sheet, view_grid};
 
 /// An image, `[height, width, channels]` of bytes (1 gray, 3 RGB), as the other crates
 /// hold them.

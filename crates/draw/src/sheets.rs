@@ -15,16 +15,22 @@ const GAP: u32 = 10;
 const LABEL: u32 = 36;
 const PER_ROW: u32 = 9;
 
-/// An RGB copy of `image` (gray replicated, alpha dropped) scaled to `TILE` pixels on its
-/// longer side (nearest neighbour, so small images stay sharp).
-fn tile(image: &Image) -> RgbImage {
+/// An RGB copy of `image`: gray (with or without alpha) on every channel, colour as it is,
+/// alpha dropped.
+fn rgb(image: &Image) -> RgbImage {
     let (h, w, c) = image.dim();
-    let rgb = RgbImage::from_fn(w as u32, h as u32, |x, y| {
+    RgbImage::from_fn(w as u32, h as u32, |x, y| {
         let (x, y) = (x as usize, y as usize);
-        // Gray (with or without alpha) on every channel; colour as it is, alpha dropped.
         let channel = |k: usize| image[[y, x, if c < 3 { 0 } else { k }]];
         Rgb([channel(0), channel(1), channel(2)])
-    });
+    })
+}
+
+/// An RGB copy of `image` scaled to `TILE` pixels on its longer side (nearest neighbour, so
+/// small images stay sharp).
+fn tile(image: &Image) -> RgbImage {
+    let (h, w, _) = image.dim();
+    let rgb = rgb(image);
     let scale = f64::from(TILE) / w.max(h) as f64;
     let (tw, th) = (
         ((w as f64 * scale).round() as u32).max(1),
@@ -152,6 +158,33 @@ pub fn cluster_grid(path: &Path, rows: &[(Vec<Image>, usize)]) -> Result<()> {
     save(&grid, path)
 }
 
+/// Writes a grid of pictures to `path`, `rows[r]` left to right in row `r` (the view
+/// previews: an image, then its views). Every picture is scaled (nearest neighbour) to fill
+/// a square cell as wide as the largest picture's longer side and at least `TILE` pixels,
+/// cells `VIEW_GAP` pixels apart on white; gray and colour pictures may share a grid.
+pub fn view_grid(path: &Path, rows: &[Vec<Image>]) -> Result<()> {
+    const VIEW_GAP: u32 = 4;
+    let side = |p: &Image| p.dim().0.max(p.dim().1) as u32;
+    let cell = rows.iter().flatten().map(side).fold(TILE, u32::max);
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0) as u32;
+    let mut grid = RgbImage::from_pixel(
+        columns * (cell + VIEW_GAP) + VIEW_GAP,
+        rows.len() as u32 * (cell + VIEW_GAP) + VIEW_GAP,
+        Rgb([255, 255, 255]),
+    );
+    for (r, row) in rows.iter().enumerate() {
+        for (c, picture) in row.iter().enumerate() {
+            let scaled = imageops::resize(&rgb(picture), cell, cell, imageops::FilterType::Nearest);
+            let (x, y) = (
+                VIEW_GAP + c as u32 * (cell + VIEW_GAP),
+                VIEW_GAP + r as u32 * (cell + VIEW_GAP),
+            );
+            imageops::overlay(&mut grid, &scaled, i64::from(x), i64::from(y));
+        }
+    }
+    save(&grid, path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +221,42 @@ mod tests {
             .filter(|(x, y, p)| caption_rows.contains(y) && *x < TILE && p.0[0] < 200)
             .count();
         assert!(grey > 20, "the query's caption is drawn ({grey} pixels)");
+    }
+
+    #[test]
+    fn a_view_grid_scales_each_picture_into_its_cell() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("views.png");
+        let colour = Image::from_shape_fn((12, 12, 3), |(y, x, c)| (y * 20 + x + c * 7) as u8);
+        let gray = Image::from_shape_fn((12, 12, 1), |(y, x, _)| (x * 20 + y) as u8);
+        // Two rows, the second one picture short.
+        view_grid(
+            &path,
+            &[vec![colour.clone(), gray.clone()], vec![gray.clone()]],
+        )
+        .unwrap();
+        let grid = image::open(&path).unwrap().to_rgb8();
+        let (cell, gap) = (TILE, 4);
+        assert_eq!(
+            grid.dimensions(),
+            (2 * (cell + gap) + gap, 2 * (cell + gap) + gap)
+        );
+        for (y, x) in [(0, 0), (50, 17), (95, 95)] {
+            // 12 pixels scaled 8x: cell pixel (y, x) shows source pixel (y / 8, x / 8).
+            let (sy, sx) = ((y * 12 / cell) as usize, (x * 12 / cell) as usize);
+            let first = grid.get_pixel(gap + x, gap + y).0;
+            assert_eq!(first, [0, 1, 2].map(|c| colour[[sy, sx, c]]));
+            let second = grid.get_pixel(2 * gap + cell + x, gap + y).0;
+            assert_eq!(second, [gray[[sy, sx, 0]]; 3]);
+            let below = grid.get_pixel(gap + x, 2 * gap + cell + y).0;
+            assert_eq!(below, [gray[[sy, sx, 0]]; 3]);
+        }
+        // The missing picture's cell and the gaps stay white.
+        assert_eq!(
+            grid.get_pixel(2 * gap + cell + 10, 2 * gap + cell + 10).0,
+            [255; 3]
+        );
+        assert_eq!(grid.get_pixel(gap + cell + 1, 50).0, [255; 3]);
     }
 
     #[test]
