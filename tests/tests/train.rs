@@ -291,7 +291,8 @@ fn stopping_and_resuming_gives_the_same_parameters() {
     let data = shapes(&dir.path().join("data"));
     // MoCo has the most state (key encoder, queue; symmetric: both views' keys queued);
     // triplet uses the P x K sampler; BYOL keeps a target network on a cosine momentum
-    // schedule and a predictor, SimSiam a predictor, NNCLR a predictor and a support set.
+    // schedule and a predictor, SimSiam a predictor, NNCLR a predictor and a support set;
+    // Barlow Twins, VICReg and hypersphere keep nothing but the model and the optimiser.
     for name in [
         "moco-v2",
         "moco-v2-symmetric",
@@ -299,6 +300,9 @@ fn stopping_and_resuming_gives_the_same_parameters() {
         "byol",
         "simsiam",
         "nnclr",
+        "barlow-twins",
+        "vicreg",
+        "hypersphere",
     ] {
         let method = method_lines(name);
         let whole = dir.path().join(format!("{name}-whole"));
@@ -373,6 +377,10 @@ fn numerics_of(config: &TrainConfig, after: u64, resume: bool) -> (Option<String
         .into_iter()
         .find(|n| n.starts_with("numerics: "));
     let recorded = TrainConfig::load(&config.run.out.join("config.toml"), &[]).unwrap();
+    // The normalisation the data was given is recorded too (measured from these gray
+    // images).
+    let (mean, std) = (recorded.data.mean.unwrap(), recorded.data.std.unwrap());
+    assert!(mean.len() == 1 && std[0] > 0.0, "{mean:?} {std:?}");
     let layout = if recorded.run.channels_last == "on" {
         "channels-last"
     } else {

@@ -125,7 +125,8 @@ pub struct DataConfig {
     /// the same parameters; pays on a GPU). `device` needs images of one size.
     #[serde(default = "default_augment_on")]
     pub augment_on: String,
-    /// Per-channel mean for normalisation (default: the dataset's).
+    /// Per-channel mean for normalisation (default: the dataset's, or measured from a
+    /// folder's images; the run directory's config.toml records the values used).
     #[serde(default)]
     pub mean: Option<Vec<f32>>,
     /// Per-channel standard deviation (default: the dataset's).
@@ -354,11 +355,11 @@ impl Default for ModelSection {
 impl Default for EvalConfig {
     fn default() -> Self {
         Self {
-            every_epochs: 1,
+            every_epochs: one(),
             knn_k: default_knn_k(),
             knn_temperature: default_knn_t(),
             linear_probe_epochs: default_probe_epochs(),
-            r#final: true,
+            r#final: yes(),
         }
     }
 }
@@ -477,6 +478,21 @@ fn choice(field: &'static str, value: &str, allowed: &[&str]) -> Result<()> {
     }
 }
 
+/// Checks that `run.device` names a device (whether this machine has it is known only when
+/// the run starts).
+fn device_spec(device: &str) -> Result<()> {
+    let spec = device.trim().to_ascii_lowercase();
+    let gpu_index = spec.strip_prefix("cuda:").map(str::parse::<usize>);
+    if ["auto", "cpu", "cuda", "mps"].contains(&spec.as_str()) || matches!(gpu_index, Some(Ok(_))) {
+        Ok(())
+    } else {
+        Err(invalid(
+            "run.device",
+            format!("{device:?} is not one of auto, cpu, cuda, cuda:N, mps"),
+        ))
+    }
+}
+
 impl TrainConfig {
     /// Parses TOML text and checks every value. Unknown keys are errors.
     pub fn from_toml(text: &str) -> Result<Self> {
@@ -548,6 +564,7 @@ impl TrainConfig {
         if crate::budget::parse_duration("run.dist_timeout", &run.dist_timeout)? > 86_400.0 {
             return Err(invalid("run.dist_timeout", "is longer than a day"));
         }
+        device_spec(&run.device)?;
         // More than any machine has cores (100000 made rayon panic, then crash).
         in_range("run.threads", run.threads as f64, 0.0, MAX_THREADS)?;
         choice(
@@ -838,6 +855,16 @@ mod tests {
                 "[method]",
                 "[model]\nhead_out = 0\n[method]",
                 "model.head_out",
+            ),
+            (
+                "epochs = 2",
+                "epochs = 2\ndevice = \"gpu\"",
+                "run.device: \"gpu\" is not one of auto, cpu, cuda, cuda:N, mps",
+            ),
+            (
+                "epochs = 2",
+                "epochs = 2\ndevice = \"cuda:x\"",
+                "run.device",
             ),
         ];
         for (from, to, field) in cases {

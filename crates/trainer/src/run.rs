@@ -257,6 +257,10 @@ impl Trainer {
         )?;
 
         let data = data::load(&config.data)?;
+        // The run directory's config.toml records the normalisation the data was given
+        // (a folder's is measured from its images), so a later use of the run sees the same.
+        config.data.mean = Some(data.mean.clone());
+        config.data.std = Some(data.std.clone());
         let batch_size = config.data.batch_size;
         if data.train.images.len() < batch_size {
             return Err(invalid(
@@ -328,7 +332,7 @@ impl Trainer {
                 let index = data.train.video.as_ref().ok_or_else(|| {
                     invalid(
                         "method.name",
-                        "temporal learns from video; the data has none",
+                        "this method samples frames of videos; the data has none",
                     )
                 })?;
                 let sampler = TemporalSampler::new(
