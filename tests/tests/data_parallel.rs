@@ -28,7 +28,7 @@ const UNSHUFFLED: &str = "CONTRASTIVE_DP_UNSHUFFLED";
 const WATCHDOG: Duration = Duration::from_secs(300);
 /// Steps each run takes.
 const STEPS: usize = 4;
-const METHODS: [(&str, &str); 11] = [
+const METHODS: [(&str, &str); 12] = [
     ("simclr", "name = \"simclr\"\ntemperature = 0.5"),
     ("supcon", "name = \"supcon\"\ntemperature = 0.5"),
     (
@@ -50,6 +50,7 @@ const METHODS: [(&str, &str); 11] = [
     // Without negatives: statistics over the global batch, a target network, a predictor,
     // a support set queued with every rank's embeddings.
     ("byol", "name = \"byol\"\nmomentum = 0.9"),
+    ("simsiam", "name = \"simsiam\""),
     ("barlow-twins", "name = \"barlow-twins\""),
     // VICReg's weights scaled by 1/25 (its default 25, 25, 1 with lr 0.01 amplifies
     // rounding past what the test can tell from an error within 4 steps).
