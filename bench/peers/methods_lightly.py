@@ -4,12 +4,16 @@ Fashion-MNIST with the small CNN, for the same wall time as `contrastive train -
 configs/fmnist-<method>.toml` (its `run.time_budget`), then evaluated as the trainer does.
 
     python bench/peers/methods_lightly.py --method byol --lr 0.5 --budget-s 720
-    python bench/peers/methods_lightly.py --method barlow-twins --optimizer lars --lr 0.3
+    python bench/peers/methods_lightly.py --method barlow-twins --optimizer lars --lr 0.3 \
+        --min-scale 0.2
+    python bench/peers/methods_lightly.py --method simsiam --lr 0.2 --batch-size 128 \
+        --min-scale 0.2
 
 The network, views and optimiser are the configs' own: the small CNN, SimCLR's views at
 28 pixels with blur (`simclr-blur`: lightly's SimCLRTransform, strength 1), a head of
 Linear-BatchNorm-ReLU-Linear 128-256-128 (MoCo's without the BatchNorm), predictors of
-Linear-BatchNorm-ReLU-Linear 128-256-128, batch 256, SGD momentum 0.9, weight decay 5e-4
+Linear-BatchNorm-ReLU-Linear 128-256-128, batch 256 (`--batch-size`), crops of 8-100 % of
+the image (`--min-scale`), SGD momentum 0.9, weight decay 5e-4
 (or, with `--optimizer lars`, lightly's LARS with trust coefficient `--trust`, batch-norm
 parameters and biases left out of decay and scaling, as the Barlow Twins and VICReg configs
 set it), a cosine learning rate over the planned steps, bf16 autocast for the networks (the losses in
@@ -58,7 +62,7 @@ from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
 from w1_lightly import MEAN, STD, Views, embed, knn_top1, read_idx, small_cnn
 
-BATCH, HIDDEN, OUT, FEATURES = 256, 256, 128, 128
+HIDDEN, OUT, FEATURES = 256, 128, 128
 
 
 def bf16(module, x):
@@ -218,6 +222,10 @@ def main():
     parser.add_argument("--mu", type=float, default=25.0)
     parser.add_argument("--nu", type=float, default=1.0)
     parser.add_argument("--alpha", type=float, default=2.0)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--min-scale", type=float, default=0.08,
+                        help="the smallest crop, a share of the image (a config's "
+                             "`views.crop_scale` lower bound)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.temperature is None:  # the configs' values: the kernel's t for hypersphere
@@ -230,10 +238,10 @@ def main():
 
     images = read_idx(f"{args.data}/train-images-idx3-ubyte.gz")
     transform = SimCLRTransform(
-        input_size=28, cj_strength=1.0, min_scale=0.08, gaussian_blur=0.5,
+        input_size=28, cj_strength=1.0, min_scale=args.min_scale, gaussian_blur=0.5,
         random_gray_scale=0.2, normalize={"mean": [MEAN], "std": [STD]},
     )
-    loader = DataLoader(Views(images, transform), batch_size=BATCH, shuffle=True,
+    loader = DataLoader(Views(images, transform), batch_size=args.batch_size, shuffle=True,
                         drop_last=True, num_workers=1, persistent_workers=True,
                         prefetch_factor=4)
     method = Method(args.method, args).to(memory_format=torch.channels_last)
@@ -267,7 +275,7 @@ def main():
             losses.append(loss.item())
             if step == 20:  # the trainer's planning point
                 step_s = (time.perf_counter() - timed_from) / 20
-                plan["views_per_s"] = 2 * BATCH / step_s
+                plan["views_per_s"] = 2 * args.batch_size / step_s
                 left = args.budget_s - args.reserve_s - (time.perf_counter() - started)
                 plan["total"] = min(total, step + max(int(left / step_s), 0))
             if step >= plan["total"]:
@@ -276,7 +284,9 @@ def main():
     result = {"peer": "lightly", "method": args.method, "optimizer": args.optimizer,
               "lr": args.lr, "steps": step,
               "epochs": round(step / len(loader), 2), "train_s": round(trained_s, 1),
-              "views_per_s": round(step * 2 * BATCH / (time.perf_counter() - timed_from), 1),
+              "batch_size": args.batch_size, "min_scale": args.min_scale,
+              "views_per_s": round(step * 2 * args.batch_size
+                                   / (time.perf_counter() - timed_from), 1),
               "first_20_views_per_s": round(plan["views_per_s"], 1),
               "last_loss": float(np.mean(losses[-20:]))}
     result.update(evaluate(method.backbone, args.data, args.seed))
