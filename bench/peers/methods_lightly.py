@@ -3,11 +3,12 @@ one self-supervised method trained with lightly's own heads, losses and transfor
 Fashion-MNIST with the small CNN, for the same wall time as `contrastive train --config
 configs/fmnist-<method>.toml` (its `run.time_budget`), then evaluated as the trainer does.
 
-    python bench/peers/methods_lightly.py --method byol --lr 0.5 --budget-s 720
+    python bench/peers/methods_lightly.py --method byol --lr 0.5 --momentum 0.98 \
+        --min-scale 0.2 --budget-s 720
     python bench/peers/methods_lightly.py --method barlow-twins --optimizer lars --lr 0.3 \
         --min-scale 0.2
     python bench/peers/methods_lightly.py --method simsiam --lr 0.2 --batch-size 128 \
-        --min-scale 0.2
+        --min-scale 0.3
 
 The network, views and optimiser are the configs' own: the small CNN, SimCLR's views at
 28 pixels with blur (`simclr-blur`: lightly's SimCLRTransform, strength 1), a head of

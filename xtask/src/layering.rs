@@ -3,7 +3,7 @@
 //! workspace crates points to a lower layer of [`LAYERS`]; and the crates of
 //! [`WITHOUT_LIBTORCH`] cannot reach libtorch through any dependency their features turn
 //! on. [`LAYERS`] is the one place the allowed edges are written (docs/architecture.md
-//! draws them). Dev-dependencies are left out of the layers (a test may use any crate) but
+//! lists them). Dev-dependencies are left out of the layers (a test may use any crate) but
 //! not of the tch rule.
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::{Image, MultiViewPipeline, Result, Transform, resize};
 
-/// One row per image of `sources`: the image itself (resized to its views' side), then
+/// One row per image of `sources`: the image itself (resized to its first view's side), then
 /// `columns` views of it, view `v` by `transforms[v % transforms.len()]` (so a recipe's
 /// different views take turns), drawn from `seed`.
 ///

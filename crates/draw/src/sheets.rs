@@ -160,8 +160,8 @@ pub fn cluster_grid(path: &Path, rows: &[(Vec<Image>, usize)]) -> Result<()> {
 
 /// Writes a grid of pictures to `path`, `rows[r]` left to right in row `r` (the view
 /// previews: an image, then its views). Every picture is scaled (nearest neighbour) to fill
-/// a square cell as wide as the largest picture's longer side and at least `TILE` pixels,
-/// cells `VIEW_GAP` pixels apart on white; gray and colour pictures may share a grid.
+/// a square cell as wide as the largest picture's longer side and at least 96 pixels, cells
+/// 4 pixels apart on white, written as RGB; gray and colour pictures may share a grid.
 pub fn view_grid(path: &Path, rows: &[Vec<Image>]) -> Result<()> {
     const VIEW_GAP: u32 = 4;
     let side = |p: &Image| p.dim().0.max(p.dim().1) as u32;

@@ -45,7 +45,8 @@ pub struct RunConfig {
     /// Seed of everything random: initialisation, batch order, augmentations.
     #[serde(default)]
     pub seed: u64,
-    /// `auto`, `cpu`, `cuda`, `cuda:N`.
+    /// `auto`, `cpu`, `cuda`, `cuda:N`, `mps` (checked when the config loads; whether the
+    /// machine has it, when the run starts).
     #[serde(default = "auto")]
     pub device: String,
     /// `auto` (the fastest of fp32 and bf16, measured on the run's own model; see
@@ -125,11 +126,12 @@ pub struct DataConfig {
     /// the same parameters; pays on a GPU). `device` needs images of one size.
     #[serde(default = "default_augment_on")]
     pub augment_on: String,
-    /// Per-channel mean for normalisation (default: the dataset's, or measured from a
-    /// folder's images; the run directory's config.toml records the values used).
+    /// Per-channel mean for normalisation (default: the dataset's published values, or
+    /// measured from a folder's or video's images; the run directory's config.toml records
+    /// the values used).
     #[serde(default)]
     pub mean: Option<Vec<f32>>,
-    /// Per-channel standard deviation (default: the dataset's).
+    /// Per-channel standard deviation (defaulted and recorded as `mean`).
     #[serde(default)]
     pub std: Option<Vec<f32>>,
     /// Folder datasets: the channels every image is brought to, 1 (gray) or 3 (colour).

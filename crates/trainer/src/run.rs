@@ -332,7 +332,10 @@ impl Trainer {
                 let index = data.train.video.as_ref().ok_or_else(|| {
                     invalid(
                         "method.name",
-                        "this method samples frames of videos; the data has none",
+                        format!(
+                            "{} samples frames of videos; the data has none",
+                            config.method.name()
+                        ),
                     )
                 })?;
                 let sampler = TemporalSampler::new(
